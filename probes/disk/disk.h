@@ -1,0 +1,7 @@
+#pragma once
+
+#include "dozor/probes/registry.h"
+
+namespace dozor::probes::disk {
+ProbeType probe_type();
+}

@@ -1,0 +1,7 @@
+#pragma once
+
+#include "dozor/probes/registry.h"
+
+namespace dozor::probes::http {
+ProbeType probe_type();
+}

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dozor::protocol {
+
+/// Probe outcome in the monitoring-plugins convention; the numeric value is what /metrics shows.
+enum class Status : int { ok = 0, warning = 1, critical = 2, unknown = 3 };
+
+std::string_view to_string(Status s);
+std::optional<Status> parse_status(std::string_view word);
+/// The worse of two statuses (critical > warning > unknown > ok), as a site operator ranks them.
+Status worst(Status a, Status b);
+
+struct Metric {
+  std::string name;  // e.g. "connect_seconds"; base units, as Prometheus names them
+  double value = 0;
+  std::string unit;  // e.g. "s", "bytes", "%"; free text, shown as-is
+  bool operator==(const Metric&) const = default;
+};
+
+/// One run of one probe.
+struct Result {
+  std::uint64_t seq = 0;   // per agent, from 1, +1 per result; 0 until the agent assigns it
+  std::string probe;       // the probe's configured name
+  std::string type;        // tcp, http, disk, ...
+  double ts = 0;           // unix seconds when the probe started
+  double duration = 0;     // seconds the probe took
+  Status status = Status::unknown;
+  std::string summary;     // one line for a human
+  std::vector<Metric> metrics;
+  std::map<std::string, std::string> labels;
+  bool operator==(const Result&) const = default;
+};
+
+/// Who sent a report. The collector takes the agent's id from its certificate, never from here.
+struct AgentInfo {
+  std::string version;
+  std::string hostname;
+  std::string site;
+  double started_at = 0;   // unix seconds
+  double heartbeat = 5;    // seconds between reports when there is nothing to send
+  bool operator==(const AgentInfo&) const = default;
+};
+
+/// POST /v1/report body.
+struct Report {
+  AgentInfo agent;
+  std::vector<Result> results;
+  std::uint64_t dropped = 0;  // results the agent's spool had to drop since its last report
+  bool operator==(const Report&) const = default;
+};
+
+/// 200 answer to a report: every result up to acked_seq is stored.
+struct Ack {
+  std::uint64_t acked_seq = 0;
+  bool operator==(const Ack&) const = default;
+};
+
+}  // namespace dozor::protocol
