@@ -1,0 +1,39 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dozor/probes/registry.h"
+#include "dozor/protocol/options.h"
+
+namespace dozor::agent {
+
+/// Where and how the agent reports: the collector's URL and the agent's TLS identity.
+struct CollectorLink {
+  std::string url;
+  std::string host;
+  std::string port;
+  std::string path_prefix;  // from the URL, before /v1/report
+  std::string ca, cert, key;
+  bool operator==(const CollectorLink&) const = default;
+};
+
+/// agent.yaml, validated. Relative paths are resolved against the config file's folder.
+struct AgentConfig {
+  std::string site;
+  std::chrono::milliseconds heartbeat{5000};
+  CollectorLink collector;
+  std::vector<probes::ProbeSpec> probes;
+  std::string log_level = "info";
+};
+
+/// Reads and validates an agent config; every problem goes to `errors` (file, line, key).
+std::optional<AgentConfig> load_agent_config(const std::string& file,
+                                             std::vector<ConfigError>& errors);
+
+/// Splits "https://host:port/prefix"; false with a message when it is not an https URL.
+bool parse_collector_url(const std::string& url, CollectorLink& out, std::string& message);
+
+}  // namespace dozor::agent

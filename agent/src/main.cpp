@@ -1,0 +1,195 @@
+// dozor-agent: probes a client site's software and equipment and reports to the collector.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "dozor/agent/config.h"
+#include "dozor/agent/outbox.h"
+#include "dozor/agent/scheduler.h"
+#include "dozor/agent/uplink.h"
+#include "dozor/protocol/codec.h"
+#include "dozor/protocol/version.h"
+
+namespace {
+
+using namespace dozor;
+namespace asio = boost::asio;
+
+std::optional<agent::AgentConfig> load(const std::string& path) {
+  std::vector<ConfigError> errors;
+  auto config = agent::load_agent_config(path, errors);
+  for (const auto& e : errors) std::cerr << "config error: " << e.to_string() << "\n";
+  return config;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::string format_value(double v) {
+  char buf[64];
+  if (v == std::floor(v) && std::fabs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.0f", v);  // byte counts read better whole
+  else
+    std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+void print_table(const std::vector<protocol::Result>& results) {
+  std::size_t wname = 5, wtype = 4;
+  for (const auto& r : results) {
+    wname = std::max(wname, r.probe.size());
+    wtype = std::max(wtype, r.type.size());
+  }
+  std::printf("%-*s  %-*s  %-8s  %8s  %s\n", int(wname), "PROBE", int(wtype), "TYPE", "STATUS",
+              "TIME", "SUMMARY");
+  for (const auto& r : results) {
+    std::printf("%-*s  %-*s  %-8s  %7.3fs  %s\n", int(wname), r.probe.c_str(), int(wtype),
+                r.type.c_str(), std::string(protocol::to_string(r.status)).c_str(), r.duration,
+                r.summary.c_str());
+    std::string metrics;
+    for (const auto& m : r.metrics) {
+      metrics += (metrics.empty() ? "" : "  ") + m.name + "=" + format_value(m.value);
+      if (!m.unit.empty()) metrics += " " + m.unit;
+    }
+    if (!metrics.empty()) std::printf("%-*s  %s\n", int(wname + wtype + 2), "", metrics.c_str());
+  }
+}
+
+// --once: every probe once, concurrently, printed in config order; like `telegraf --test`.
+int run_once(const agent::AgentConfig& config, const std::string& format) {
+  asio::io_context io(1);
+  asio::thread_pool blocking(2);
+  std::vector<protocol::Result> results(config.probes.size());
+  for (std::size_t i = 0; i < config.probes.size(); ++i) {
+    asio::co_spawn(
+        io,
+        [&, i]() -> asio::awaitable<void> {
+          results[i] = co_await agent::run_probe(config.probes[i], io.get_executor(), blocking);
+        },
+        asio::detached);
+  }
+  io.run();
+  blocking.join();
+  if (format == "json")
+    std::cout << protocol::encode_results(results, true) << "\n";
+  else
+    print_table(results);
+  int could_not_run = 0;
+  for (const auto& r : results) could_not_run += r.status == protocol::Status::unknown;
+  return could_not_run == 0 ? 0 : 1;
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dozor-agent: probes a client site's business software and equipment and reports the\n"
+      "results to the dozor collector over mutual TLS."};
+  std::string config_path = "/etc/dozor/agent.yaml";
+  bool once = false, check_only = false;
+  std::string format = "table";
+  app.add_option("-c,--config", config_path, "agent configuration (YAML)")->capture_default_str();
+  app.add_flag("--once", once,
+               "run every probe once, print the results and exit (0: every probe ran)");
+  app.add_option("--format", format, "output of --once")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_flag("--check-config", check_only, "validate the configuration and exit (0 ok, 2 bad)");
+  app.set_version_flag("--version", std::string("dozor-agent ") + kVersion);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  auto logger = spdlog::stderr_logger_mt("dozor-agent");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+
+  auto config = load(config_path);
+  if (!config) return 2;
+  if (check_only) {
+    std::cout << config_path << ": configuration OK, " << config->probes.size() << " probes\n";
+    return 0;
+  }
+  if (once) return run_once(*config, format);
+  if (auto level = spdlog::level::from_str(config->log_level); level != spdlog::level::off)
+    spdlog::set_level(level);
+
+  asio::io_context io(1);
+  asio::thread_pool blocking(2);
+  agent::Outbox outbox;
+  protocol::AgentInfo info{kVersion, hostname(), config->site, unix_now(),
+                           std::chrono::duration<double>(config->heartbeat).count()};
+  std::unique_ptr<agent::Uplink> uplink;
+  try {
+    uplink = std::make_unique<agent::Uplink>(io, config->collector, info, outbox);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot load TLS material: {}", e.what());
+    return 1;
+  }
+  agent::Scheduler scheduler(io, blocking, [&](protocol::Result r) {
+    outbox.push(std::move(r));
+    uplink->notify();
+  });
+  scheduler.start(config->probes);
+  uplink->start();
+  spdlog::info("dozor-agent {} for site {}: {} probes, reporting to {}", kVersion, config->site,
+               config->probes.size(), config->collector.url);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+          spdlog::info("SIGHUP: reloading {}", config_path);
+          if (auto fresh = load(config_path)) {
+            try {
+              uplink->reconfigure(fresh->collector, fresh->heartbeat);
+              scheduler.start(fresh->probes);
+              config = std::move(fresh);
+              spdlog::info("reloaded: {} probes", config->probes.size());
+            } catch (const std::exception& e) {
+              spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+            }
+          } else {
+            spdlog::error("reload failed, keeping the running configuration");
+          }
+          signals.async_wait(on_signal);
+          return;
+        }
+        spdlog::info("{}: sending what is queued (up to 5 s), then exiting",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        scheduler.stop();
+        uplink->drain(std::chrono::seconds(5), [&] {
+          if (!outbox.empty()) spdlog::warn("exiting with {} results not delivered", outbox.size());
+          uplink->stop();
+          io.stop();
+        });
+      };
+  signals.async_wait(on_signal);
+  io.run();
+  blocking.join();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,273 @@
+#include "dozor/agent/uplink.h"
+
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <random>
+
+#include "dozor/protocol/codec.h"
+#include "dozor/protocol/version.h"
+
+namespace dozor::agent {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using asio::redirect_error;
+using asio::use_awaitable;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr milliseconds kMinBackoff{500};
+constexpr milliseconds kMaxBackoff{30'000};
+constexpr milliseconds kExchangeTimeout{30'000};
+constexpr std::size_t kMaxBatch = 1000;
+
+// Equal jitter: half the backoff fixed, half random, so that agents of a site that lost its link
+// together do not all knock at the same moment.
+milliseconds jittered(milliseconds backoff) {
+  static thread_local std::minstd_rand rng{std::random_device{}()};
+  const long half = backoff.count() / 2;
+  return milliseconds(half + std::uniform_int_distribution<long>(0, half)(rng));
+}
+
+bool is_ip_address(const std::string& host) {
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+}  // namespace
+
+ssl::context make_client_tls(const CollectorLink& link) {
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  ctx.load_verify_file(link.ca);
+  ctx.use_certificate_chain_file(link.cert);
+  ctx.use_private_key_file(link.key, ssl::context::pem);
+  ctx.set_verify_mode(ssl::verify_peer);
+  return ctx;
+}
+
+struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
+  using Stream = beast::ssl_stream<beast::tcp_stream>;
+
+  State(asio::io_context& io, CollectorLink l, protocol::AgentInfo i, Outbox& o)
+      : io(io),
+        link(std::move(l)),
+        info(std::move(i)),
+        outbox(o),
+        tls(std::make_shared<ssl::context>(make_client_tls(link))),
+        wake(io),
+        backoff_timer(io) {}
+
+  asio::io_context& io;
+  CollectorLink link;
+  protocol::AgentInfo info;
+  Outbox& outbox;
+  std::shared_ptr<ssl::context> tls;
+  asio::steady_timer wake;           // sleeps until the next heartbeat; notify() cuts it short
+  asio::steady_timer backoff_timer;
+  std::unique_ptr<Stream> stream;
+  bool stopping = false;
+  bool relink = false;
+  bool connected = false;
+  std::size_t batch_limit = kMaxBatch;
+  Clock::time_point last_sent{};
+  std::uint64_t failures_in_row = 0;
+  Stats stats;
+
+  milliseconds heartbeat() const {
+    return milliseconds(static_cast<long>(info.heartbeat * 1000));
+  }
+
+  asio::awaitable<void> run() {
+    auto self = shared_from_this();
+    milliseconds backoff = kMinBackoff;
+    while (!stopping) {
+      relink = false;
+      if (co_await connect()) {
+        backoff = kMinBackoff;
+        co_await exchange();
+      }
+      connected = false;
+      stream.reset();
+      if (stopping) break;
+      if (relink) continue;
+      backoff_timer.expires_after(jittered(backoff));
+      boost::system::error_code ec;
+      co_await backoff_timer.async_wait(redirect_error(use_awaitable, ec));
+      backoff = std::min(backoff * 2, kMaxBackoff);
+    }
+  }
+
+  void failed(const std::string& what) {
+    ++stats.failures;
+    // The first failure in a row is news; the retries that follow are not.
+    if (failures_in_row++ == 0)
+      spdlog::warn("collector {}: {}; retrying with backoff", link.url, what);
+    else
+      spdlog::debug("collector {}: {} (attempt {})", link.url, what, failures_in_row);
+  }
+
+  asio::awaitable<bool> connect() {
+    boost::system::error_code ec;
+    asio::ip::tcp::resolver resolver(io);
+    auto endpoints = co_await resolver.async_resolve(link.host, link.port,
+                                                     redirect_error(use_awaitable, ec));
+    if (ec) {
+      failed("cannot resolve " + link.host + ": " + ec.message());
+      co_return false;
+    }
+    auto context = tls;
+    stream = std::make_unique<Stream>(io, *context);
+    if (!is_ip_address(link.host))
+      SSL_set_tlsext_host_name(stream->native_handle(), link.host.c_str());
+    stream->set_verify_callback(ssl::host_name_verification(link.host));
+    auto& socket = beast::get_lowest_layer(*stream);
+    socket.expires_after(std::chrono::seconds(10));
+    co_await socket.async_connect(endpoints, redirect_error(use_awaitable, ec));
+    if (ec) {
+      failed("connect: " + ec.message());
+      co_return false;
+    }
+    co_await stream->async_handshake(ssl::stream_base::client, redirect_error(use_awaitable, ec));
+    if (ec) {
+      failed("TLS handshake: " + ec.message());
+      co_return false;
+    }
+    ++stats.connects;
+    connected = true;
+    if (failures_in_row > 0)
+      spdlog::info("collector {}: connected after {} failed attempts", link.url, failures_in_row);
+    else
+      spdlog::info("collector {}: connected", link.url);
+    failures_in_row = 0;
+    co_return true;
+  }
+
+  // Sends reports over the open connection until it fails, or a stop or relink.
+  asio::awaitable<void> exchange() {
+    beast::flat_buffer buffer;
+    auto& socket = beast::get_lowest_layer(*stream);
+    for (;;) {
+      if (stopping || relink) co_return;
+      const auto due = last_sent + heartbeat();
+      if (outbox.empty() && Clock::now() < due) {
+        wake.expires_at(due);
+        boost::system::error_code ec;
+        co_await wake.async_wait(redirect_error(use_awaitable, ec));
+        continue;
+      }
+      auto batch = outbox.peek(batch_limit);
+      const std::uint64_t dropped = outbox.take_dropped();
+      http::request<http::string_body> req{http::verb::post, link.path_prefix + "/v1/report", 11};
+      req.set(http::field::host, link.host);
+      req.set(http::field::user_agent, std::string("dozor-agent/") + kVersion);
+      req.set(http::field::content_type, "application/json");
+      req.keep_alive(true);
+      req.body() = protocol::encode(protocol::Report{info, batch, dropped});
+      req.prepare_payload();
+
+      boost::system::error_code ec;
+      http::response<http::string_body> res;
+      socket.expires_after(kExchangeTimeout);
+      co_await http::async_write(*stream, req, redirect_error(use_awaitable, ec));
+      if (!ec) co_await http::async_read(*stream, buffer, res, redirect_error(use_awaitable, ec));
+      if (ec) {
+        outbox.restore_dropped(dropped);
+        if (!stopping && !relink) failed("report: " + ec.message());
+        co_return;
+      }
+      last_sent = Clock::now();
+      ++stats.reports;
+
+      if (res.result() == http::status::ok) {
+        auto ack = protocol::decode_ack(res.body());
+        if (ack) {
+          outbox.ack(ack.value->acked_seq);
+        } else {
+          spdlog::error("collector {}: unreadable ack: {}", link.url, ack.error.to_string());
+        }
+      } else if (res.result() == http::status::payload_too_large && batch_limit > 1) {
+        outbox.restore_dropped(dropped);
+        batch_limit = std::max<std::size_t>(1, batch_limit / 2);
+        spdlog::warn("collector {}: report too large, batches now at most {} results", link.url,
+                     batch_limit);
+      } else if (res.result_int() >= 400 && res.result_int() < 500 && !batch.empty()) {
+        // Retrying a report the collector refuses would block every later result: drop it,
+        // and count it so the operator sees the loss.
+        spdlog::error("collector {}: refused results {}-{}: {} {}", link.url, batch.front().seq,
+                      batch.back().seq, res.result_int(), res.body());
+        outbox.ack(batch.back().seq);
+        outbox.restore_dropped(dropped + batch.size());
+      } else {
+        outbox.restore_dropped(dropped);
+        failed("report answered " + std::to_string(res.result_int()));
+        co_return;
+      }
+      if (!res.keep_alive()) co_return;
+    }
+  }
+};
+
+Uplink::Uplink(asio::io_context& io, CollectorLink link, protocol::AgentInfo info, Outbox& outbox)
+    : state_(std::make_shared<State>(io, std::move(link), std::move(info), outbox)) {}
+
+Uplink::~Uplink() { stop(); }
+
+void Uplink::start() { asio::co_spawn(state_->io, state_->run(), asio::detached); }
+
+void Uplink::notify() { state_->wake.cancel(); }
+
+void Uplink::stop() {
+  state_->stopping = true;
+  state_->wake.cancel();
+  state_->backoff_timer.cancel();
+  if (state_->stream) beast::get_lowest_layer(*state_->stream).cancel();
+}
+
+void Uplink::drain(std::chrono::milliseconds limit, std::function<void()> done) {
+  auto s = state_;
+  notify();
+  asio::co_spawn(
+      s->io,
+      [s, limit, done = std::move(done)]() -> asio::awaitable<void> {
+        asio::steady_timer timer(s->io);
+        const auto deadline = Clock::now() + limit;
+        while (!s->outbox.empty() && Clock::now() < deadline) {
+          timer.expires_after(milliseconds(20));
+          co_await timer.async_wait(use_awaitable);
+        }
+        done();
+      },
+      asio::detached);
+}
+
+void Uplink::reconfigure(const CollectorLink& link, std::chrono::milliseconds heartbeat) {
+  state_->info.heartbeat = std::chrono::duration<double>(heartbeat).count();
+  if (link == state_->link) return;
+  state_->tls = std::make_shared<ssl::context>(make_client_tls(link));
+  state_->link = link;
+  state_->relink = true;
+  state_->wake.cancel();
+  state_->backoff_timer.cancel();
+  if (state_->stream) beast::get_lowest_layer(*state_->stream).cancel();
+}
+
+bool Uplink::connected() const { return state_->connected; }
+const Uplink::Stats& Uplink::stats() const { return state_->stats; }
+
+}  // namespace dozor::agent

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace dozor::collector {
+
+/// The collector's Prometheus registry and the dozor_* families of DESIGN.md. Thread-safe as
+/// prometheus-cpp's metrics are; scrape() serialises the registry in text format 0.0.4.
+class Metrics {
+ public:
+  Metrics();
+
+  prometheus::Registry& registry() { return *registry_; }
+  std::string scrape() const;
+
+  /// A refused request or connection, by reason (bad_json, too_large, tls_handshake, ...).
+  void rejected(std::string_view reason);
+
+  prometheus::Family<prometheus::Gauge>& agent_up;
+  prometheus::Family<prometheus::Gauge>& agent_last_report;
+  prometheus::Family<prometheus::Counter>& agent_spool_dropped;
+  prometheus::Family<prometheus::Gauge>& probe_status;
+  prometheus::Family<prometheus::Gauge>& probe_value;
+  prometheus::Family<prometheus::Gauge>& probe_duration;
+  prometheus::Counter& ingest_results;
+  prometheus::Counter& ingest_duplicates;
+
+ private:
+  explicit Metrics(std::shared_ptr<prometheus::Registry> r);
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& ingest_rejected_;
+};
+
+}  // namespace dozor::collector

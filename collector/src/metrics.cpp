@@ -1,0 +1,51 @@
+#include "dozor/collector/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace dozor::collector {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+
+template <class Builder>
+auto& family(Builder b, prometheus::Registry& r, const char* name, const char* help) {
+  return b.Name(name).Help(help).Register(r);
+}
+
+}  // namespace
+
+Metrics::Metrics() : Metrics(std::make_shared<prometheus::Registry>()) {}
+
+Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
+    : agent_up(family(BuildGauge(), *r, "dozor_agent_up",
+                      "1 while the agent reports within 3 heartbeats, else 0")),
+      agent_last_report(family(BuildGauge(), *r, "dozor_agent_last_report_timestamp_seconds",
+                               "Unix time of the agent's last report")),
+      agent_spool_dropped(family(BuildCounter(), *r, "dozor_agent_spool_dropped_total",
+                                 "Results the agent's spool dropped before delivery")),
+      probe_status(family(BuildGauge(), *r, "dozor_probe_status",
+                          "Last status of a probe: 0 ok, 1 warning, 2 critical, 3 unknown")),
+      probe_value(family(BuildGauge(), *r, "dozor_probe_value",
+                         "Last value of each metric a probe returns")),
+      probe_duration(family(BuildGauge(), *r, "dozor_probe_duration_seconds",
+                            "How long the probe's last run took")),
+      ingest_results(family(BuildCounter(), *r, "dozor_ingest_results_total",
+                            "Results accepted from agents")
+                         .Add({})),
+      ingest_duplicates(family(BuildCounter(), *r, "dozor_ingest_duplicates_total",
+                               "Results ignored because they were already stored")
+                            .Add({})),
+      registry_(std::move(r)),
+      ingest_rejected_(family(BuildCounter(), *registry_, "dozor_ingest_rejected_total",
+                              "Requests and connections refused, by reason")) {}
+
+std::string Metrics::scrape() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void Metrics::rejected(std::string_view reason) {
+  ingest_rejected_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+}  // namespace dozor::collector

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dozor/protocol/options.h"
+
+namespace dozor::server {
+
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+};
+
+/// collector.yaml, validated. Relative paths are resolved against the config file's folder.
+struct ServerConfig {
+  Endpoint agents;  // mutual-TLS listener for agent reports
+  Endpoint http;    // plain HTTP: /metrics, /healthz, /api/v1
+  std::string tls_ca, tls_cert, tls_key;
+  std::uint64_t max_body = 4 << 20;
+  std::chrono::milliseconds read_timeout{10'000};   // whole request, once its first byte came
+  std::chrono::milliseconds idle_timeout{60'000};   // keep-alive connection with no request
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::size_t max_connections = 4096;
+  std::string log_level = "info";
+};
+
+/// Reads and validates a collector config; every problem goes to `errors` (file, line, key).
+std::optional<ServerConfig> load_server_config(const std::string& file,
+                                               std::vector<ConfigError>& errors);
+
+/// "host:port" or "[v6]:port"; nullopt with a message when malformed.
+std::optional<Endpoint> parse_endpoint(const std::string& text, std::string& message);
+
+}  // namespace dozor::server

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "dozor/collector/health.h"
+#include "dozor/collector/metrics.h"
+#include "dozor/server/config.h"
+
+namespace dozor::server {
+
+namespace asio = boost::asio;
+
+/// Builds the TLS context for the agent listener: our certificate, and agents' certificates
+/// required and verified against the configured CA. Throws on unreadable files.
+asio::ssl::context make_agent_tls(const ServerConfig& config);
+
+/// The network front of dozor-collector: the mutual-TLS listener for agent reports and the plain
+/// HTTP listener for /metrics, /healthz and /api/v1. Runs on one io_context; not thread-safe.
+class Server {
+ public:
+  using Clock = std::function<double()>;  // unix seconds
+
+  Server(asio::io_context& io, ServerConfig config, collector::Health& health,
+         collector::Metrics& metrics, Clock clock);
+  ~Server();
+
+  /// Binds both listeners (throws std::system_error when a port is taken) and starts accepting.
+  void start();
+  /// Stops accepting, lets requests in flight finish for up to `grace`, then closes the rest.
+  void stop(std::chrono::milliseconds grace);
+  /// New TLS material for new connections (SIGHUP); existing connections keep theirs.
+  void reload_tls(const ServerConfig& config);
+
+  asio::ip::tcp::endpoint agents_endpoint() const;
+  asio::ip::tcp::endpoint http_endpoint() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace dozor::server

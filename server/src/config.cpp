@@ -1,0 +1,125 @@
+#include "dozor/server/config.h"
+
+#include <algorithm>
+#include <filesystem>
+
+namespace dozor::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr OptionSpec kListen[] = {
+    {"agents", OptionKind::string, "127.0.0.1:7443", false, "mutual-TLS listener for agents"},
+    {"http", OptionKind::string, "127.0.0.1:9180", false, "/metrics, /healthz and the API"},
+};
+constexpr OptionSpec kTls[] = {
+    {"ca", OptionKind::string, "", true, "CA whose agent certificates are accepted"},
+    {"cert", OptionKind::string, "", true, "collector certificate (PEM)"},
+    {"key", OptionKind::string, "", true, "collector private key (PEM)"},
+};
+constexpr OptionSpec kLimits[] = {
+    {"max_body", OptionKind::size, "4MiB", false, "largest report body accepted"},
+    {"read_timeout", OptionKind::duration, "10s", false, "time allowed to send one request"},
+    {"idle_timeout", OptionKind::duration, "60s", false, "keep-alive connection without request"},
+    {"handshake_timeout", OptionKind::duration, "10s", false, "time allowed for the TLS handshake"},
+    {"max_connections", OptionKind::integer, "4096", false, "concurrent connections per listener"},
+};
+constexpr OptionSpec kLog[] = {
+    {"level", OptionKind::string, "info", false, "trace, debug, info, warn, error"},
+};
+
+struct Section {
+  std::string_view name;
+  std::span<const OptionSpec> specs;
+  bool required;
+};
+constexpr Section kSections[] = {
+    {"listen", kListen, false}, {"tls", kTls, true}, {"limits", kLimits, false}, {"log", kLog, false}};
+
+std::string resolve(const std::string& file, const std::string& path) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (fs::path(file).parent_path() / path).lexically_normal().string();
+}
+
+}  // namespace
+
+std::optional<Endpoint> parse_endpoint(const std::string& text, std::string& message) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size()) {
+    message = "expected host:port, got '" + text + "'";
+    return std::nullopt;
+  }
+  Endpoint ep;
+  ep.host = text.substr(0, colon);
+  if (ep.host.size() >= 2 && ep.host.front() == '[' && ep.host.back() == ']')
+    ep.host = ep.host.substr(1, ep.host.size() - 2);
+  if (ep.host.empty()) ep.host = "0.0.0.0";
+  try {
+    std::size_t pos = 0;
+    int port = std::stoi(text.substr(colon + 1), &pos);
+    if (pos != text.size() - colon - 1 || port < 0 || port > 65535) throw std::out_of_range("port");
+    ep.port = static_cast<std::uint16_t>(port);
+  } catch (...) {
+    message = "port must be 0-65535 in '" + text + "'";
+    return std::nullopt;
+  }
+  return ep;
+}
+
+std::optional<ServerConfig> load_server_config(const std::string& file,
+                                               std::vector<ConfigError>& errors) {
+  YAML::Node root;
+  if (!load_yaml_file(file, root, errors)) return std::nullopt;
+  const std::size_t errors_before = errors.size();
+
+  for (const auto& kv : root) {
+    bool known = false;
+    for (const auto& s : kSections) known = known || s.name == kv.first.Scalar();
+    if (!known)
+      errors.push_back({file, kv.first.Mark().line + 1, kv.first.Scalar(),
+                        "unknown section; known: listen, tls, limits, log"});
+  }
+  auto section = [&](const Section& s) {
+    YAML::Node n = root[std::string(s.name)];
+    if (!n && s.required)
+      errors.push_back({file, 1, std::string(s.name), "missing required section"});
+    return read_options(n ? n : YAML::Node(YAML::NodeType::Map), s.specs, file,
+                        std::string(s.name), errors);
+  };
+  Options listen = section(kSections[0]);
+  Options tls = section(kSections[1]);
+  Options limits = section(kSections[2]);
+  Options log = section(kSections[3]);
+
+  ServerConfig c;
+  std::string message;
+  for (auto [key, ep] : {std::pair{"agents", &c.agents}, std::pair{"http", &c.http}}) {
+    if (auto parsed = parse_endpoint(listen.string(key), message))
+      *ep = *parsed;
+    else
+      listen.error(key, message);
+  }
+  c.tls_ca = resolve(file, tls.string("ca"));
+  c.tls_cert = resolve(file, tls.string("cert"));
+  c.tls_key = resolve(file, tls.string("key"));
+  for (auto [key, path] : {std::pair{"ca", &c.tls_ca}, std::pair{"cert", &c.tls_cert},
+                           std::pair{"key", &c.tls_key}}) {
+    if (tls.has(key) && !fs::exists(*path)) tls.error(key, "no such file: " + *path);
+  }
+  c.max_body = limits.size("max_body");
+  c.read_timeout = limits.duration("read_timeout");
+  c.idle_timeout = limits.duration("idle_timeout");
+  c.handshake_timeout = limits.duration("handshake_timeout");
+  auto max_conn = limits.integer("max_connections");
+  if (max_conn < 1) limits.error("max_connections", "must be at least 1");
+  c.max_connections = static_cast<std::size_t>(std::max<std::int64_t>(1, max_conn));
+  c.log_level = log.string("level");
+  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) == std::end(kLevels))
+    log.error("level", "expected trace, debug, info, warn or error");
+
+  if (errors.size() != errors_before) return std::nullopt;
+  return c;
+}
+
+}  // namespace dozor::server

@@ -1,0 +1,108 @@
+// dozor-collector: receives agent reports over mutual TLS, keeps the health of every site and
+// serves it to Prometheus and the support team.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <csignal>
+#include <iostream>
+
+#include "dozor/protocol/version.h"
+#include "dozor/server/server.h"
+
+namespace {
+
+using namespace dozor;
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::optional<server::ServerConfig> load(const std::string& path) {
+  std::vector<ConfigError> errors;
+  auto config = server::load_server_config(path, errors);
+  for (const auto& e : errors) std::cerr << "config error: " << e.to_string() << "\n";
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dozor-collector: receives agent reports over mutual TLS, keeps the health of every site,\n"
+      "serves /metrics for Prometheus and the /api/v1 HTTP API."};
+  std::string config_path = "/etc/dozor/collector.yaml";
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "collector configuration (YAML)")
+      ->capture_default_str();
+  app.add_flag("--check-config", check_only, "validate the configuration and exit (0 ok, 2 bad)");
+  app.set_version_flag("--version", std::string("dozor-collector ") + kVersion);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  // stderr without colour: journald stamps time and unit itself.
+  auto logger = spdlog::stderr_logger_mt("dozor-collector");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+
+  auto config = load(config_path);
+  if (!config) return 2;
+  if (check_only) {
+    std::cout << config_path << ": configuration OK\n";
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+
+  boost::asio::io_context io(1);
+  collector::Metrics metrics;
+  collector::Health health(metrics);
+  std::unique_ptr<server::Server> front;
+  try {
+    front = std::make_unique<server::Server>(io, *config, health, metrics, &unix_now);
+    front->start();
+  } catch (const std::exception& e) {
+    spdlog::error("cannot start: {}", e.what());
+    return 1;
+  }
+  spdlog::info("dozor-collector {} listening for agents on {} (mutual TLS), HTTP on {}", kVersion,
+               config->agents.to_string(), config->http.to_string());
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+          spdlog::info("SIGHUP: reloading {}", config_path);
+          if (auto fresh = load(config_path)) {
+            try {
+              front->reload_tls(*fresh);
+              spdlog::set_level(spdlog::level::from_str(fresh->log_level));
+              if (fresh->agents.to_string() != config->agents.to_string() ||
+                  fresh->http.to_string() != config->http.to_string())
+                spdlog::warn("listen addresses change only on restart");
+              spdlog::info("reloaded: TLS material and log level");
+            } catch (const std::exception& e) {
+              spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+            }
+          } else {
+            spdlog::error("reload failed, keeping the running configuration");
+          }
+          signals.async_wait(on_signal);
+          return;
+        }
+        spdlog::info("{}: finishing requests in flight, then exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        front->stop(std::chrono::seconds(5));
+      };
+  signals.async_wait(on_signal);
+  io.run();
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,372 @@
+#include "dozor/server/server.h"
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <ctime>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "dozor/protocol/codec.h"
+#include "dozor/protocol/version.h"
+
+namespace dozor::server {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using asio::redirect_error;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using nlohmann::json;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+Response reply(http::status status, std::string body,
+               std::string_view content_type = "application/json") {
+  Response res{status, 11};
+  res.set(http::field::server, std::string("dozor-collector/") + kVersion);
+  res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  return res;
+}
+
+Response error_reply(http::status status, std::string_view reason, std::string_view message) {
+  return reply(status, protocol::encode_error(reason, message) + "\n");
+}
+
+std::string peer_common_name(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return {};
+  char buf[256];
+  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
+  X509_free(cert);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+std::string rfc3339(double unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+json agents_json(const std::vector<collector::AgentState>& agents) {
+  json arr = json::array();
+  for (const auto& a : agents) {
+    json probes = json::array();
+    for (const auto& [name, p] : a.probes) {
+      probes.push_back({{"name", name},
+                        {"type", p.type},
+                        {"status", protocol::to_string(p.status)},
+                        {"summary", p.summary},
+                        {"ts", rfc3339(p.ts)}});
+    }
+    arr.push_back({{"id", a.id},
+                   {"site", a.site},
+                   {"hostname", a.hostname},
+                   {"version", a.version},
+                   {"up", a.up},
+                   {"down_since", a.up ? json(nullptr) : json(rfc3339(a.down_since))},
+                   {"last_report", rfc3339(a.last_report)},
+                   {"first_seen", rfc3339(a.first_seen)},
+                   {"started_at", rfc3339(a.started_at)},
+                   {"heartbeat_seconds", a.heartbeat},
+                   {"last_seq", a.last_seq},
+                   {"results", a.results},
+                   {"dropped", a.dropped},
+                   {"probes", std::move(probes)}});
+  }
+  return arr;
+}
+
+bool is_disconnect(const boost::system::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+         ec == ssl::error::stream_truncated;
+}
+
+// Counts a live connection for as long as it exists.
+struct Live {
+  explicit Live(std::size_t& n) : n_(n) { ++n_; }
+  ~Live() { --n_; }
+  Live(const Live&) = delete;
+  Live& operator=(const Live&) = delete;
+  std::size_t& n_;
+};
+
+// Marks a connection as waiting for its next request, so that a shutdown may close it at once.
+struct Idle {
+  Idle(std::map<beast::tcp_stream*, bool>& idle, beast::tcp_stream& s) : idle_(idle), s_(&s) {
+    idle_[s_] = true;
+  }
+  ~Idle() { idle_.erase(s_); }
+  void set(bool v) { idle_[s_] = v; }
+  Idle(const Idle&) = delete;
+  Idle& operator=(const Idle&) = delete;
+  std::map<beast::tcp_stream*, bool>& idle_;
+  beast::tcp_stream* s_;
+};
+
+}  // namespace
+
+asio::ssl::context make_agent_tls(const ServerConfig& config) {
+  ssl::context ctx(ssl::context::tls_server);
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                  ssl::context::single_dh_use);
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  ctx.use_certificate_chain_file(config.tls_cert);
+  ctx.use_private_key_file(config.tls_key, ssl::context::pem);
+  ctx.load_verify_file(config.tls_ca);
+  // Tell clients which CA we take, and refuse a handshake without a certificate from it.
+  SSL_CTX_set_client_CA_list(ctx.native_handle(), SSL_load_client_CA_file(config.tls_ca.c_str()));
+  ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  return ctx;
+}
+
+struct Server::State : std::enable_shared_from_this<Server::State> {
+  State(asio::io_context& io, ServerConfig c, collector::Health& h, collector::Metrics& m,
+        Clock clk)
+      : io(io),
+        config(std::move(c)),
+        health(h),
+        metrics(m),
+        clock(std::move(clk)),
+        tls(std::make_shared<ssl::context>(make_agent_tls(config))),
+        agents_acceptor(io),
+        http_acceptor(io) {}
+
+  asio::io_context& io;
+  ServerConfig config;
+  collector::Health& health;
+  collector::Metrics& metrics;
+  Clock clock;
+  std::shared_ptr<ssl::context> tls;
+  tcp::acceptor agents_acceptor;
+  tcp::acceptor http_acceptor;
+  std::size_t agent_connections = 0;
+  std::size_t http_connections = 0;
+  std::map<beast::tcp_stream*, bool> idle;  // every open connection: waiting for a request?
+  bool stopping = false;
+
+  void listen(tcp::acceptor& acc, const Endpoint& ep) {
+    tcp::endpoint endpoint(asio::ip::make_address(ep.host), ep.port);
+    acc.open(endpoint.protocol());
+    acc.set_option(asio::socket_base::reuse_address(true));
+    acc.bind(endpoint);
+    acc.listen(asio::socket_base::max_listen_connections);
+  }
+
+  asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool agents) {
+    auto self = shared_from_this();
+    for (;;) {
+      boost::system::error_code ec;
+      tcp::socket sock = co_await acc.async_accept(redirect_error(use_awaitable, ec));
+      if (ec == asio::error::operation_aborted || stopping) co_return;
+      if (ec) {
+        spdlog::warn("accept: {}", ec.message());
+        continue;
+      }
+      std::size_t& live = agents ? agent_connections : http_connections;
+      if (live >= config.max_connections) {
+        if (agents) metrics.rejected("too_many_connections");
+        sock.close();
+        continue;
+      }
+      if (agents)
+        asio::co_spawn(io, agent_session(std::move(sock)), asio::detached);
+      else
+        asio::co_spawn(io, http_session(std::move(sock)), asio::detached);
+    }
+  }
+
+  // Reads requests off one connection until it closes, answering each with `handle`.
+  template <class Stream, class Handler>
+  asio::awaitable<void> serve(Stream& stream, bool count_rejects, Handler handle) {
+    auto& socket = beast::get_lowest_layer(stream);
+    Idle waiting(idle, socket);
+    beast::flat_buffer buffer;
+    for (;;) {
+      boost::system::error_code ec;
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(config.max_body);
+      parser.header_limit(16 * 1024);
+      if (stopping) co_return;
+      waiting.set(true);
+      socket.expires_after(config.idle_timeout);
+      co_await http::async_read_header(stream, buffer, parser, redirect_error(use_awaitable, ec));
+      waiting.set(false);
+      if (!ec) {
+        socket.expires_after(config.read_timeout);
+        co_await http::async_read(stream, buffer, parser, redirect_error(use_awaitable, ec));
+      }
+      if (ec) {
+        if (is_disconnect(ec) && !parser.got_some()) co_return;
+        std::string_view reason = ec == http::error::body_limit ? "too_large"
+                                  : ec == beast::error::timeout ? "timeout"
+                                  : is_disconnect(ec)           ? "truncated"
+                                                                : "bad_request";
+        if (ec == beast::error::timeout && !parser.got_some()) co_return;  // idle keep-alive
+        if (count_rejects) metrics.rejected(reason);
+        spdlog::debug("request refused ({}): {}", reason, ec.message());
+        if (reason == "too_large" || reason == "bad_request") {
+          auto res = error_reply(reason == "too_large" ? http::status::payload_too_large
+                                                       : http::status::bad_request,
+                                 reason, ec.message());
+          res.keep_alive(false);
+          res.prepare_payload();
+          socket.expires_after(config.read_timeout);
+          co_await http::async_write(stream, res, redirect_error(use_awaitable, ec));
+        }
+        co_return;
+      }
+      Response res = handle(parser.get());
+      const bool keep = parser.get().keep_alive() && !stopping;
+      res.keep_alive(keep);
+      res.prepare_payload();
+      socket.expires_after(config.read_timeout);
+      co_await http::async_write(stream, res, redirect_error(use_awaitable, ec));
+      if (ec || !keep) co_return;
+    }
+  }
+
+  asio::awaitable<void> agent_session(tcp::socket sock) {
+    auto self = shared_from_this();
+    Live live(agent_connections);
+    auto tls_context = tls;  // a reload must not free the context under this connection
+    const auto remote = sock.remote_endpoint().address().to_string();
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(sock), *tls_context);
+    boost::system::error_code ec;
+    beast::get_lowest_layer(stream).expires_after(config.handshake_timeout);
+    co_await stream.async_handshake(ssl::stream_base::server, redirect_error(use_awaitable, ec));
+    if (ec) {
+      metrics.rejected("tls_handshake");
+      spdlog::info("agent connection from {} refused: TLS handshake: {}", remote, ec.message());
+      co_return;
+    }
+    const std::string agent = peer_common_name(stream.native_handle());
+    if (agent.empty()) {
+      metrics.rejected("no_identity");
+      spdlog::info("agent connection from {} refused: certificate has no CN", remote);
+      co_return;
+    }
+    spdlog::debug("agent {} connected from {}", agent, remote);
+    co_await serve(stream, true, [&](const Request& req) { return handle_report(agent, req); });
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+    co_await stream.async_shutdown(redirect_error(use_awaitable, ec));
+  }
+
+  asio::awaitable<void> http_session(tcp::socket sock) {
+    auto self = shared_from_this();
+    Live live(http_connections);
+    beast::tcp_stream stream(std::move(sock));
+    co_await serve(stream, false, [&](const Request& req) { return handle_http(req); });
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  Response handle_report(const std::string& agent, const Request& req) {
+    if (req.target() != "/v1/report") {
+      metrics.rejected("not_found");
+      return error_reply(http::status::not_found, "not_found", "no such endpoint; POST /v1/report");
+    }
+    if (req.method() != http::verb::post) {
+      metrics.rejected("method_not_allowed");
+      auto res = error_reply(http::status::method_not_allowed, "method_not_allowed",
+                             "use POST for /v1/report");
+      res.set(http::field::allow, "POST");
+      return res;
+    }
+    auto decoded = protocol::decode_report(req.body());
+    if (!decoded) {
+      const char* reason = decoded.error.field.empty() ? "bad_json" : "invalid_report";
+      metrics.rejected(reason);
+      spdlog::info("report from {} refused: {}", agent, decoded.error.to_string());
+      return error_reply(http::status::bad_request, reason, decoded.error.to_string());
+    }
+    auto outcome = health.ingest(agent, *decoded.value, clock());
+    return reply(http::status::ok, protocol::encode(protocol::Ack{outcome.acked_seq}));
+  }
+
+  Response handle_http(const Request& req) {
+    std::string_view target = req.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      auto res = error_reply(http::status::method_not_allowed, "method_not_allowed", "use GET");
+      res.set(http::field::allow, "GET, HEAD");
+      return res;
+    }
+    if (path == "/metrics") {
+      health.refresh(clock());
+      return reply(http::status::ok, metrics.scrape(), "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (path == "/healthz") return reply(http::status::ok, "ok\n", "text/plain");
+    if (path == "/api/v1/agents")
+      return reply(http::status::ok, agents_json(health.agents(clock())).dump(2) + "\n");
+    return error_reply(http::status::not_found, "not_found",
+                       "no such endpoint; try /metrics, /healthz, /api/v1/agents");
+  }
+};
+
+Server::Server(asio::io_context& io, ServerConfig config, collector::Health& health,
+               collector::Metrics& metrics, Clock clock)
+    : state_(std::make_shared<State>(io, std::move(config), health, metrics, std::move(clock))) {}
+
+Server::~Server() {
+  boost::system::error_code ec;
+  state_->agents_acceptor.close(ec);
+  state_->http_acceptor.close(ec);
+}
+
+void Server::start() {
+  state_->listen(state_->agents_acceptor, state_->config.agents);
+  state_->listen(state_->http_acceptor, state_->config.http);
+  asio::co_spawn(state_->io, state_->accept_loop(state_->agents_acceptor, true), asio::detached);
+  asio::co_spawn(state_->io, state_->accept_loop(state_->http_acceptor, false), asio::detached);
+}
+
+void Server::stop(std::chrono::milliseconds grace) {
+  auto s = state_;
+  s->stopping = true;
+  boost::system::error_code ec;
+  s->agents_acceptor.close(ec);
+  s->http_acceptor.close(ec);
+  for (auto& [stream, waiting] : s->idle)
+    if (waiting) stream->cancel();
+  // Poll until the last request is answered or the grace period is over, then stop the loop.
+  asio::co_spawn(
+      s->io,
+      [s, grace]() -> asio::awaitable<void> {
+        asio::steady_timer timer(s->io);
+        const auto deadline = std::chrono::steady_clock::now() + grace;
+        while (s->agent_connections + s->http_connections > 0 &&
+               std::chrono::steady_clock::now() < deadline) {
+          timer.expires_after(std::chrono::milliseconds(20));
+          co_await timer.async_wait(use_awaitable);
+        }
+        s->io.stop();
+      },
+      asio::detached);
+}
+
+void Server::reload_tls(const ServerConfig& config) {
+  state_->tls = std::make_shared<ssl::context>(make_agent_tls(config));
+}
+
+tcp::endpoint Server::agents_endpoint() const { return state_->agents_acceptor.local_endpoint(); }
+tcp::endpoint Server::http_endpoint() const { return state_->http_acceptor.local_endpoint(); }
+
+}  // namespace dozor::server
