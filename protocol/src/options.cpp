@@ -1,5 +1,7 @@
 #include "dozor/protocol/options.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -61,7 +63,8 @@ bool parse_option_value(OptionKind kind, const YAML::Node& node, Options::Value&
     return true;
   }
   if (!node.IsScalar()) {
-    message = "expected a " + std::string(to_string(kind));
+    message = (kind == OptionKind::integer ? "expected an " : "expected a ") +
+              std::string(to_string(kind));
     return false;
   }
   const std::string& s = node.Scalar();
@@ -86,7 +89,8 @@ bool parse_option_value(OptionKind kind, const YAML::Node& node, Options::Value&
       std::size_t pos = 0;
       try {
         double v = std::stod(s, &pos);
-        if (pos == s.size()) {
+        // stod reads "nan" and "inf"; a threshold of either would silently never trigger.
+        if (pos == s.size() && std::isfinite(v)) {
           out = v;
           return true;
         }
@@ -136,6 +140,7 @@ Options read_options(const YAML::Node& node, std::span<const OptionSpec> specs,
     errors.push_back({file, line_of(node), path, "expected a mapping"});
     return opts;
   }
+  std::vector<std::string> rejected;  // given, but not of the declared kind
   for (const auto& kv : node) {
     const std::string key = kv.first.Scalar();
     const OptionSpec* spec = nullptr;
@@ -150,7 +155,10 @@ Options read_options(const YAML::Node& node, std::span<const OptionSpec> specs,
     Options::Value v;
     std::string message;
     if (!parse_option_value(spec->kind, kv.second, v, message)) {
-      errors.push_back({file, line_of(kv.second), join(path, key), message});
+      // An empty value ("port:") has no position of its own; yaml-cpp marks the next token.
+      int line = kv.second.IsNull() ? line_of(kv.first) : line_of(kv.second);
+      errors.push_back({file, line, join(path, key), message});
+      rejected.push_back(key);
       continue;
     }
     opts.set(key, std::move(v), line_of(kv.first));
@@ -158,7 +166,9 @@ Options read_options(const YAML::Node& node, std::span<const OptionSpec> specs,
   for (const auto& s : specs) {
     if (opts.has(s.key)) continue;
     if (s.required) {
-      errors.push_back({file, line_of(node), join(path, s.key), "missing required key"});
+      // A required key given with a bad value has its error already; "missing" would mislead.
+      if (std::find(rejected.begin(), rejected.end(), s.key) == rejected.end())
+        errors.push_back({file, line_of(node), join(path, s.key), "missing required key"});
     } else if (!s.fallback.empty()) {
       Options::Value v;
       std::string message;

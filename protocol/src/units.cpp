@@ -56,15 +56,17 @@ bool mul_overflows(std::uint64_t a, std::uint64_t b) {
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (text == "0") return std::chrono::milliseconds(0);
   if (text.empty()) return std::nullopt;
+  constexpr auto kLimit = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / 2);
   std::uint64_t total = 0;
   while (!text.empty()) {
     auto n = take_number(text);
     if (!n) return std::nullopt;
     auto f = factor_of(take_word(text), kDurationSuffixes);
     if (!f || mul_overflows(*n, *f)) return std::nullopt;
-    total += *n * *f;
-    if (total > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max() / 2))
-      return std::nullopt;
+    // Checked before adding: a term near 2^64 would wrap the sum back under the limit.
+    const std::uint64_t term = *n * *f;
+    if (term > kLimit - total) return std::nullopt;
+    total += term;
   }
   return std::chrono::milliseconds(static_cast<std::int64_t>(total));
 }
@@ -74,7 +76,8 @@ std::string format_duration(std::chrono::milliseconds d) {
   if (ms == 0) return "0";
   std::string out;
   if (ms < 0) {
-    out = "-";
+    // push_back, not `out = "-"`: g++ 12 with -fsanitize reports a false -Wrestrict on the latter.
+    out.push_back('-');
     ms = -ms;
   }
   for (auto it = std::rbegin(kDurationSuffixes); it != std::rend(kDurationSuffixes); ++it) {
