@@ -1,0 +1,89 @@
+#include "dozor/collector/health.h"
+
+#include <gtest/gtest.h>
+
+namespace dozor::collector {
+namespace {
+
+using protocol::Status;
+
+protocol::Report report(std::vector<std::pair<std::uint64_t, double>> seq_ts,
+                        Status status = Status::ok, double heartbeat = 5) {
+  protocol::Report rep;
+  rep.agent = {"0.1.0", "host", "acme-kyiv", 1000, heartbeat};
+  for (auto [seq, ts] : seq_ts) {
+    protocol::Result r;
+    r.seq = seq;
+    r.ts = ts;
+    r.probe = "erp-port";
+    r.type = "tcp";
+    r.status = status;
+    r.metrics = {{"connect_seconds", ts / 1000, "s"}};
+    rep.results.push_back(r);
+  }
+  return rep;
+}
+
+TEST(Health, KeepsLatestStateAndAcksHighestSeq) {
+  Metrics m;
+  Health h(m);
+  auto out = h.ingest("agent-01", report({{1, 100}, {2, 101}}, Status::critical), 102);
+  EXPECT_EQ(out.acked_seq, 2u);
+  EXPECT_EQ(out.accepted, 2u);
+  auto a = h.agent("agent-01", 102);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->site, "acme-kyiv");
+  EXPECT_EQ(a->probes.at("erp-port").status, Status::critical);
+  EXPECT_EQ(a->probes.at("erp-port").seq, 2u);
+  const auto text = m.scrape();
+  EXPECT_NE(text.find("dozor_probe_status{agent=\"agent-01\",probe=\"erp-port\",site=\"acme-kyiv\","
+                      "type=\"tcp\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("dozor_probe_value{agent=\"agent-01\",metric=\"connect_seconds\""),
+            std::string::npos);
+}
+
+TEST(Health, RetriesCountOnce) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({{1, 100}, {2, 101}}), 102);
+  auto out = h.ingest("a", report({{1, 100}, {2, 101}, {3, 102}}), 103);
+  EXPECT_EQ(out.accepted, 1u);
+  EXPECT_EQ(out.duplicates, 2u);
+  EXPECT_EQ(out.acked_seq, 3u);
+  EXPECT_EQ(h.agent("a", 103)->results, 3u);
+}
+
+TEST(Health, AnOlderResultNeverOverwritesANewerOne) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({{2, 200}}, Status::ok), 201);
+  h.ingest("a", report({{3, 150}}, Status::critical), 202);  // newer seq, older reading
+  EXPECT_EQ(h.agent("a", 202)->probes.at("erp-port").status, Status::ok);
+}
+
+TEST(Health, UpWithinThreeHeartbeatsThenDownSince) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({}, Status::ok, 5), 1000);
+  EXPECT_TRUE(h.agent("a", 1014.9)->up);
+  auto a = h.agent("a", 1015.1);
+  EXPECT_FALSE(a->up);
+  EXPECT_DOUBLE_EQ(a->down_since, 1015);
+  h.refresh(1016);
+  EXPECT_NE(m.scrape().find("dozor_agent_up{agent=\"a\",site=\"acme-kyiv\"} 0"), std::string::npos);
+}
+
+TEST(Health, RejectionsAreCountedByReason) {
+  Metrics m;
+  m.rejected("bad_json");
+  m.rejected("bad_json");
+  m.rejected("tls_handshake");
+  const auto text = m.scrape();
+  EXPECT_NE(text.find("dozor_ingest_rejected_total{reason=\"bad_json\"} 2"), std::string::npos);
+  EXPECT_NE(text.find("dozor_ingest_rejected_total{reason=\"tls_handshake\"} 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dozor::collector
