@@ -1,5 +1,6 @@
 #include "dozor/agent/config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -17,6 +18,12 @@ constexpr OptionSpec kCollector[] = {
     {"ca", OptionKind::string, "", true, "CA that signed the collector's certificate"},
     {"cert", OptionKind::string, "", true, "this agent's certificate; its CN is the agent id"},
     {"key", OptionKind::string, "", true, "this agent's private key"},
+};
+constexpr OptionSpec kSpool[] = {
+    {"path", OptionKind::string, "/var/lib/dozor/spool.db", false,
+     "SQLite file keeping results until the collector acks them"},
+    {"max_size", OptionKind::size, "256MiB", false, "past this the oldest results are dropped"},
+    {"max_age", OptionKind::duration, "7d", false, "older results are dropped"},
 };
 constexpr OptionSpec kLog[] = {
     {"level", OptionKind::string, "info", false, "trace, debug, info, warn, error"},
@@ -76,9 +83,9 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
 
   for (const auto& kv : root) {
     const std::string& key = kv.first.Scalar();
-    if (key != "agent" && key != "collector" && key != "probes" && key != "log")
+    if (key != "agent" && key != "collector" && key != "spool" && key != "probes" && key != "log")
       errors.push_back({file, kv.first.Mark().line + 1, key,
-                        "unknown section; known: agent, collector, probes, log"});
+                        "unknown section; known: agent, collector, spool, probes, log"});
   }
   auto section = [&](const char* name, std::span<const OptionSpec> specs) {
     YAML::Node n = root[name];
@@ -87,8 +94,12 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
   };
   Options agent = section("agent", kAgent);
   Options collector = section("collector", kCollector);
-  Options log = root["log"] ? read_options(root["log"], kLog, file, "log", errors)
-                            : read_options(YAML::Node(YAML::NodeType::Map), kLog, file, "log", errors);
+  auto optional_section = [&](const char* name, std::span<const OptionSpec> specs) {
+    YAML::Node n = root[name];
+    return read_options(n ? n : YAML::Node(YAML::NodeType::Map), specs, file, name, errors);
+  };
+  Options spool = optional_section("spool", kSpool);
+  Options log = optional_section("log", kLog);
 
   AgentConfig c;
   c.site = agent.string("site");
@@ -106,7 +117,16 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
                            std::pair{"key", &c.collector.key}}) {
     if (collector.has(key) && !fs::exists(*path)) collector.error(key, "no such file: " + *path);
   }
+  c.spool.path = resolve(file, spool.string("path"));
+  c.spool.max_size = spool.size("max_size");
+  c.spool.max_age = spool.duration("max_age");
+  if (auto folder = fs::path(c.spool.path).parent_path(); !folder.empty() && !fs::is_directory(folder))
+    spool.error("path", "folder " + folder.string() + " does not exist");
+  if (c.spool.max_size < (64u << 10)) spool.error("max_size", "must be at least 64KiB");
   c.log_level = log.string("level");
+  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) == std::end(kLevels))
+    log.error("level", "expected trace, debug, info, warn or error");
 
   YAML::Node list = root["probes"];
   if (list && !list.IsSequence()) {

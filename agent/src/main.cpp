@@ -14,8 +14,8 @@
 #include <iostream>
 
 #include "dozor/agent/config.h"
-#include "dozor/agent/outbox.h"
 #include "dozor/agent/scheduler.h"
+#include "dozor/agent/spool.h"
 #include "dozor/agent/uplink.h"
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/version.h"
@@ -138,19 +138,34 @@ int main(int argc, char** argv) {
 
   asio::io_context io(1);
   asio::thread_pool blocking(2);
-  agent::Outbox outbox;
+  std::unique_ptr<agent::Spool> spool;
+  try {
+    spool = std::make_unique<agent::Spool>(config->spool);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot open the spool: {}", e.what());
+    return 1;
+  }
+  if (!spool->empty())
+    spdlog::info("spool {}: {} results waiting (seq {}-{})", config->spool.path, spool->count(),
+                 spool->oldest_seq(), spool->last_seq());
   protocol::AgentInfo info{kVersion, hostname(), config->site, unix_now(),
-                           std::chrono::duration<double>(config->heartbeat).count()};
+                           std::chrono::duration<double>(config->heartbeat).count(), spool->id()};
   std::unique_ptr<agent::Uplink> uplink;
   try {
-    uplink = std::make_unique<agent::Uplink>(io, config->collector, info, outbox);
+    uplink = std::make_unique<agent::Uplink>(io, config->collector, info, *spool);
   } catch (const std::exception& e) {
     spdlog::error("cannot load TLS material: {}", e.what());
     return 1;
   }
+  std::uint64_t unspooled = 0;
   agent::Scheduler scheduler(io, blocking, [&](protocol::Result r) {
-    outbox.push(std::move(r));
-    uplink->notify();
+    try {
+      spool->push(std::move(r));
+      uplink->notify();
+    } catch (const std::exception& e) {
+      // A full disk or a broken file: the result is lost, and the log says so once per 100.
+      if (unspooled++ % 100 == 0) spdlog::error("spool: result lost: {}", e.what());
+    }
   });
   scheduler.start(config->probes);
   uplink->start();
@@ -165,6 +180,10 @@ int main(int argc, char** argv) {
           spdlog::info("SIGHUP: reloading {}", config_path);
           if (auto fresh = load(config_path)) {
             try {
+              if (fresh->spool.path != config->spool.path ||
+                  fresh->spool.max_size != config->spool.max_size ||
+                  fresh->spool.max_age != config->spool.max_age)
+                spdlog::warn("spool settings change only on restart");
               uplink->reconfigure(fresh->collector, fresh->heartbeat);
               scheduler.start(fresh->probes);
               config = std::move(fresh);
@@ -182,7 +201,8 @@ int main(int argc, char** argv) {
                      sig == SIGINT ? "SIGINT" : "SIGTERM");
         scheduler.stop();
         uplink->drain(std::chrono::seconds(5), [&] {
-          if (!outbox.empty()) spdlog::warn("exiting with {} results not delivered", outbox.size());
+          if (!spool->empty())
+            spdlog::info("{} results stay in the spool for the next start", spool->count());
           uplink->stop();
           io.stop();
         });

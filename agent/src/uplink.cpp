@@ -31,7 +31,8 @@ using std::chrono::milliseconds;
 constexpr milliseconds kMinBackoff{500};
 constexpr milliseconds kMaxBackoff{30'000};
 constexpr milliseconds kExchangeTimeout{30'000};
-constexpr std::size_t kMaxBatch = 1000;
+constexpr std::size_t kMaxBatch = 2000;
+constexpr std::size_t kMaxBatchBytes = 1 << 20;
 
 // Equal jitter: half the backoff fixed, half random, so that agents of a site that lost its link
 // together do not all knock at the same moment.
@@ -64,11 +65,11 @@ ssl::context make_client_tls(const CollectorLink& link) {
 struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   using Stream = beast::ssl_stream<beast::tcp_stream>;
 
-  State(asio::io_context& io, CollectorLink l, protocol::AgentInfo i, Outbox& o)
+  State(asio::io_context& io, CollectorLink l, protocol::AgentInfo i, Spool& s)
       : io(io),
         link(std::move(l)),
         info(std::move(i)),
-        outbox(o),
+        spool(s),
         tls(std::make_shared<ssl::context>(make_client_tls(link))),
         wake(io),
         backoff_timer(io) {}
@@ -76,7 +77,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   asio::io_context& io;
   CollectorLink link;
   protocol::AgentInfo info;
-  Outbox& outbox;
+  Spool& spool;
   std::shared_ptr<ssl::context> tls;
   asio::steady_timer wake;           // sleeps until the next heartbeat; notify() cuts it short
   asio::steady_timer backoff_timer;
@@ -165,20 +166,28 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
     for (;;) {
       if (stopping || relink) co_return;
       const auto due = last_sent + heartbeat();
-      if (outbox.empty() && Clock::now() < due) {
+      if (spool.empty() && Clock::now() < due) {
         wake.expires_at(due);
         boost::system::error_code ec;
         co_await wake.async_wait(redirect_error(use_awaitable, ec));
         continue;
       }
-      auto batch = outbox.peek(batch_limit);
-      const std::uint64_t dropped = outbox.take_dropped();
+      auto batch = spool.oldest(batch_limit, kMaxBatchBytes);
+      if (!batch.empty()) {
+        auto fresh = spool.newest_per_probe(batch.back().seq);
+        batch.insert(batch.end(), std::make_move_iterator(fresh.begin()),
+                     std::make_move_iterator(fresh.end()));
+      }
+      std::vector<std::string> results;
+      results.reserve(batch.size());
+      for (auto& e : batch) results.push_back(std::move(e.json));
+      protocol::Report head{info, {}, spool.dropped(), spool.oldest_seq()};
       http::request<http::string_body> req{http::verb::post, link.path_prefix + "/v1/report", 11};
       req.set(http::field::host, link.host);
       req.set(http::field::user_agent, std::string("dozor-agent/") + kVersion);
       req.set(http::field::content_type, "application/json");
       req.keep_alive(true);
-      req.body() = protocol::encode(protocol::Report{info, batch, dropped});
+      req.body() = protocol::encode_with_results(head, results);
       req.prepare_payload();
 
       boost::system::error_code ec;
@@ -187,7 +196,6 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       co_await http::async_write(*stream, req, redirect_error(use_awaitable, ec));
       if (!ec) co_await http::async_read(*stream, buffer, res, redirect_error(use_awaitable, ec));
       if (ec) {
-        outbox.restore_dropped(dropped);
         if (!stopping && !relink) failed("report: " + ec.message());
         co_return;
       }
@@ -196,13 +204,13 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
 
       if (res.result() == http::status::ok) {
         auto ack = protocol::decode_ack(res.body());
-        if (ack) {
-          outbox.ack(ack.value->acked_seq);
-        } else {
-          spdlog::error("collector {}: unreadable ack: {}", link.url, ack.error.to_string());
+        if (!ack) {
+          failed("unreadable ack: " + ack.error.to_string());
+          co_return;
         }
+        spool.dropped_reported(head.dropped);
+        spool.ack(ack.value->acked_seq);
       } else if (res.result() == http::status::payload_too_large && batch_limit > 1) {
-        outbox.restore_dropped(dropped);
         batch_limit = std::max<std::size_t>(1, batch_limit / 2);
         spdlog::warn("collector {}: report too large, batches now at most {} results", link.url,
                      batch_limit);
@@ -211,10 +219,8 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         // and count it so the operator sees the loss.
         spdlog::error("collector {}: refused results {}-{}: {} {}", link.url, batch.front().seq,
                       batch.back().seq, res.result_int(), res.body());
-        outbox.ack(batch.back().seq);
-        outbox.restore_dropped(dropped + batch.size());
+        spool.discard(batch.back().seq);
       } else {
-        outbox.restore_dropped(dropped);
         failed("report answered " + std::to_string(res.result_int()));
         co_return;
       }
@@ -223,8 +229,8 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   }
 };
 
-Uplink::Uplink(asio::io_context& io, CollectorLink link, protocol::AgentInfo info, Outbox& outbox)
-    : state_(std::make_shared<State>(io, std::move(link), std::move(info), outbox)) {}
+Uplink::Uplink(asio::io_context& io, CollectorLink link, protocol::AgentInfo info, Spool& spool)
+    : state_(std::make_shared<State>(io, std::move(link), std::move(info), spool)) {}
 
 Uplink::~Uplink() { stop(); }
 
@@ -247,7 +253,7 @@ void Uplink::drain(std::chrono::milliseconds limit, std::function<void()> done) 
       [s, limit, done = std::move(done)]() -> asio::awaitable<void> {
         asio::steady_timer timer(s->io);
         const auto deadline = Clock::now() + limit;
-        while (!s->outbox.empty() && Clock::now() < deadline) {
+        while (!s->spool.empty() && Clock::now() < deadline) {
           timer.expires_after(milliseconds(20));
           co_await timer.async_wait(use_awaitable);
         }

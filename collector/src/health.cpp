@@ -1,64 +1,115 @@
 #include "dozor/collector/health.h"
 
+#include <algorithm>
+
+#include "dozor/collector/store.h"
+
 namespace dozor::collector {
+namespace {
+
+// Every seq up to `floor` is accounted for: move the watermark there and absorb what follows.
+void advance(AgentState& a, std::uint64_t floor) {
+  if (floor > a.watermark) {
+    a.watermark = floor;
+    a.above.erase(a.above.begin(), a.above.upper_bound(floor));
+  }
+  while (!a.above.empty() && *a.above.begin() == a.watermark + 1) {
+    a.above.erase(a.above.begin());
+    ++a.watermark;
+  }
+}
+
+}  // namespace
+
+Health::Health(Metrics& metrics, Store* store, double started_at)
+    : metrics_(metrics), store_(store) {
+  if (!store_) return;
+  auto agents = store_->load();
+  // The latest report of all tells roughly when this collector stopped; agents that were up then
+  // get one window from this start to come back.
+  double last_alive = 0;
+  for (const auto& a : agents) last_alive = std::max(last_alive, a.last_report);
+  for (auto& a : agents) {
+    if (last_alive - a.last_report <= kUpHeartbeats * a.heartbeat)
+      a.grace_until = started_at + kUpHeartbeats * a.heartbeat;
+    for (const auto& [name, p] : a.probes) publish(a, name, p);
+    if (a.dropped)
+      metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
+          .Increment(static_cast<double>(a.dropped));
+    std::string id = a.id;
+    agents_.emplace(std::move(id), std::move(a));
+  }
+  refresh(started_at);
+}
 
 IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report& report,
                              double now) {
   std::lock_guard lock(mu_);
-  auto [it, fresh] = agents_.try_emplace(agent_id);
-  AgentState& a = it->second;
-  if (fresh) {
+  auto it = agents_.find(agent_id);
+  // Work on a copy: nothing changes unless the store took it.
+  AgentState a = it != agents_.end() ? it->second : AgentState{};
+  if (it == agents_.end()) {
     a.id = agent_id;
     a.first_seen = now;
   }
-  // A restarted agent without a durable sequence starts again at 1.
-  if (!fresh && report.agent.started_at != a.started_at && !report.results.empty() &&
-      report.results.front().seq <= a.last_seq && report.results.front().seq == 1) {
+  if (report.agent.spool_id != a.spool_id) {
+    // A new spool (reinstalled agent, deleted file) numbers its results from 1 again.
+    a.spool_id = report.agent.spool_id;
+    a.watermark = 0;
+    a.above.clear();
     a.last_seq = 0;
   }
-  if (!a.site.empty() && a.site != report.agent.site) {
-    // The site label changed: drop the series under the old one rather than show both.
-    for (auto& fam : {&metrics_.agent_up, &metrics_.agent_last_report}) {
-      if (fam->Has({{"agent", a.id}, {"site", a.site}}))
-        fam->Remove(&fam->Add({{"agent", a.id}, {"site", a.site}}));
-    }
-  }
+  const std::string old_site = a.site;
   a.site = report.agent.site;
   a.hostname = report.agent.hostname;
   a.version = report.agent.version;
   a.started_at = report.agent.started_at;
   a.heartbeat = report.agent.heartbeat;
   a.last_report = now;
-  if (report.dropped > 0) {
-    a.dropped += report.dropped;
-    metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
-        .Increment(static_cast<double>(report.dropped));
-  }
+  a.dropped += report.dropped;
+  if (report.oldest_seq > 0) advance(a, report.oldest_seq - 1);
 
   IngestOutcome out;
+  std::vector<std::uint64_t> added_above;
+  std::vector<std::string> changed;
   for (const auto& r : report.results) {
-    if (r.seq != 0 && r.seq <= a.last_seq) {
+    if (r.seq <= a.watermark || a.above.count(r.seq)) {
       ++out.duplicates;
       continue;
     }
     ++out.accepted;
     ++a.results;
-    if (r.seq > a.last_seq) a.last_seq = r.seq;
+    a.last_seq = std::max(a.last_seq, r.seq);
+    if (r.seq == a.watermark + 1) {
+      advance(a, r.seq);
+    } else {
+      a.above.insert(r.seq);
+      added_above.push_back(r.seq);
+    }
     ProbeState& p = a.probes[r.probe];
-    if (r.ts < p.ts) continue;  // an older result never overwrites a newer one
-    p.type = r.type;
-    p.status = r.status;
-    p.summary = r.summary;
-    p.ts = r.ts;
-    p.duration = r.duration;
-    p.seq = r.seq;
-    p.metrics = r.metrics;
-    publish(a, r.probe, p);
+    if (r.ts < p.ts) continue;  // an older reading never overwrites a newer one
+    p = {r.type, r.status, r.summary, r.ts, r.duration, r.seq, r.metrics};
+    if (std::find(changed.begin(), changed.end(), r.probe) == changed.end())
+      changed.push_back(r.probe);
   }
+  if (store_) store_->save(a, added_above, changed);  // throws: nothing below happens
+
+  if (!old_site.empty() && old_site != a.site) {
+    // The site label changed: drop the series under the old one rather than show both.
+    for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report}) {
+      const prometheus::Labels old{{"agent", a.id}, {"site", old_site}};
+      if (fam->Has(old)) fam->Remove(&fam->Add(old));
+    }
+  }
+  if (report.dropped > 0)
+    metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
+        .Increment(static_cast<double>(report.dropped));
+  for (const auto& name : changed) publish(a, name, a.probes.at(name));
   metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
   if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));
   refresh_locked(a, now);
-  out.acked_seq = a.last_seq;
+  out.acked_seq = a.watermark;
+  agents_[agent_id] = std::move(a);
   return out;
 }
 
@@ -76,8 +127,8 @@ void Health::publish(const AgentState& a, const std::string& probe, const ProbeS
 
 void Health::refresh_locked(AgentState& a, double now) {
   const double window = kUpHeartbeats * a.heartbeat;
-  a.up = now - a.last_report <= window;
-  a.down_since = a.up ? 0 : a.last_report + window;
+  a.up = now - a.last_report <= window || now <= a.grace_until;
+  a.down_since = a.up ? 0 : std::max(a.last_report + window, a.grace_until);
   metrics_.agent_up.Add({{"agent", a.id}, {"site", a.site}}).Set(a.up ? 1 : 0);
   metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
 }

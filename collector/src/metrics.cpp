@@ -24,6 +24,8 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                                "Unix time of the agent's last report")),
       agent_spool_dropped(family(BuildCounter(), *r, "dozor_agent_spool_dropped_total",
                                  "Results the agent's spool dropped before delivery")),
+      agent_connections(family(BuildCounter(), *r, "dozor_agent_connections_total",
+                               "TLS connections accepted from the agent")),
       probe_status(family(BuildGauge(), *r, "dozor_probe_status",
                           "Last status of a probe: 0 ok, 1 warning, 2 critical, 3 unknown")),
       probe_value(family(BuildGauge(), *r, "dozor_probe_value",

@@ -154,20 +154,44 @@ std::string dump(const json& j, int indent = -1) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
+json report_head(const Report& report) {
+  json agent = {{"version", report.agent.version},
+                {"hostname", report.agent.hostname},
+                {"site", report.agent.site},
+                {"started_at", report.agent.started_at},
+                {"heartbeat", report.agent.heartbeat}};
+  if (!report.agent.spool_id.empty()) agent["spool_id"] = report.agent.spool_id;
+  json j = {{"agent", std::move(agent)}, {"dropped", report.dropped}};
+  if (report.oldest_seq) j["oldest_seq"] = report.oldest_seq;
+  return j;
+}
+
 }  // namespace
 
 std::string encode(const Report& report) {
+  json j = report_head(report);
   json results = json::array();
   for (const auto& r : report.results) results.push_back(to_json(r));
-  json j = {{"agent",
-             {{"version", report.agent.version},
-              {"hostname", report.agent.hostname},
-              {"site", report.agent.site},
-              {"started_at", report.agent.started_at},
-              {"heartbeat", report.agent.heartbeat}}},
-            {"results", std::move(results)},
-            {"dropped", report.dropped}};
+  j["results"] = std::move(results);
   return dump(j);
+}
+
+std::string encode(const Result& result) { return dump(to_json(result)); }
+
+std::string encode_with_results(const Report& report, const std::vector<std::string>& results) {
+  std::string head = dump(report_head(report));  // {"agent":...,"dropped":N}
+  std::size_t total = head.size() + 16;
+  for (const auto& r : results) total += r.size() + 1;
+  std::string out;
+  out.reserve(total);
+  out.append(head, 0, head.size() - 1);
+  out += ",\"results\":[";
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (i) out += ',';
+    out += results[i];
+  }
+  out += "]}";
+  return out;
 }
 
 std::string encode(const Ack& ack) { return dump(json{{"acked_seq", ack.acked_seq}}); }
@@ -192,12 +216,17 @@ Decoded<Report> decode_report(std::string_view body) {
         !rd.string(*agent, "agent", "hostname", rep.agent.hostname) ||
         !rd.string(*agent, "agent", "site", rep.agent.site) ||
         !rd.number(*agent, "agent", "started_at", rep.agent.started_at) ||
-        !rd.number(*agent, "agent", "heartbeat", rep.agent.heartbeat, false))
+        !rd.number(*agent, "agent", "heartbeat", rep.agent.heartbeat, false) ||
+        !rd.string(*agent, "agent", "spool_id", rep.agent.spool_id, false))
       return false;
     if (rep.agent.heartbeat <= 0) return rd.fail("agent.heartbeat", "must be positive");
     const json* results = rd.field(j, "", "results", true);
     if (!results || !read_results(rd, *results, "results", rep.results)) return false;
-    return rd.unsigned_int(j, "", "dropped", rep.dropped, false);
+    for (std::size_t i = 0; i < rep.results.size(); ++i)
+      if (rep.results[i].seq == 0)
+        return rd.fail("results[" + std::to_string(i) + "].seq", "must be at least 1");
+    return rd.unsigned_int(j, "", "dropped", rep.dropped, false) &&
+           rd.unsigned_int(j, "", "oldest_seq", rep.oldest_seq, false);
   });
 }
 
@@ -213,6 +242,12 @@ Decoded<std::vector<Result>> decode_results(std::string_view body) {
       body, [](Reader& rd, const json& j, std::vector<Result>& out) {
         return read_results(rd, j, "", out);
       });
+}
+
+Decoded<Result> decode_result(std::string_view body) {
+  return decode<Result>(body, [](Reader& rd, const json& j, Result& r) {
+    return read_result(rd, j, "", r);
+  });
 }
 
 }  // namespace dozor::protocol

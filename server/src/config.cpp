@@ -28,6 +28,11 @@ constexpr OptionSpec kLog[] = {
     {"level", OptionKind::string, "info", false, "trace, debug, info, warn, error"},
 };
 
+constexpr OptionSpec kTop[] = {
+    {"store", OptionKind::string, "sqlite:/var/lib/dozor/collector.db", false,
+     "where state and seq bookkeeping are kept: sqlite:PATH"},
+};
+
 struct Section {
   std::string_view name;
   std::span<const OptionSpec> specs;
@@ -72,13 +77,18 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   if (!load_yaml_file(file, root, errors)) return std::nullopt;
   const std::size_t errors_before = errors.size();
 
+  YAML::Node top(YAML::NodeType::Map);  // the scalar keys at the top level
   for (const auto& kv : root) {
-    bool known = false;
-    for (const auto& s : kSections) known = known || s.name == kv.first.Scalar();
-    if (!known)
+    bool section = false, scalar = false;
+    for (const auto& s : kSections) section = section || s.name == kv.first.Scalar();
+    for (const auto& s : kTop) scalar = scalar || s.key == kv.first.Scalar();
+    if (scalar)
+      top[kv.first] = kv.second;
+    else if (!section)
       errors.push_back({file, kv.first.Mark().line + 1, kv.first.Scalar(),
-                        "unknown section; known: listen, tls, limits, log"});
+                        "unknown key; known: store, listen, tls, limits, log"});
   }
+  Options top_options = read_options(top, kTop, file, "", errors);
   auto section = [&](const Section& s) {
     YAML::Node n = root[std::string(s.name)];
     if (!n && s.required)
@@ -105,6 +115,15 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   for (auto [key, path] : {std::pair{"ca", &c.tls_ca}, std::pair{"cert", &c.tls_cert},
                            std::pair{"key", &c.tls_key}}) {
     if (tls.has(key) && !fs::exists(*path)) tls.error(key, "no such file: " + *path);
+  }
+  const std::string store = top_options.string("store");
+  if (store.rfind("sqlite:", 0) != 0 || store.size() == 7) {
+    top_options.error("store", "expected sqlite:PATH");
+  } else {
+    c.store_path = resolve(file, store.substr(7));
+    auto folder = fs::path(c.store_path).parent_path();
+    if (!folder.empty() && !fs::is_directory(folder))
+      top_options.error("store", "folder " + folder.string() + " does not exist");
   }
   c.max_body = limits.size("max_body");
   c.read_timeout = limits.duration("read_timeout");

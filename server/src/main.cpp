@@ -9,6 +9,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "dozor/collector/store.h"
 #include "dozor/protocol/version.h"
 #include "dozor/server/server.h"
 
@@ -63,17 +64,25 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io(1);
   collector::Metrics metrics;
-  collector::Health health(metrics);
+  std::unique_ptr<collector::Store> store;
+  std::unique_ptr<collector::Health> health;
+  try {
+    store = std::make_unique<collector::Store>(config->store_path);
+    health = std::make_unique<collector::Health>(metrics, store.get(), unix_now());
+  } catch (const std::exception& e) {
+    spdlog::error("cannot open the store: {}", e.what());
+    return 1;
+  }
   std::unique_ptr<server::Server> front;
   try {
-    front = std::make_unique<server::Server>(io, *config, health, metrics, &unix_now);
+    front = std::make_unique<server::Server>(io, *config, *health, metrics, &unix_now);
     front->start();
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
     return 1;
   }
-  spdlog::info("dozor-collector {} listening for agents on {} (mutual TLS), HTTP on {}", kVersion,
-               config->agents.to_string(), config->http.to_string());
+  spdlog::info("dozor-collector {} listening for agents on {} (mutual TLS), HTTP on {}; store {}",
+               kVersion, config->agents.to_string(), config->http.to_string(), config->store_path);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =

@@ -264,6 +264,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       co_return;
     }
     spdlog::debug("agent {} connected from {}", agent, remote);
+    metrics.agent_connections.Add({{"agent", agent}}).Increment();
     co_await serve(stream, true, [&](const Request& req) { return handle_report(agent, req); });
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
     co_await stream.async_shutdown(redirect_error(use_awaitable, ec));
@@ -297,8 +298,15 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       spdlog::info("report from {} refused: {}", agent, decoded.error.to_string());
       return error_reply(http::status::bad_request, reason, decoded.error.to_string());
     }
-    auto outcome = health.ingest(agent, *decoded.value, clock());
-    return reply(http::status::ok, protocol::encode(protocol::Ack{outcome.acked_seq}));
+    try {
+      auto outcome = health.ingest(agent, *decoded.value, clock());
+      return reply(http::status::ok, protocol::encode(protocol::Ack{outcome.acked_seq}));
+    } catch (const std::exception& e) {
+      // Not stored, so not acked: the agent keeps the results and sends them again.
+      metrics.rejected("store_error");
+      spdlog::error("report from {} not stored: {}", agent, e.what());
+      return error_reply(http::status::service_unavailable, "store_error", "report not stored");
+    }
   }
 
   Response handle_http(const Request& req) {

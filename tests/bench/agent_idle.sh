@@ -9,6 +9,7 @@ start_collector
 cat >"$work/agent.yaml" <<YAML
 agent: { site: bench-site, heartbeat: 5s }
 collector: { url: "https://127.0.0.1:$agents_port", ca: certs/ca.pem, cert: certs/site-agent.pem, key: certs/site-agent.key }
+spool: { path: spool.db }
 probes:
   - { name: collector-tls, type: tcp, host: 127.0.0.1, port: $agents_port, interval: 10s, timeout: 2s }
   - { name: collector-health, type: http, url: "http://127.0.0.1:$http_port/healthz", interval: 10s, expect_body: "ok" }

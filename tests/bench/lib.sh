@@ -22,6 +22,7 @@ start_collector() {
   agents_port=$(free_port) http_port=$(free_port)
   cat >"$work/collector.yaml" <<YAML
 listen: { agents: "127.0.0.1:$agents_port", http: "127.0.0.1:$http_port" }
+store: sqlite:collector.db
 tls: { ca: certs/ca.pem, cert: certs/collector.pem, key: certs/collector.key }
 YAML
   "$build/server/dozor-collector" --config "$work/collector.yaml" 2>"$work/collector.log" &

@@ -1,9 +1,9 @@
 // From a probe's result to its value in the collector's /metrics, through the real path: the
-// agent's Outbox and Uplink (mutual TLS, keep-alive) to a running dozor-collector, then a scrape.
+// agent's Spool and Uplink (mutual TLS, keep-alive) to a running dozor-collector, then a scrape.
 // Each result carries a fresh value; the clock runs from handing the result to the agent's queue
-// (where the scheduler puts a probe's result) until a scrape of /metrics shows that value.
+// (the spool, where the scheduler puts a probe's result; committed before it is sent) until a scrape of /metrics shows that value.
 //
-//   result_to_metrics COLLECTOR_URL HTTP_HOST:PORT CA CERT KEY [COUNT]
+//   result_to_metrics COLLECTOR_URL HTTP_HOST:PORT CA CERT KEY [COUNT [SPOOL_FILE]]
 //
 // tests/bench/result_to_metrics.sh starts the collector and makes the certificates.
 #include <utility>
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "dozor/agent/config.h"
-#include "dozor/agent/outbox.h"
+#include "dozor/agent/spool.h"
 #include "dozor/agent/uplink.h"
 
 namespace asio = boost::asio;
@@ -83,9 +83,10 @@ int main(int argc, char** argv) {
   const int count = argc > 6 ? std::stoi(argv[6]) : 200;
 
   asio::io_context io(1);
-  dozor::agent::Outbox outbox;
-  dozor::protocol::AgentInfo info{"bench", "bench", "bench", 0, 5};
-  dozor::agent::Uplink uplink(io, link, info, outbox);
+  const std::string spool_path = argc > 7 ? argv[7] : "result_to_metrics.spool.db";
+  dozor::agent::Spool spool({spool_path});
+  dozor::protocol::AgentInfo info{"bench", "bench", "bench", 0, 5, spool.id()};
+  dozor::agent::Uplink uplink(io, link, info, spool);
   uplink.start();
   auto guard = asio::make_work_guard(io);
   std::thread io_thread([&] { io.run(); });
@@ -99,8 +100,9 @@ int main(int argc, char** argv) {
       r.probe = "bench";
       r.type = "bench";
       r.status = dozor::protocol::Status::ok;
+      r.ts = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
       r.metrics.push_back({"bench_value", double(i), ""});
-      outbox.push(std::move(r));
+      spool.push(std::move(r));
       uplink.notify();
       queued.set_value(Clock::now());
     });

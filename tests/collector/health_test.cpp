@@ -10,7 +10,7 @@ using protocol::Status;
 protocol::Report report(std::vector<std::pair<std::uint64_t, double>> seq_ts,
                         Status status = Status::ok, double heartbeat = 5) {
   protocol::Report rep;
-  rep.agent = {"0.1.0", "host", "acme-kyiv", 1000, heartbeat};
+  rep.agent = {"0.1.0", "host", "acme-kyiv", 1000, heartbeat, "spool-1"};
   for (auto [seq, ts] : seq_ts) {
     protocol::Result r;
     r.seq = seq;

@@ -125,7 +125,8 @@ class Collector(Process):
             f.write(f'listen: {{ agents: "127.0.0.1:{self.agents_port}", '
                     f'http: "127.0.0.1:{self.http_port}" }}\n'
                     f'tls: {{ ca: {certs_files["ca"]}, cert: {certs_files["cert"]}, '
-                    f'key: {certs_files["key"]} }}\n{extra}')
+                    f'key: {certs_files["key"]} }}\n'
+                    f'store: sqlite:collector.db\n{extra}')
         super().__init__([COLLECTOR, "--config", self.config], os.path.join(workdir, "collector.log"))
         wait_for("collector /healthz", lambda: self.alive() and self.get("/healthz") == "ok\n")
 
@@ -143,10 +144,12 @@ class Collector(Process):
         return {a["id"]: a for a in json.loads(self.get("/api/v1/agents"))}
 
 
-def agent_config(path, url, files, probes, site="acme-kyiv", heartbeat="1s"):
+def agent_config(path, url, files, probes, site="acme-kyiv", heartbeat="1s", spool=""):
+    spool_path = os.path.splitext(path)[0] + ".spool.db"
     lines = [f"agent: {{ site: {site}, heartbeat: {heartbeat} }}",
              f'collector: {{ url: "{url}", ca: {files["ca"]}, cert: {files["cert"]}, '
              f'key: {files["key"]} }}',
+             f"spool: {{ path: {spool_path}{', ' + spool if spool else ''} }}",
              "probes:"] + [f"  - {p}" for p in probes]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -28,7 +28,8 @@ Result make_result(std::uint64_t seq, std::string probe, Status status) {
 
 Report full_report() {
   Report rep;
-  rep.agent = {"0.1.0", "erp-gw.acme.local", "acme-kyiv", 1'699'999'000.5, 10};
+  rep.agent = {"0.1.0", "erp-gw.acme.local", "acme-kyiv", 1'699'999'000.5, 10, "5f0c2a9e"};
+  rep.oldest_seq = 7;
   Result a = make_result(41, "erp-port", Status::ok);
   a.metrics = {{"connect_seconds", 0.0042, "s"}, {"attempts", 1, ""}};
   a.labels = {{"host", "127.0.0.1"}, {"port", "1541"}};

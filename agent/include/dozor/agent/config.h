@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "dozor/agent/spool.h"
 #include "dozor/probes/registry.h"
 #include "dozor/protocol/options.h"
 
@@ -25,6 +26,7 @@ struct AgentConfig {
   std::string site;
   std::chrono::milliseconds heartbeat{5000};
   CollectorLink collector;
+  SpoolConfig spool;
   std::vector<probes::ProbeSpec> probes;
   std::string log_level = "info";
 };

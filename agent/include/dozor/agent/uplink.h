@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "dozor/agent/config.h"
-#include "dozor/agent/outbox.h"
+#include "dozor/agent/spool.h"
 
 namespace dozor::agent {
 
@@ -21,8 +21,10 @@ namespace asio = boost::asio;
 asio::ssl::context make_client_tls(const CollectorLink& link);
 
 /// The agent's connection to its collector: one HTTPS keep-alive connection with the agent's
-/// client certificate, reports in seq order, results leave the outbox only when acked, a report
-/// at least every heartbeat, reconnects with capped exponential backoff and jitter.
+/// client certificate; reports carry the spool's oldest results in seq order plus the newest
+/// result of each probe, so that a backlog never holds back fresh news; results leave the spool
+/// only when acked; a report at least every heartbeat; reconnects with capped exponential
+/// backoff and jitter.
 /// Lives on the I/O thread; not thread-safe.
 class Uplink {
  public:
@@ -32,15 +34,15 @@ class Uplink {
     std::uint64_t failures = 0;
   };
 
-  Uplink(asio::io_context& io, CollectorLink link, protocol::AgentInfo info, Outbox& outbox);
+  Uplink(asio::io_context& io, CollectorLink link, protocol::AgentInfo info, Spool& spool);
   ~Uplink();
 
   void start();
   /// Results were queued: send them now rather than at the next heartbeat.
   void notify();
-  /// Stops after the current exchange; pending results stay in the outbox.
+  /// Stops after the current exchange; pending results stay in the spool.
   void stop();
-  /// Calls `done` once the outbox is empty (everything acked) or after `limit`, whichever first.
+  /// Calls `done` once the spool is empty (everything acked) or after `limit`, whichever first.
   void drain(std::chrono::milliseconds limit, std::function<void()> done);
   /// New link settings (SIGHUP): reconnects only when they changed.
   void reconfigure(const CollectorLink& link, std::chrono::milliseconds heartbeat);

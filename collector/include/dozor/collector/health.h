@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,11 +34,15 @@ struct AgentState {
   double heartbeat = 5;
   double first_seen = 0;
   double last_report = 0;
-  std::uint64_t last_seq = 0;  // highest seq accepted
-  std::uint64_t results = 0;   // unique results accepted
-  std::uint64_t dropped = 0;   // results the agent reported as dropped
+  std::string spool_id;          // a new spool restarts the agent's seq at 1
+  std::uint64_t watermark = 0;   // every seq up to here is stored: what the ack says
+  std::set<std::uint64_t> above; // seqs stored beyond the watermark (fresh results sent early)
+  std::uint64_t last_seq = 0;    // highest seq accepted
+  std::uint64_t results = 0;     // unique results accepted since first seen
+  std::uint64_t dropped = 0;     // results the agent reported as dropped
+  double grace_until = 0;        // after a collector restart: up until then, if it was up before
   bool up = false;
-  double down_since = 0;       // when it stopped reporting (last_report + window), if down
+  double down_since = 0;         // when it stopped reporting (last_report + window), if down
   std::map<std::string, ProbeState> probes;
 };
 
@@ -48,15 +53,22 @@ struct IngestOutcome {
   std::size_t duplicates = 0;
 };
 
-/// The health of every agent and probe, fed by reports and read by the API and /metrics.
-/// Thread-safe. Time is passed in (unix seconds) so that tests control it.
+class Store;
+
+/// The health of every agent and probe, fed by reports and read by the API and /metrics. Each
+/// result is counted once however often it is sent, and an older reading never overwrites a
+/// newer one. With a Store, every report is saved before it is acked, and the state survives a
+/// restart. Thread-safe. Time is passed in (unix seconds) so that tests control it.
 class Health {
  public:
   /// An agent is up while its last report is younger than this many heartbeats.
   static constexpr double kUpHeartbeats = 3;
 
-  explicit Health(Metrics& metrics) : metrics_(metrics) {}
+  /// `started_at`: when this collector started; agents that were up before a restart stay up
+  /// for one window from then, so that a restart does not mark every site down at once.
+  explicit Health(Metrics& metrics, Store* store = nullptr, double started_at = 0);
 
+  /// Applies a report; throws (sqlite::Error) when it cannot be saved, and then changes nothing.
   IngestOutcome ingest(const std::string& agent_id, const protocol::Report& report, double now);
 
   /// Re-evaluates `up` of every agent at `now` and updates dozor_agent_up.
@@ -70,6 +82,7 @@ class Health {
   void publish(const AgentState& a, const std::string& probe, const ProbeState& p);
 
   Metrics& metrics_;
+  Store* store_;
   std::mutex mu_;
   std::map<std::string, AgentState> agents_;
 };

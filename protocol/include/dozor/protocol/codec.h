@@ -25,6 +25,10 @@ struct Decoded {
 };
 
 std::string encode(const Report& report);
+std::string encode(const Result& result);
+/// A report whose results are already encoded (as the agent's spool keeps them): spliced, not
+/// re-encoded. `report.results` is ignored.
+std::string encode_with_results(const Report& report, const std::vector<std::string>& results);
 std::string encode(const Ack& ack);
 /// One JSON array of results in wire format (what `dozor-agent --once --format json` prints).
 std::string encode_results(const std::vector<Result>& results, bool pretty = false);
@@ -35,5 +39,6 @@ std::string encode_error(std::string_view reason, std::string_view message);
 Decoded<Report> decode_report(std::string_view body);
 Decoded<Ack> decode_ack(std::string_view body);
 Decoded<std::vector<Result>> decode_results(std::string_view body);
+Decoded<Result> decode_result(std::string_view body);
 
 }  // namespace dozor::protocol

@@ -45,6 +45,7 @@ struct AgentInfo {
   std::string site;
   double started_at = 0;   // unix seconds
   double heartbeat = 5;    // seconds between reports when there is nothing to send
+  std::string spool_id;    // names the agent's spool; a new one restarts the seq count at 1
   bool operator==(const AgentInfo&) const = default;
 };
 
@@ -53,6 +54,9 @@ struct Report {
   AgentInfo agent;
   std::vector<Result> results;
   std::uint64_t dropped = 0;  // results the agent's spool had to drop since its last report
+  // The lowest seq the agent still holds (the next it will assign when it holds none): every
+  // lower seq was acked or dropped, so the collector need not wait for it. 0: not said.
+  std::uint64_t oldest_seq = 0;
   bool operator==(const Report&) const = default;
 };
 
