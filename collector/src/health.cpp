@@ -7,16 +7,25 @@
 namespace dozor::collector {
 namespace {
 
-// Every seq up to `floor` is accounted for: move the watermark there and absorb what follows.
-void advance(AgentState& a, std::uint64_t floor) {
-  if (floor > a.watermark) {
-    a.watermark = floor;
-    a.above.erase(a.above.begin(), a.above.upper_bound(floor));
-  }
+// Moves the watermark over the seqs stored just beyond it.
+void absorb(AgentState& a) {
   while (!a.above.empty() && *a.above.begin() == a.watermark + 1) {
     a.above.erase(a.above.begin());
     ++a.watermark;
   }
+}
+
+// The agent holds nothing below `floor` any more: what we do not have up to `floor - 1` was
+// dropped by its spool and will never come. Returns how many results that is.
+std::uint64_t skip_below(AgentState& a, std::uint64_t floor) {
+  if (floor == 0 || floor - 1 <= a.watermark) return 0;
+  auto end = a.above.upper_bound(floor - 1);
+  const auto held = static_cast<std::uint64_t>(std::distance(a.above.begin(), end));
+  const std::uint64_t lost = floor - 1 - a.watermark - held;
+  a.above.erase(a.above.begin(), end);
+  a.watermark = floor - 1;
+  absorb(a);
+  return lost;
 }
 
 }  // namespace
@@ -66,8 +75,10 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   a.started_at = report.agent.started_at;
   a.heartbeat = report.agent.heartbeat;
   a.last_report = now;
-  a.dropped += report.dropped;
-  if (report.oldest_seq > 0) advance(a, report.oldest_seq - 1);
+  // Counted from the seqs themselves rather than from the report's `dropped`: a result dropped
+  // while already on its way here was delivered, not lost.
+  const std::uint64_t lost = skip_below(a, report.oldest_seq);
+  a.dropped += lost;
 
   IngestOutcome out;
   std::vector<std::uint64_t> added_above;
@@ -81,7 +92,8 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     ++a.results;
     a.last_seq = std::max(a.last_seq, r.seq);
     if (r.seq == a.watermark + 1) {
-      advance(a, r.seq);
+      ++a.watermark;
+      absorb(a);
     } else {
       a.above.insert(r.seq);
       added_above.push_back(r.seq);
@@ -101,9 +113,9 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
       if (fam->Has(old)) fam->Remove(&fam->Add(old));
     }
   }
-  if (report.dropped > 0)
+  if (lost > 0)
     metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
-        .Increment(static_cast<double>(report.dropped));
+        .Increment(static_cast<double>(lost));
   for (const auto& name : changed) publish(a, name, a.probes.at(name));
   metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
   if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));

@@ -55,11 +55,13 @@ std::string peer_common_name(SSL* ssl) {
 }
 
 std::string rfc3339(double unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  const auto ms = static_cast<long long>(unix_seconds * 1000);
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  char buf[40];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03lldZ", ms % 1000);
   return buf;
 }
 

@@ -87,3 +87,53 @@ TEST(Health, RejectionsAreCountedByReason) {
 
 }  // namespace
 }  // namespace dozor::collector
+
+namespace dozor::collector {
+namespace {
+
+TEST(Health, FreshResultsAheadOfTheBacklogAreKeptAndAckedOnlyWhenContiguous) {
+  Metrics m;
+  Health h(m);
+  auto out = h.ingest("a", report({{1, 100}, {2, 101}, {9, 108}}), 110);  // 9: fresh, early
+  EXPECT_EQ(out.acked_seq, 2u);  // 3..8 not here yet
+  EXPECT_EQ(out.accepted, 3u);
+  out = h.ingest("a", report({{3, 102}, {4, 103}, {5, 104}, {6, 105}, {7, 106}, {8, 107}, {9, 108}}),
+                 111);
+  EXPECT_EQ(out.accepted, 6u);
+  EXPECT_EQ(out.duplicates, 1u);  // 9 again, in order this time
+  EXPECT_EQ(out.acked_seq, 9u);
+  auto a = h.agent("a", 111);
+  EXPECT_EQ(a->results, 9u);
+  EXPECT_TRUE(a->above.empty());
+  EXPECT_EQ(a->probes.at("erp-port").seq, 9u);  // 3..8 were older readings
+}
+
+TEST(Health, SeqsBelowTheAgentsOldestAreCountedAsDroppedOnce) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({{1, 100}, {5, 104}}), 105);
+  auto rep = report({{7, 106}});
+  rep.oldest_seq = 7;  // 2, 3, 4 and 6 were dropped by the agent's spool; 5 arrived early
+  auto out = h.ingest("a", rep, 106);
+  EXPECT_EQ(out.acked_seq, 7u);
+  EXPECT_EQ(h.agent("a", 106)->dropped, 4u);
+  h.ingest("a", rep, 107);  // the same report again
+  auto a = h.agent("a", 107);
+  EXPECT_EQ(a->dropped, 4u);
+  EXPECT_EQ(a->results + a->dropped, a->last_seq);
+}
+
+TEST(Health, ANewSpoolStartsCountingAgain) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({{1, 100}, {2, 101}}), 102);
+  auto rep = report({{1, 200}});
+  rep.agent.spool_id = "spool-2";
+  auto out = h.ingest("a", rep, 201);
+  EXPECT_EQ(out.accepted, 1u);
+  EXPECT_EQ(out.acked_seq, 1u);
+  EXPECT_EQ(h.agent("a", 201)->results, 3u);  // kept since first seen
+}
+
+}  // namespace
+}  // namespace dozor::collector

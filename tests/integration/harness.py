@@ -127,8 +127,15 @@ class Collector(Process):
                     f'tls: {{ ca: {certs_files["ca"]}, cert: {certs_files["cert"]}, '
                     f'key: {certs_files["key"]} }}\n'
                     f'store: sqlite:collector.db\n{extra}')
-        super().__init__([COLLECTOR, "--config", self.config], os.path.join(workdir, "collector.log"))
+        self.workdir = workdir
+        self.restart()
+
+    def restart(self):
+        """Starts (again) on the same ports and store, and waits until it answers."""
+        super().__init__([COLLECTOR, "--config", self.config],
+                         os.path.join(self.workdir, "collector.log"))
         wait_for("collector /healthz", lambda: self.alive() and self.get("/healthz") == "ok\n")
+        return self
 
     @property
     def url(self):
@@ -159,7 +166,13 @@ def agent_config(path, url, files, probes, site="acme-kyiv", heartbeat="1s", spo
 class Agent(Process):
     def __init__(self, workdir, name, url, files, probes, **kw):
         self.config = agent_config(os.path.join(workdir, f"{name}.yaml"), url, files, probes, **kw)
-        super().__init__([AGENT, "--config", self.config], os.path.join(workdir, f"{name}.log"))
+        self.spool = os.path.splitext(self.config)[0] + ".spool.db"
+        self.log_name = os.path.join(workdir, f"{name}.log")
+        self.restart()
+
+    def restart(self):
+        super().__init__([AGENT, "--config", self.config], self.log_name)
+        return self
 
 
 class TcpService:
@@ -226,3 +239,81 @@ class IntegrationCase(unittest.TestCase):
             if failed:
                 print(f"--- {os.path.basename(p.log_path)} ---\n{p.output()[-4000:]}")
         self.tmp.cleanup()
+
+
+class LinkProxy:
+    """A TCP proxy between agent and collector that the test can cut and restore, as a site's
+    internet link goes down and comes back."""
+
+    def __init__(self, target_port):
+        import threading
+        self.target_port = target_port
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.listener = None
+        self.restore()
+
+    def restore(self):
+        import threading
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self):
+        """Closes the listener and every open connection: the link is down."""
+        self.listener.close()
+        with self.lock:
+            for c in self.conns:
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            self.conns.clear()
+
+    def _accept(self, listener):
+        import threading
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def spool_state(path):
+    """(results still held, last seq assigned, dropped not yet reported) of an agent's spool."""
+    import sqlite3
+    db = sqlite3.connect(path)
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            return 0, 0, 0  # not created yet
+        held, max_seq = db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM results").fetchone()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        return held, max(max_seq, int(meta.get("floor", 0))), int(meta.get("dropped", 0))
+    finally:
+        db.close()

@@ -39,7 +39,7 @@ struct AgentState {
   std::set<std::uint64_t> above; // seqs stored beyond the watermark (fresh results sent early)
   std::uint64_t last_seq = 0;    // highest seq accepted
   std::uint64_t results = 0;     // unique results accepted since first seen
-  std::uint64_t dropped = 0;     // results the agent reported as dropped
+  std::uint64_t dropped = 0;     // results the agent's spool gave up on: will never arrive
   double grace_until = 0;        // after a collector restart: up until then, if it was up before
   bool up = false;
   double down_since = 0;         // when it stopped reporting (last_report + window), if down

@@ -53,7 +53,9 @@ struct AgentInfo {
 struct Report {
   AgentInfo agent;
   std::vector<Result> results;
-  std::uint64_t dropped = 0;  // results the agent's spool had to drop since its last report
+  // Results the agent's spool had to drop since its last accepted report, for the logs; the
+  // collector counts losses from oldest_seq, since a result may be dropped while on its way.
+  std::uint64_t dropped = 0;
   // The lowest seq the agent still holds (the next it will assign when it holds none): every
   // lower seq was acked or dropped, so the collector need not wait for it. 0: not said.
   std::uint64_t oldest_seq = 0;
