@@ -57,6 +57,7 @@ Database::Database(const std::string& path, std::string_view synchronous) {
   sqlite3_busy_timeout(db_, 5000);
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=" + std::string(synchronous));
+  exec("PRAGMA wal_autocheckpoint=8000");
 }
 
 Database::~Database() { sqlite3_close(db_); }
