@@ -103,11 +103,12 @@ int main(int argc, char** argv) {
       "dozor-agent: probes a client site's business software and equipment and reports the\n"
       "results to the dozor collector over mutual TLS."};
   std::string config_path = "/etc/dozor/agent.yaml";
-  bool once = false, check_only = false;
+  bool once = false, check_only = false, plan = false;
   std::string format = "table";
   app.add_option("-c,--config", config_path, "agent configuration (YAML)")->capture_default_str();
   app.add_flag("--once", once,
                "run every probe once, print the results and exit (0: every probe ran)");
+  app.add_flag("--plan", plan, "with --once: also print how each probe will go about its check");
   app.add_option("--format", format, "output of --once")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
@@ -131,6 +132,12 @@ int main(int argc, char** argv) {
   if (check_only) {
     std::cout << config_path << ": configuration OK, " << config->probes.size() << " probes\n";
     return 0;
+  }
+  if (once && plan) {
+    for (const auto& p : config->probes) {
+      const auto text = p.probe->plan();
+      if (!text.empty()) std::cout << p.name << " (" << p.type << "):\n" << text << "\n";
+    }
   }
   if (once) return run_once(*config, format);
   if (auto level = spdlog::level::from_str(config->log_level); level != spdlog::level::off)

@@ -34,6 +34,9 @@ class Probe {
  public:
   virtual ~Probe() = default;
   virtual asio::awaitable<Result> run(ProbeContext& ctx) = 0;
+  /// How the probe will go about its check, for `dozor-agent --once --plan` (e.g. the requests
+  /// a Modbus probe sends per cycle); empty when there is nothing to say beyond the config.
+  virtual std::string plan() const { return {}; }
 };
 
 /// Higher-is-worse thresholds: critical at or above `critical`, warning at or above `warning`.
