@@ -55,7 +55,8 @@ bool parse_collector_url(const std::string& url, CollectorLink& out, std::string
       return false;
     }
     host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size() && authority[close + 1] == ':') port = authority.substr(close + 2);
+    if (close + 1 < authority.size() && authority[close + 1] == ':')
+      port = authority.substr(close + 2);
   } else if (auto colon = authority.rfind(':'); colon != std::string::npos) {
     host = authority.substr(0, colon);
     port = authority.substr(colon + 1);
@@ -105,7 +106,8 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
   c.site = agent.string("site");
   c.heartbeat = agent.duration("heartbeat");
   if (agent.has("site") && c.site.empty()) agent.error("site", "must not be empty");
-  if (c.heartbeat < std::chrono::milliseconds(100)) agent.error("heartbeat", "must be at least 100ms");
+  if (c.heartbeat < std::chrono::milliseconds(100))
+    agent.error("heartbeat", "must be at least 100ms");
 
   std::string message;
   if (collector.has("url") && !parse_collector_url(collector.string("url"), c.collector, message))
@@ -120,7 +122,8 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
   c.spool.path = resolve(file, spool.string("path"));
   c.spool.max_size = spool.size("max_size");
   c.spool.max_age = spool.duration("max_age");
-  if (auto folder = fs::path(c.spool.path).parent_path(); !folder.empty() && !fs::is_directory(folder))
+  if (auto folder = fs::path(c.spool.path).parent_path();
+      !folder.empty() && !fs::is_directory(folder))
     spool.error("path", "folder " + folder.string() + " does not exist");
   if (c.spool.max_size < (64u << 10)) spool.error("max_size", "must be at least 64KiB");
   c.log_level = log.string("level");

@@ -155,8 +155,12 @@ int main(int argc, char** argv) {
   if (!spool->empty())
     spdlog::info("spool {}: {} results waiting (seq {}-{})", config->spool.path, spool->count(),
                  spool->oldest_seq(), spool->last_seq());
-  protocol::AgentInfo info{kVersion, hostname(), config->site, unix_now(),
-                           std::chrono::duration<double>(config->heartbeat).count(), spool->id()};
+  protocol::AgentInfo info{kVersion,
+                           hostname(),
+                           config->site,
+                           unix_now(),
+                           std::chrono::duration<double>(config->heartbeat).count(),
+                           spool->id()};
   std::unique_ptr<agent::Uplink> uplink;
   try {
     uplink = std::make_unique<agent::Uplink>(io, config->collector, info, *spool);

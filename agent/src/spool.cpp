@@ -36,7 +36,8 @@ Spool::Spool(SpoolConfig config)
       db_(config_.path, "NORMAL"),
       insert_((db_.exec(kSchema), db_.handle()),
               "INSERT INTO results(seq, ts, probe, body) VALUES (?, ?, ?, ?)"),
-      select_oldest_(db_.handle(), "SELECT seq, body FROM results WHERE seq >= ? ORDER BY seq LIMIT ?"),
+      select_oldest_(db_.handle(),
+                     "SELECT seq, body FROM results WHERE seq >= ? ORDER BY seq LIMIT ?"),
       select_one_(db_.handle(), "SELECT body FROM results WHERE seq = ?"),
       sizes_(db_.handle(), "SELECT seq, length(body) FROM results ORDER BY seq LIMIT ?"),
       delete_through_(db_.handle(), "DELETE FROM results WHERE seq <= ?"),
@@ -59,7 +60,8 @@ void Spool::load() {
   }
   std::uint64_t floor = 0;  // highest seq ever removed
   {
-    sqlite::Statement q(db_.handle(), "SELECT key, value FROM meta WHERE key IN ('floor', 'dropped')");
+    sqlite::Statement q(db_.handle(),
+                        "SELECT key, value FROM meta WHERE key IN ('floor', 'dropped')");
     while (q.step()) {
       (q.text(0) == "floor" ? floor : dropped_) = static_cast<std::uint64_t>(q.integer(1));
     }
@@ -146,7 +148,8 @@ void Spool::remove_through(std::uint64_t upto, bool dropped) {
 std::vector<Spool::Entry> Spool::oldest(std::size_t max, std::size_t max_bytes) {
   std::vector<Entry> out;
   std::size_t total = 0;
-  select_oldest_.bind(1, static_cast<std::int64_t>(first_seq_)).bind(2, static_cast<std::int64_t>(max));
+  select_oldest_.bind(1, static_cast<std::int64_t>(first_seq_))
+      .bind(2, static_cast<std::int64_t>(max));
   while (select_oldest_.step()) {
     out.push_back({static_cast<std::uint64_t>(select_oldest_.integer(0)), select_oldest_.text(1)});
     total += out.back().json.size();

@@ -79,7 +79,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   protocol::AgentInfo info;
   Spool& spool;
   std::shared_ptr<ssl::context> tls;
-  asio::steady_timer wake;           // sleeps until the next heartbeat; notify() cuts it short
+  asio::steady_timer wake;  // sleeps until the next heartbeat; notify() cuts it short
   asio::steady_timer backoff_timer;
   std::unique_ptr<Stream> stream;
   bool stopping = false;
@@ -90,9 +90,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   std::uint64_t failures_in_row = 0;
   Stats stats;
 
-  milliseconds heartbeat() const {
-    return milliseconds(static_cast<long>(info.heartbeat * 1000));
-  }
+  milliseconds heartbeat() const { return milliseconds(static_cast<long>(info.heartbeat * 1000)); }
 
   asio::awaitable<void> run() {
     auto self = shared_from_this();
@@ -126,8 +124,8 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   asio::awaitable<bool> connect() {
     boost::system::error_code ec;
     asio::ip::tcp::resolver resolver(io);
-    auto endpoints = co_await resolver.async_resolve(link.host, link.port,
-                                                     redirect_error(use_awaitable, ec));
+    auto endpoints =
+        co_await resolver.async_resolve(link.host, link.port, redirect_error(use_awaitable, ec));
     if (ec) {
       failed("cannot resolve " + link.host + ": " + ec.message());
       co_return false;

@@ -32,9 +32,9 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                          "Last value of each metric a probe returns")),
       probe_duration(family(BuildGauge(), *r, "dozor_probe_duration_seconds",
                             "How long the probe's last run took")),
-      ingest_results(family(BuildCounter(), *r, "dozor_ingest_results_total",
-                            "Results accepted from agents")
-                         .Add({})),
+      ingest_results(
+          family(BuildCounter(), *r, "dozor_ingest_results_total", "Results accepted from agents")
+              .Add({})),
       ingest_duplicates(family(BuildCounter(), *r, "dozor_ingest_duplicates_total",
                                "Results ignored because they were already stored")
                             .Add({})),

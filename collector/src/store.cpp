@@ -105,7 +105,8 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
   for (const auto& name : changed_probes) {
     const ProbeState& p = a.probes.at(name);
     nlohmann::json metrics = nlohmann::json::array();
-    for (const auto& m : p.metrics) metrics.push_back({{"name", m.name}, {"value", m.value}, {"unit", m.unit}});
+    for (const auto& m : p.metrics)
+      metrics.push_back({{"name", m.name}, {"value", m.value}, {"unit", m.unit}});
     upsert_probe_.bind(1, std::string_view(a.id))
         .bind(2, std::string_view(name))
         .bind(3, std::string_view(p.type))
@@ -114,7 +115,8 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
         .bind(6, p.ts)
         .bind(7, p.duration)
         .bind(8, i64(p.seq))
-        .bind(9, std::string_view(metrics.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)))
+        .bind(9, std::string_view(
+                     metrics.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)))
         .run();
   }
   tx.commit();

@@ -29,7 +29,8 @@ std::span<const OptionSpec> common_probe_options() {
       {"name", OptionKind::string, "", true, "unique name of this check, e.g. erp-port"},
       {"type", OptionKind::string, "", true, "probe type"},
       {"interval", OptionKind::duration, "30s", false, "time between runs"},
-      {"timeout", OptionKind::duration, "", false, "a run taking longer fails; default 5s or interval"},
+      {"timeout", OptionKind::duration, "", false,
+       "a run taking longer fails; default 5s or interval"},
       {"labels", OptionKind::string_map, "", false, "extra labels sent with every result"},
   };
   return kCommon;
@@ -66,11 +67,13 @@ std::optional<ProbeSpec> read_probe(const YAML::Node& node, const std::string& f
   spec.name = opts.string("name");
   spec.type = type;
   spec.interval = opts.duration("interval");
-  spec.timeout = opts.has("timeout") ? opts.duration("timeout")
-                                     : std::min<std::chrono::milliseconds>(std::chrono::seconds(5), spec.interval);
+  spec.timeout = opts.has("timeout")
+                     ? opts.duration("timeout")
+                     : std::min<std::chrono::milliseconds>(std::chrono::seconds(5), spec.interval);
   spec.labels = opts.string_map("labels");
   if (spec.name.empty()) opts.error("name", "must not be empty");
-  if (spec.interval < std::chrono::milliseconds(100)) opts.error("interval", "must be at least 100ms");
+  if (spec.interval < std::chrono::milliseconds(100))
+    opts.error("interval", "must be at least 100ms");
   if (spec.timeout <= std::chrono::milliseconds(0)) opts.error("timeout", "must be positive");
   if (spec.timeout > spec.interval) opts.error("timeout", "must not exceed interval");
   auto probe = pt->make(opts);

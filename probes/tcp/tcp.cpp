@@ -1,9 +1,9 @@
 #include "tcp/tcp.h"
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 namespace dozor::probes::tcp {
@@ -50,8 +50,10 @@ class TcpProbe final : public Probe {
     stream.expires_after(ctx.timeout);
 
     asio::ip::tcp::resolver resolver(ctx.io);
-    auto endpoints = co_await resolver.async_resolve(c_.host, c_.port, redirect_error(use_awaitable, ec));
-    if (ec) co_return make_result(Status::critical, "cannot resolve " + c_.host + ": " + ec.message());
+    auto endpoints =
+        co_await resolver.async_resolve(c_.host, c_.port, redirect_error(use_awaitable, ec));
+    if (ec)
+      co_return make_result(Status::critical, "cannot resolve " + c_.host + ": " + ec.message());
 
     co_await stream.async_connect(endpoints, redirect_error(use_awaitable, ec));
     const double connect_s = seconds_between(start, Clock::now());
@@ -64,29 +66,32 @@ class TcpProbe final : public Probe {
 
     if (!c_.send.empty()) {
       co_await asio::async_write(stream, asio::buffer(c_.send), redirect_error(use_awaitable, ec));
-      if (ec) co_return with(std::move(r), Status::critical, "send to " + where + ": " + ec.message());
+      if (ec)
+        co_return with(std::move(r), Status::critical, "send to " + where + ": " + ec.message());
     }
     if (!c_.expect.empty()) {
       std::string reply;
       char buf[4096];
       while (reply.find(c_.expect) == std::string::npos && reply.size() < kMaxReply) {
-        std::size_t n = co_await stream.async_read_some(asio::buffer(buf), redirect_error(use_awaitable, ec));
+        std::size_t n =
+            co_await stream.async_read_some(asio::buffer(buf), redirect_error(use_awaitable, ec));
         reply.append(buf, n);
         if (ec) break;
       }
       if (reply.find(c_.expect) == std::string::npos) {
         auto why = ec == beast::error::timeout ? std::string("timed out")
-                   : ec                       ? ec.message()
-                                              : std::string("reply too long");
+                   : ec                        ? ec.message()
+                                               : std::string("reply too long");
         co_return with(std::move(r), Status::critical,
-                       "expected '" + c_.expect + "' from " + where + ", got " +
-                           quote(reply) + " (" + why + ")");
+                       "expected '" + c_.expect + "' from " + where + ", got " + quote(reply) +
+                           " (" + why + ")");
       }
     }
     Status s = threshold_status(connect_s, c_.warning, c_.critical);
     char line[128];
     std::snprintf(line, sizeof line, "connected in %.3f s", connect_s);
-    co_return with(std::move(r), s, where + " " + line + (c_.expect.empty() ? "" : ", reply matched"));
+    co_return with(std::move(r), s,
+                   where + " " + line + (c_.expect.empty() ? "" : ", reply matched"));
   }
 
  private:
@@ -121,8 +126,6 @@ std::unique_ptr<Probe> make(const Options& o) {
 
 }  // namespace
 
-ProbeType probe_type() {
-  return {"tcp", "TCP connect, optional send/expect", kOptions, &make};
-}
+ProbeType probe_type() { return {"tcp", "TCP connect, optional send/expect", kOptions, &make}; }
 
 }  // namespace dozor::probes::tcp

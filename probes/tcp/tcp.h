@@ -5,4 +5,4 @@
 namespace dozor::probes::tcp {
 /// `tcp`: connect to host:port within the timeout; optionally send a line and expect a reply.
 ProbeType probe_type();
-}
+}  // namespace dozor::probes::tcp

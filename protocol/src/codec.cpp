@@ -17,9 +17,10 @@ json to_json(const Metric& m) {
 json to_json(const Result& r) {
   json metrics = json::array();
   for (const auto& m : r.metrics) metrics.push_back(to_json(m));
-  json j = {{"seq", r.seq},         {"probe", r.probe},     {"type", r.type},
-            {"ts", r.ts},           {"duration", r.duration}, {"status", to_string(r.status)},
-            {"summary", r.summary}, {"metrics", std::move(metrics)}};
+  json j = {{"seq", r.seq},           {"probe", r.probe},
+            {"type", r.type},         {"ts", r.ts},
+            {"duration", r.duration}, {"status", to_string(r.status)},
+            {"summary", r.summary},   {"metrics", std::move(metrics)}};
   if (!r.labels.empty()) j["labels"] = r.labels;
   return j;
 }
@@ -88,8 +89,8 @@ bool read_result(Reader& rd, const json& j, const std::string& path, Result& r) 
   std::string status;
   if (!rd.unsigned_int(j, path, "seq", r.seq) || !rd.string(j, path, "probe", r.probe) ||
       !rd.string(j, path, "type", r.type) || !rd.number(j, path, "ts", r.ts) ||
-      !rd.number(j, path, "duration", r.duration, false) ||
-      !rd.string(j, path, "status", status) || !rd.string(j, path, "summary", r.summary))
+      !rd.number(j, path, "duration", r.duration, false) || !rd.string(j, path, "status", status) ||
+      !rd.string(j, path, "summary", r.summary))
     return false;
   if (r.probe.empty()) return rd.fail(Reader::join(path, "probe"), "must not be empty");
   auto s = parse_status(status);
@@ -238,16 +239,14 @@ Decoded<Ack> decode_ack(std::string_view body) {
 }
 
 Decoded<std::vector<Result>> decode_results(std::string_view body) {
-  return decode<std::vector<Result>>(
-      body, [](Reader& rd, const json& j, std::vector<Result>& out) {
-        return read_results(rd, j, "", out);
-      });
+  return decode<std::vector<Result>>(body, [](Reader& rd, const json& j, std::vector<Result>& out) {
+    return read_results(rd, j, "", out);
+  });
 }
 
 Decoded<Result> decode_result(std::string_view body) {
-  return decode<Result>(body, [](Reader& rd, const json& j, Result& r) {
-    return read_result(rd, j, "", r);
-  });
+  return decode<Result>(
+      body, [](Reader& rd, const json& j, Result& r) { return read_result(rd, j, "", r); });
 }
 
 }  // namespace dozor::protocol

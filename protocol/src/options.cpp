@@ -20,13 +20,20 @@ std::string ConfigError::to_string() const {
 
 std::string_view to_string(OptionKind kind) {
   switch (kind) {
-    case OptionKind::string: return "string";
-    case OptionKind::integer: return "integer";
-    case OptionKind::number: return "number";
-    case OptionKind::boolean: return "boolean";
-    case OptionKind::duration: return "duration";
-    case OptionKind::size: return "size";
-    case OptionKind::string_map: return "mapping";
+    case OptionKind::string:
+      return "string";
+    case OptionKind::integer:
+      return "integer";
+    case OptionKind::number:
+      return "number";
+    case OptionKind::boolean:
+      return "boolean";
+    case OptionKind::duration:
+      return "duration";
+    case OptionKind::size:
+      return "size";
+    case OptionKind::string_map:
+      return "mapping";
   }
   return "?";
 }

@@ -4,10 +4,14 @@ namespace dozor::protocol {
 
 std::string_view to_string(Status s) {
   switch (s) {
-    case Status::ok: return "ok";
-    case Status::warning: return "warning";
-    case Status::critical: return "critical";
-    case Status::unknown: return "unknown";
+    case Status::ok:
+      return "ok";
+    case Status::warning:
+      return "warning";
+    case Status::critical:
+      return "critical";
+    case Status::unknown:
+      return "unknown";
   }
   return "unknown";
 }
@@ -23,10 +27,14 @@ std::optional<Status> parse_status(std::string_view word) {
 Status worst(Status a, Status b) {
   auto rank = [](Status s) {
     switch (s) {
-      case Status::ok: return 0;
-      case Status::unknown: return 1;
-      case Status::warning: return 2;
-      case Status::critical: return 3;
+      case Status::ok:
+        return 0;
+      case Status::unknown:
+        return 1;
+      case Status::warning:
+        return 2;
+      case Status::critical:
+        return 3;
     }
     return 1;
   };

@@ -34,11 +34,17 @@ std::string_view take_word(std::string_view& text) {
 
 constexpr Suffix kDurationSuffixes[] = {
     {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
-constexpr Suffix kSizeSuffixes[] = {
-    {"", 1},           {"B", 1},
-    {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
-    {"KB", 1'000},     {"kB", 1'000},       {"MB", 1'000'000},   {"GB", 1'000'000'000},
-    {"TB", 1'000'000'000'000}};
+constexpr Suffix kSizeSuffixes[] = {{"", 1},
+                                    {"B", 1},
+                                    {"KiB", 1ull << 10},
+                                    {"MiB", 1ull << 20},
+                                    {"GiB", 1ull << 30},
+                                    {"TiB", 1ull << 40},
+                                    {"KB", 1'000},
+                                    {"kB", 1'000},
+                                    {"MB", 1'000'000},
+                                    {"GB", 1'000'000'000},
+                                    {"TB", 1'000'000'000'000}};
 
 template <std::size_t N>
 std::optional<std::uint64_t> factor_of(std::string_view word, const Suffix (&table)[N]) {

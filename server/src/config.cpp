@@ -38,8 +38,10 @@ struct Section {
   std::span<const OptionSpec> specs;
   bool required;
 };
-constexpr Section kSections[] = {
-    {"listen", kListen, false}, {"tls", kTls, true}, {"limits", kLimits, false}, {"log", kLog, false}};
+constexpr Section kSections[] = {{"listen", kListen, false},
+                                 {"tls", kTls, true},
+                                 {"limits", kLimits, false},
+                                 {"log", kLog, false}};
 
 std::string resolve(const std::string& file, const std::string& path) {
   if (path.empty() || fs::path(path).is_absolute()) return path;
@@ -93,8 +95,8 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
     YAML::Node n = root[std::string(s.name)];
     if (!n && s.required)
       errors.push_back({file, 1, std::string(s.name), "missing required section"});
-    return read_options(n ? n : YAML::Node(YAML::NodeType::Map), s.specs, file,
-                        std::string(s.name), errors);
+    return read_options(n ? n : YAML::Node(YAML::NodeType::Map), s.specs, file, std::string(s.name),
+                        errors);
   };
   Options listen = section(kSections[0]);
   Options tls = section(kSections[1]);
@@ -112,8 +114,8 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   c.tls_ca = resolve(file, tls.string("ca"));
   c.tls_cert = resolve(file, tls.string("cert"));
   c.tls_key = resolve(file, tls.string("key"));
-  for (auto [key, path] : {std::pair{"ca", &c.tls_ca}, std::pair{"cert", &c.tls_cert},
-                           std::pair{"key", &c.tls_key}}) {
+  for (auto [key, path] :
+       {std::pair{"ca", &c.tls_ca}, std::pair{"cert", &c.tls_cert}, std::pair{"key", &c.tls_key}}) {
     if (tls.has(key) && !fs::exists(*path)) tls.error(key, "no such file: " + *path);
   }
   const std::string store = top_options.string("store");

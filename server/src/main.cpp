@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
           signals.async_wait(on_signal);
           return;
         }
-        spdlog::info("{}: finishing requests in flight, then exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        spdlog::info("{}: finishing requests in flight, then exiting",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
         front->stop(std::chrono::seconds(5));
       };
   signals.async_wait(on_signal);

@@ -225,9 +225,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         if (count_rejects) metrics.rejected(reason);
         spdlog::debug("request refused ({}): {}", reason, ec.message());
         if (reason == "too_large" || reason == "bad_request") {
-          auto res = error_reply(reason == "too_large" ? http::status::payload_too_large
-                                                       : http::status::bad_request,
-                                 reason, ec.message());
+          auto res = error_reply(
+              reason == "too_large" ? http::status::payload_too_large : http::status::bad_request,
+              reason, ec.message());
           res.keep_alive(false);
           res.prepare_payload();
           socket.expires_after(config.read_timeout);

@@ -47,11 +47,10 @@ class AgentConfigTest : public ::testing::Test {
 
 TEST_F(AgentConfigTest, ReadsTheIssueShape) {
   std::vector<std::string> errors;
-  auto c = load(base(
-                    "  - { name: erp-port, type: tcp, host: 127.0.0.1, port: 1541, interval: 10s, "
-                    "timeout: 2s }\n"
-                    "  - { name: root-disk, type: disk, path: /, warning: 85, critical: 95, "
-                    "interval: 60s }\n"),
+  auto c = load(base("  - { name: erp-port, type: tcp, host: 127.0.0.1, port: 1541, interval: 10s, "
+                     "timeout: 2s }\n"
+                     "  - { name: root-disk, type: disk, path: /, warning: 85, critical: 95, "
+                     "interval: 60s }\n"),
                 errors);
   ASSERT_TRUE(c) << ::testing::PrintToString(errors);
   EXPECT_EQ(c->site, "acme-kyiv");
@@ -76,8 +75,7 @@ struct BadCase {
   std::string error;  // expected prefix "agent.yaml:LINE: KEY"
 };
 
-class AgentConfigErrors : public AgentConfigTest,
-                          public ::testing::WithParamInterface<BadCase> {};
+class AgentConfigErrors : public AgentConfigTest, public ::testing::WithParamInterface<BadCase> {};
 
 TEST_P(AgentConfigErrors, NamesFileLineAndKey) {
   std::vector<std::string> errors;
@@ -93,8 +91,8 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, AgentConfigErrors,
     ::testing::Values(
         BadCase{"missing_site", "agent: { heartbeat: 5s }\n", "agent.yaml:1: agent.site"},
-        BadCase{"bad_heartbeat",
-                "agent: { site: s, heartbeat: often }\n", "agent.yaml:1: agent.heartbeat"},
+        BadCase{"bad_heartbeat", "agent: { site: s, heartbeat: often }\n",
+                "agent.yaml:1: agent.heartbeat"},
         BadCase{"unknown_section", base() + "alerts: {}\n", "agent.yaml:5: alerts: unknown"},
         BadCase{"plain_http_url",
                 "agent: { site: s }\ncollector: { url: \"http://x:1\", ca: certs/ca.pem, "

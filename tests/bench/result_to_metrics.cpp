@@ -1,13 +1,12 @@
 // From a probe's result to its value in the collector's /metrics, through the real path: the
 // agent's Spool and Uplink (mutual TLS, keep-alive) to a running dozor-collector, then a scrape.
 // Each result carries a fresh value; the clock runs from handing the result to the agent's queue
-// (the spool, where the scheduler puts a probe's result; committed before it is sent) until a scrape of /metrics shows that value.
+// (the spool, where the scheduler puts a probe's result; committed before it is sent) until a
+// scrape of /metrics shows that value.
 //
 //   result_to_metrics COLLECTOR_URL HTTP_HOST:PORT CA CERT KEY [COUNT [SPOOL_FILE]]
 //
 // tests/bench/result_to_metrics.sh starts the collector and makes the certificates.
-#include <utility>
-
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +19,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "dozor/agent/config.h"
@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
       r.probe = "bench";
       r.type = "bench";
       r.status = dozor::protocol::Status::ok;
-      r.ts = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+      r.ts = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+                 .count();
       r.metrics.push_back({"bench_value", double(i), ""});
       spool.push(std::move(r));
       uplink.notify();

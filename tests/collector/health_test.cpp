@@ -82,7 +82,8 @@ TEST(Health, RejectionsAreCountedByReason) {
   m.rejected("tls_handshake");
   const auto text = m.scrape();
   EXPECT_NE(text.find("dozor_ingest_rejected_total{reason=\"bad_json\"} 2"), std::string::npos);
-  EXPECT_NE(text.find("dozor_ingest_rejected_total{reason=\"tls_handshake\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("dozor_ingest_rejected_total{reason=\"tls_handshake\"} 1"),
+            std::string::npos);
 }
 
 }  // namespace
@@ -95,10 +96,10 @@ TEST(Health, FreshResultsAheadOfTheBacklogAreKeptAndAckedOnlyWhenContiguous) {
   Metrics m;
   Health h(m);
   auto out = h.ingest("a", report({{1, 100}, {2, 101}, {9, 108}}), 110);  // 9: fresh, early
-  EXPECT_EQ(out.acked_seq, 2u);  // 3..8 not here yet
+  EXPECT_EQ(out.acked_seq, 2u);                                           // 3..8 not here yet
   EXPECT_EQ(out.accepted, 3u);
-  out = h.ingest("a", report({{3, 102}, {4, 103}, {5, 104}, {6, 105}, {7, 106}, {8, 107}, {9, 108}}),
-                 111);
+  out = h.ingest(
+      "a", report({{3, 102}, {4, 103}, {5, 104}, {6, 105}, {7, 106}, {8, 107}, {9, 108}}), 111);
   EXPECT_EQ(out.accepted, 6u);
   EXPECT_EQ(out.duplicates, 1u);  // 9 again, in order this time
   EXPECT_EQ(out.acked_seq, 9u);

@@ -24,8 +24,22 @@ void run(const std::string& input) {
 // Byte-level mutations of the kinds libFuzzer starts with: flip, insert, erase, splice, repeat.
 std::string mutate(const std::vector<std::string>& corpus, std::mt19937_64& rng) {
   std::string s = corpus[rng() % corpus.size()];
-  const char* tokens[] = {"{", "}", "[", "]", "\"", ":", ",", "null", "-1", "1e400", "\\u0000",
-                          "\xff", "18446744073709551616", "\"seq\"", "\"status\"", "true"};
+  const char* tokens[] = {"{",
+                          "}",
+                          "[",
+                          "]",
+                          "\"",
+                          ":",
+                          ",",
+                          "null",
+                          "-1",
+                          "1e400",
+                          "\\u0000",
+                          "\xff",
+                          "18446744073709551616",
+                          "\"seq\"",
+                          "\"status\"",
+                          "true"};
   const int steps = 1 + static_cast<int>(rng() % 4);
   for (int i = 0; i < steps; ++i) {
     const std::size_t at = s.empty() ? 0 : rng() % (s.size() + 1);
@@ -33,10 +47,18 @@ std::string mutate(const std::vector<std::string>& corpus, std::mt19937_64& rng)
       case 0:
         if (!s.empty()) s[at % s.size()] ^= static_cast<char>(1u << (rng() % 8));
         break;
-      case 1: s.insert(at, tokens[rng() % std::size(tokens)]); break;
-      case 2: s.erase(at, rng() % 16); break;
-      case 3: s.insert(at, corpus[rng() % corpus.size()].substr(0, rng() % 64)); break;
-      case 4: s.insert(at, std::string(rng() % 8, s.empty() ? '[' : s[at % s.size()])); break;
+      case 1:
+        s.insert(at, tokens[rng() % std::size(tokens)]);
+        break;
+      case 2:
+        s.erase(at, rng() % 16);
+        break;
+      case 3:
+        s.insert(at, corpus[rng() % corpus.size()].substr(0, rng() % 64));
+        break;
+      case 4:
+        s.insert(at, std::string(rng() % 8, s.empty() ? '[' : s[at % s.size()]));
+        break;
     }
   }
   return s;
@@ -67,6 +89,7 @@ int main(int argc, char** argv) {
   for (const auto& c : corpus) run(c);
   std::mt19937_64 rng(20261123);
   for (long i = 0; i < mutations; ++i) run(mutate(corpus, rng));
-  std::printf("%zu corpus files and %ld mutations: no invariant broken\n", corpus.size(), mutations);
+  std::printf("%zu corpus files and %ld mutations: no invariant broken\n", corpus.size(),
+              mutations);
   return 0;
 }

@@ -1,13 +1,12 @@
 #pragma once
 
-#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
-
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
+#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 #include <vector>
 
 #include "dozor/probes/registry.h"

@@ -34,15 +34,15 @@ struct AgentState {
   double heartbeat = 5;
   double first_seen = 0;
   double last_report = 0;
-  std::string spool_id;          // a new spool restarts the agent's seq at 1
-  std::uint64_t watermark = 0;   // every seq up to here is stored: what the ack says
-  std::set<std::uint64_t> above; // seqs stored beyond the watermark (fresh results sent early)
-  std::uint64_t last_seq = 0;    // highest seq accepted
-  std::uint64_t results = 0;     // unique results accepted since first seen
-  std::uint64_t dropped = 0;     // results the agent's spool gave up on: will never arrive
-  double grace_until = 0;        // after a collector restart: up until then, if it was up before
+  std::string spool_id;           // a new spool restarts the agent's seq at 1
+  std::uint64_t watermark = 0;    // every seq up to here is stored: what the ack says
+  std::set<std::uint64_t> above;  // seqs stored beyond the watermark (fresh results sent early)
+  std::uint64_t last_seq = 0;     // highest seq accepted
+  std::uint64_t results = 0;      // unique results accepted since first seen
+  std::uint64_t dropped = 0;      // results the agent's spool gave up on: will never arrive
+  double grace_until = 0;         // after a collector restart: up until then, if it was up before
   bool up = false;
-  double down_since = 0;         // when it stopped reporting (last_report + window), if down
+  double down_since = 0;  // when it stopped reporting (last_report + window), if down
   std::map<std::string, ProbeState> probes;
 };
 

@@ -1,13 +1,12 @@
 #pragma once
 
-#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
-
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include "dozor/protocol/report.h"
 
@@ -20,9 +19,9 @@ using protocol::Status;
 
 /// What a probe may use while it runs.
 struct ProbeContext {
-  asio::any_io_executor io;         // the agent's I/O thread: network I/O only, never block it
-  asio::thread_pool* blocking;      // small bounded pool for calls that block (syscalls on
-                                    // possibly hung mounts, serial lines, child processes)
+  asio::any_io_executor io;     // the agent's I/O thread: network I/O only, never block it
+  asio::thread_pool* blocking;  // small bounded pool for calls that block (syscalls on
+                                // possibly hung mounts, serial lines, child processes)
   std::chrono::milliseconds timeout;
 };
 

@@ -26,13 +26,13 @@ struct Metric {
 
 /// One run of one probe.
 struct Result {
-  std::uint64_t seq = 0;   // per agent, from 1, +1 per result; 0 until the agent assigns it
-  std::string probe;       // the probe's configured name
-  std::string type;        // tcp, http, disk, ...
-  double ts = 0;           // unix seconds when the probe started
-  double duration = 0;     // seconds the probe took
+  std::uint64_t seq = 0;  // per agent, from 1, +1 per result; 0 until the agent assigns it
+  std::string probe;      // the probe's configured name
+  std::string type;       // tcp, http, disk, ...
+  double ts = 0;          // unix seconds when the probe started
+  double duration = 0;    // seconds the probe took
   Status status = Status::unknown;
-  std::string summary;     // one line for a human
+  std::string summary;  // one line for a human
   std::vector<Metric> metrics;
   std::map<std::string, std::string> labels;
   bool operator==(const Result&) const = default;
@@ -43,9 +43,9 @@ struct AgentInfo {
   std::string version;
   std::string hostname;
   std::string site;
-  double started_at = 0;   // unix seconds
-  double heartbeat = 5;    // seconds between reports when there is nothing to send
-  std::string spool_id;    // names the agent's spool; a new one restarts the seq count at 1
+  double started_at = 0;  // unix seconds
+  double heartbeat = 5;   // seconds between reports when there is nothing to send
+  std::string spool_id;   // names the agent's spool; a new one restarts the seq count at 1
   bool operator==(const AgentInfo&) const = default;
 };
 

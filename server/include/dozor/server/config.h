@@ -23,8 +23,8 @@ struct ServerConfig {
   std::string tls_ca, tls_cert, tls_key;
   std::string store_path = "/var/lib/dozor/collector.db";  // from "store: sqlite:PATH"
   std::uint64_t max_body = 4 << 20;
-  std::chrono::milliseconds read_timeout{10'000};   // whole request, once its first byte came
-  std::chrono::milliseconds idle_timeout{60'000};   // keep-alive connection with no request
+  std::chrono::milliseconds read_timeout{10'000};  // whole request, once its first byte came
+  std::chrono::milliseconds idle_timeout{60'000};  // keep-alive connection with no request
   std::chrono::milliseconds handshake_timeout{10'000};
   std::size_t max_connections = 4096;
   std::string log_level = "info";

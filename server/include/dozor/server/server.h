@@ -1,13 +1,12 @@
 #pragma once
 
-#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include "dozor/collector/health.h"
 #include "dozor/collector/metrics.h"
