@@ -6,7 +6,6 @@
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <memory>
-#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 #include <vector>
 
 #include "dozor/probes/registry.h"

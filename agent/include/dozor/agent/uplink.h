@@ -6,7 +6,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
-#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include "dozor/agent/config.h"
 #include "dozor/agent/spool.h"

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <optional>
 #include <string>
-#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include "dozor/protocol/report.h"
 

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <utility>  // boost 1.74 awaitable.hpp uses std::exchange without it
 
 #include "dozor/collector/health.h"
 #include "dozor/collector/metrics.h"
