@@ -4,6 +4,7 @@
 
 #include "disk/disk.h"
 #include "http/http.h"
+#include "modbus/modbus.h"
 #include "tcp/tcp.h"
 
 namespace dozor::probes {
@@ -14,6 +15,7 @@ std::span<const ProbeType> probe_types() {
       tcp::probe_type(),
       http::probe_type(),
       disk::probe_type(),
+      modbus::probe_type(),
   };
   return kTypes;
 }

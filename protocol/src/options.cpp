@@ -34,6 +34,8 @@ std::string_view to_string(OptionKind kind) {
       return "size";
     case OptionKind::string_map:
       return "mapping";
+    case OptionKind::yaml:
+      return "yaml";
   }
   return "?";
 }
@@ -53,6 +55,10 @@ int line_of(const YAML::Node& n) { return n.Mark().line >= 0 ? n.Mark().line + 1
 
 bool parse_option_value(OptionKind kind, const YAML::Node& node, Options::Value& out,
                         std::string& message) {
+  if (kind == OptionKind::yaml) {
+    out = node;
+    return true;
+  }
   if (kind == OptionKind::string_map) {
     if (!node.IsMap()) {
       message = "expected a mapping of strings";
@@ -132,6 +138,7 @@ bool parse_option_value(OptionKind kind, const YAML::Node& node, Options::Value&
       message = "expected a size such as 64MiB, got '" + s + "'";
       return false;
     case OptionKind::string_map:
+    case OptionKind::yaml:
       break;
   }
   return false;
@@ -211,6 +218,12 @@ std::chrono::milliseconds Options::duration(std::string_view key) const {
 }
 std::uint64_t Options::size(std::string_view key) const { return get<std::uint64_t>(key); }
 Options::StringMap Options::string_map(std::string_view key) const { return get<StringMap>(key); }
+YAML::Node Options::yaml(std::string_view key) const { return get<YAML::Node>(key); }
+
+Options Options::nested(const YAML::Node& node, std::span<const OptionSpec> specs,
+                        std::string_view subpath) const {
+  return read_options(node, specs, file_, join(path_, subpath), *errors_);
+}
 
 void Options::error(std::string_view key, std::string message) const {
   auto it = values_.find(key);

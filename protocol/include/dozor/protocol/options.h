@@ -22,7 +22,9 @@ struct ConfigError {
   std::string to_string() const;
 };
 
-enum class OptionKind { string, integer, number, boolean, duration, size, string_map };
+// `yaml`: any YAML value (a list of mappings, a [low, high] pair) that the probe reads itself,
+// usually entry by entry through Options::nested so its errors keep file, line and key.
+enum class OptionKind { string, integer, number, boolean, duration, size, string_map, yaml };
 
 /// One configuration key, declared once: validation, defaults and documentation come from here.
 struct OptionSpec {
@@ -38,7 +40,7 @@ class Options {
  public:
   using StringMap = std::map<std::string, std::string>;
   using Value = std::variant<std::monostate, std::string, std::int64_t, double, bool,
-                             std::chrono::milliseconds, std::uint64_t, StringMap>;
+                             std::chrono::milliseconds, std::uint64_t, StringMap, YAML::Node>;
 
   Options(std::string file, std::string path, std::vector<ConfigError>* errors)
       : file_(std::move(file)), path_(std::move(path)), errors_(errors) {}
@@ -52,6 +54,11 @@ class Options {
   std::chrono::milliseconds duration(std::string_view key) const;
   std::uint64_t size(std::string_view key) const;
   StringMap string_map(std::string_view key) const;
+  /// The raw value of an OptionKind::yaml key; a null node when absent.
+  YAML::Node yaml(std::string_view key) const;
+  /// Reads `node` against `specs` into the same error list, under path "<this path>.<subpath>".
+  Options nested(const YAML::Node& node, std::span<const OptionSpec> specs,
+                 std::string_view subpath) const;
 
   /// Records a validation error against key (its line when it was given, else the mapping's).
   void error(std::string_view key, std::string message) const;
