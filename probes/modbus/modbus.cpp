@@ -49,6 +49,7 @@ struct Config {
 struct Cycle {
   std::vector<std::optional<Value>> values;  // per point; empty when not read
   int requests = 0, timeouts = 0, exceptions = 0, answered = 0;
+  bool link_down = false;  // the link, not the device, failed: no device backoff for it
   double seconds = 0;
   std::vector<std::string> problems;
 };
@@ -66,11 +67,13 @@ struct DeviceState {
   std::vector<Seen> seen;
 };
 
-// Runs `f` on the blocking pool and resumes the coroutine on its own executor with the result.
+// Runs `f` on the blocking pool and resumes the awaiting coroutine on its own executor with the
+// result. Not a coroutine itself, and `f` travels as an initiation argument: g++ 12 mishandles
+// lambda temporaries with non-trivial captures inside co_await expressions.
 template <class R, class F>
 asio::awaitable<R> on_pool(asio::thread_pool& pool, F f) {
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(R)>(
-      [&pool, f = std::move(f)](auto handler) mutable {
+  return asio::async_initiate<decltype(asio::use_awaitable), void(R)>(
+      [&pool](auto handler, F f) {
         asio::post(pool, [f = std::move(f), handler = std::move(handler)]() mutable {
           R r = f();
           auto ex = asio::get_associated_executor(handler);
@@ -79,7 +82,7 @@ asio::awaitable<R> on_pool(asio::thread_pool& pool, F f) {
           });
         });
       },
-      asio::use_awaitable);
+      asio::use_awaitable, std::move(f));
 }
 
 std::string two_digits(int code) {
@@ -135,6 +138,7 @@ Cycle poll_device(Link& link, const Config& c, DeviceState& st, Clock::time_poin
       continue;
     }
     if (reply.status == Reply::Status::timeout) ++out.timeouts;
+    if (reply.status == Reply::Status::link_down) out.link_down = true;
     out.problems.push_back("no answer reading " + range_text(r) + ": " + reply.message);
     break;  // a silent device costs one timeout per cycle, not one per request
   }
@@ -174,11 +178,11 @@ class ModbusProbe final : public Probe {
       co_return r;
     }
     if (!ctx.blocking) co_return make_result(Status::unknown, "no blocking pool to run on");
-    auto link = link_;
-    auto c = c_;
-    auto st = st_;
-    Cycle cycle = co_await on_pool<Cycle>(
-        *ctx.blocking, [link, c, st, deadline] { return poll_device(*link, *c, *st, deadline); });
+    // A named task, not a temporary in the co_await: g++ 12 destroys such temporaries twice.
+    auto task = [link = link_, c = c_, st = st_, deadline] {
+      return poll_device(*link, *c, *st, deadline);
+    };
+    Cycle cycle = co_await on_pool<Cycle>(*ctx.blocking, std::move(task));
     co_return evaluate(std::move(cycle), where);
   }
 
@@ -210,12 +214,14 @@ class ModbusProbe final : public Probe {
     DeviceState& st = *st_;
     Result r;
     if (cycle.answered == 0) {
-      // Try again next cycle, then every 2nd, 4th, ... up to max_backoff.
-      ++st.failures;
+      // A silent device is tried again next cycle, then every 2nd, 4th, ... up to max_backoff.
+      // A link that is down has its own capped reconnect backoff; the device is not to blame.
+      st.failures = cycle.link_down ? 0 : st.failures + 1;
       const long long cap = std::max<long long>(
           0, c_->max_backoff.count() / std::max<long long>(1, c_->interval.count()) - 1);
-      st.skip_cycles =
-          static_cast<int>(std::min<long long>((1LL << std::min(st.failures - 1, 20)) - 1, cap));
+      st.skip_cycles = st.failures == 0 ? 0
+                                        : static_cast<int>(std::min<long long>(
+                                              (1LL << std::min(st.failures - 1, 20)) - 1, cap));
       r.status = Status::critical;
       r.summary = where + ": " + (cycle.problems.empty() ? "no answer" : cycle.problems.front());
       add_health(r, 0, cycle);
