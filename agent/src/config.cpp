@@ -25,14 +25,6 @@ constexpr OptionSpec kSpool[] = {
     {"max_size", OptionKind::size, "256MiB", false, "past this the oldest results are dropped"},
     {"max_age", OptionKind::duration, "7d", false, "older results are dropped"},
 };
-constexpr OptionSpec kLog[] = {
-    {"level", OptionKind::string, "info", false, "trace, debug, info, warn, error"},
-};
-
-std::string resolve(const std::string& file, const std::string& path) {
-  if (path.empty() || fs::path(path).is_absolute()) return path;
-  return (fs::path(file).parent_path() / path).lexically_normal().string();
-}
 
 }  // namespace
 
@@ -100,7 +92,7 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
     return read_options(n ? n : YAML::Node(YAML::NodeType::Map), specs, file, name, errors);
   };
   Options spool = optional_section("spool", kSpool);
-  Options log = optional_section("log", kLog);
+  Options log = optional_section("log", log_options());
 
   AgentConfig c;
   c.site = agent.string("site");
@@ -112,14 +104,14 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
   std::string message;
   if (collector.has("url") && !parse_collector_url(collector.string("url"), c.collector, message))
     collector.error("url", message);
-  c.collector.ca = resolve(file, collector.string("ca"));
-  c.collector.cert = resolve(file, collector.string("cert"));
-  c.collector.key = resolve(file, collector.string("key"));
+  c.collector.ca = resolve_path(file, collector.string("ca"));
+  c.collector.cert = resolve_path(file, collector.string("cert"));
+  c.collector.key = resolve_path(file, collector.string("key"));
   for (auto [key, path] : {std::pair{"ca", &c.collector.ca}, std::pair{"cert", &c.collector.cert},
                            std::pair{"key", &c.collector.key}}) {
     if (collector.has(key) && !fs::exists(*path)) collector.error(key, "no such file: " + *path);
   }
-  c.spool.path = resolve(file, spool.string("path"));
+  c.spool.path = resolve_path(file, spool.string("path"));
   c.spool.max_size = spool.size("max_size");
   c.spool.max_age = spool.duration("max_age");
   if (auto folder = fs::path(c.spool.path).parent_path();
@@ -127,9 +119,7 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
     spool.error("path", "folder " + folder.string() + " does not exist");
   if (c.spool.max_size < (64u << 10)) spool.error("max_size", "must be at least 64KiB");
   c.log_level = log.string("level");
-  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error"};
-  if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) == std::end(kLevels))
-    log.error("level", "expected trace, debug, info, warn or error");
+  check_log_level(log);
 
   YAML::Node list = root["probes"];
   if (list && !list.IsSequence()) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -250,6 +251,25 @@ bool load_yaml_file(const std::string& file, YAML::Node& out, std::vector<Config
     return false;
   }
   return true;
+}
+
+std::string resolve_path(const std::string& config_file, const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return (fs::path(config_file).parent_path() / path).lexically_normal().string();
+}
+
+std::span<const OptionSpec> log_options() {
+  static constexpr OptionSpec kLog[] = {
+      {"level", OptionKind::string, "info", false, "trace, debug, info, warn, error"},
+  };
+  return kLog;
+}
+
+void check_log_level(const Options& log) {
+  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), log.string("level")) == std::end(kLevels))
+    log.error("level", "expected trace, debug, info, warn or error");
 }
 
 }  // namespace dozor

@@ -24,9 +24,6 @@ constexpr OptionSpec kLimits[] = {
     {"handshake_timeout", OptionKind::duration, "10s", false, "time allowed for the TLS handshake"},
     {"max_connections", OptionKind::integer, "4096", false, "concurrent connections per listener"},
 };
-constexpr OptionSpec kLog[] = {
-    {"level", OptionKind::string, "info", false, "trace, debug, info, warn, error"},
-};
 
 constexpr OptionSpec kTop[] = {
     {"store", OptionKind::string, "sqlite:/var/lib/dozor/collector.db", false,
@@ -38,15 +35,10 @@ struct Section {
   std::span<const OptionSpec> specs;
   bool required;
 };
-constexpr Section kSections[] = {{"listen", kListen, false},
-                                 {"tls", kTls, true},
-                                 {"limits", kLimits, false},
-                                 {"log", kLog, false}};
-
-std::string resolve(const std::string& file, const std::string& path) {
-  if (path.empty() || fs::path(path).is_absolute()) return path;
-  return (fs::path(file).parent_path() / path).lexically_normal().string();
-}
+const Section kSections[] = {{"listen", kListen, false},
+                             {"tls", kTls, true},
+                             {"limits", kLimits, false},
+                             {"log", log_options(), false}};
 
 }  // namespace
 
@@ -111,9 +103,9 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
     else
       listen.error(key, message);
   }
-  c.tls_ca = resolve(file, tls.string("ca"));
-  c.tls_cert = resolve(file, tls.string("cert"));
-  c.tls_key = resolve(file, tls.string("key"));
+  c.tls_ca = resolve_path(file, tls.string("ca"));
+  c.tls_cert = resolve_path(file, tls.string("cert"));
+  c.tls_key = resolve_path(file, tls.string("key"));
   for (auto [key, path] :
        {std::pair{"ca", &c.tls_ca}, std::pair{"cert", &c.tls_cert}, std::pair{"key", &c.tls_key}}) {
     if (tls.has(key) && !fs::exists(*path)) tls.error(key, "no such file: " + *path);
@@ -122,7 +114,7 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   if (store.rfind("sqlite:", 0) != 0 || store.size() == 7) {
     top_options.error("store", "expected sqlite:PATH");
   } else {
-    c.store_path = resolve(file, store.substr(7));
+    c.store_path = resolve_path(file, store.substr(7));
     auto folder = fs::path(c.store_path).parent_path();
     if (!folder.empty() && !fs::is_directory(folder))
       top_options.error("store", "folder " + folder.string() + " does not exist");
@@ -135,9 +127,7 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   if (max_conn < 1) limits.error("max_connections", "must be at least 1");
   c.max_connections = static_cast<std::size_t>(std::max<std::int64_t>(1, max_conn));
   c.log_level = log.string("level");
-  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "error"};
-  if (std::find(std::begin(kLevels), std::end(kLevels), c.log_level) == std::end(kLevels))
-    log.error("level", "expected trace, debug, info, warn or error");
+  check_log_level(log);
 
   if (errors.size() != errors_before) return std::nullopt;
   return c;

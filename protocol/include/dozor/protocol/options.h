@@ -101,4 +101,11 @@ bool load_yaml_file(const std::string& file, YAML::Node& out, std::vector<Config
 
 std::string_view to_string(OptionKind kind);
 
+/// A path from a config file, read from that file's folder when it is relative.
+std::string resolve_path(const std::string& config_file, const std::string& path);
+
+/// The `log:` section both daemons share: `level`, checked against spdlog's level names.
+std::span<const OptionSpec> log_options();
+void check_log_level(const Options& log);
+
 }  // namespace dozor
