@@ -49,6 +49,8 @@ class ModbusServer {
   ~ModbusServer() { stop(); }
 
   int port() const { return port_; }
+  /// Another unit that answers (units 1 and 2 always do). Call before traffic starts.
+  void add_unit(int u) { units_[u] = std::make_unique<UnitMap>(); }
   modbus_mapping_t* unit(int u) { return units_.at(u)->m; }
   /// Requests seen (answered or not), all units.
   int requests() const { return requests_; }

@@ -4,6 +4,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -226,6 +228,25 @@ TEST(ModbusConfig, BadLinks) {
     EXPECT_NE(errors[0].find("test.yaml:3: probes[0].link: " + std::string(message)),
               std::string::npos)
         << errors[0];
+  }
+}
+
+}  // namespace
+}  // namespace dozor::probes::modbus
+
+namespace dozor::probes::modbus {
+namespace {
+
+TEST(ModbusConfig, SampleYamlIsValid) {
+  YAML::Node root = YAML::LoadFile(std::string(DOZOR_SOURCE_DIR) + "/probes/modbus/sample.yaml");
+  ASSERT_TRUE(root["probes"].IsSequence());
+  for (std::size_t i = 0; i < root["probes"].size(); ++i) {
+    std::vector<ConfigError> errors;
+    auto spec =
+        read_probe(root["probes"][i], "sample.yaml", "probes[" + std::to_string(i) + "]", errors);
+    for (const auto& e : errors) ADD_FAILURE() << e.to_string();
+    ASSERT_TRUE(spec);
+    if (std::getenv("MODBUS_PRINT_PLAN")) std::printf("%s\n", spec->probe->plan().c_str());
   }
 }
 
