@@ -464,7 +464,7 @@ Reply Link::read(const Exchange& x, std::uint16_t* regs, std::uint8_t* bits,
                  Clock::time_point deadline) {
   std::unique_lock lock(mu_, std::defer_lock);
   if (!lock.try_lock_until(deadline))
-    return {Reply::Status::timeout, 0, "link busy with other devices until the deadline"};
+    return {Reply::Status::timeout, 0, "link busy with other devices until the deadline", false};
   return read_locked(x, regs, bits, deadline);
 }
 
@@ -499,14 +499,16 @@ Reply Link::read_locked(const Exchange& x, std::uint16_t* regs, std::uint8_t* bi
                         Clock::time_point deadline) {
   for (int attempt = 0;; ++attempt) {
     std::string error;
-    if (!ensure_connected(deadline, &error)) return {Reply::Status::link_down, 0, error};
+    if (!ensure_connected(deadline, &error))
+      return {Reply::Status::link_down, 0, error, attempt > 0};
     // The bus needs its silence, and some devices want more between their requests.
     auto ready = last_end_ + spec_.frame_gap();
     if (x.device_last) ready = std::max(ready, *x.device_last + x.min_gap);
-    if (ready > deadline) return {Reply::Status::timeout, 0, "no time left for the frame gap"};
+    if (ready > deadline)
+      return {Reply::Status::timeout, 0, "no time left for the frame gap", false};
     std::this_thread::sleep_until(ready);
     const auto left = duration_cast<milliseconds>(deadline - Clock::now());
-    if (left <= milliseconds(0)) return {Reply::Status::timeout, 0, "no time left"};
+    if (left <= milliseconds(0)) return {Reply::Status::timeout, 0, "no time left", false};
     const bool was_used = used_;
     ++requests_;
     Reply r = transport_->read(x, regs, bits, std::min(x.timeout, left));

@@ -62,6 +62,7 @@ struct Reply {
   Status status = Status::ok;
   int exception = 0;  // Modbus exception code when status is exception
   std::string message;
+  bool sent = true;  // false when the request never left (link down, no time left)
 };
 
 std::string_view exception_name(int code);

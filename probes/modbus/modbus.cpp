@@ -113,7 +113,7 @@ Cycle poll_device(Link& link, const Config& c, DeviceState& st, Clock::time_poin
     x.min_gap = c.min_gap;
     x.device_last = &st.last_exchange;
     Reply reply = link.read(x, regs.data(), bits.data(), deadline);
-    ++out.requests;
+    if (reply.sent) ++out.requests;
     if (reply.status == Reply::Status::ok) {
       ++out.answered;
       for (int i : r.points) {
@@ -137,7 +137,7 @@ Cycle poll_device(Link& link, const Config& c, DeviceState& st, Clock::time_poin
       out.problems.push_back("bad answer reading " + range_text(r) + ": " + reply.message);
       continue;
     }
-    if (reply.status == Reply::Status::timeout) ++out.timeouts;
+    if (reply.status == Reply::Status::timeout && reply.sent) ++out.timeouts;
     if (reply.status == Reply::Status::link_down) out.link_down = true;
     out.problems.push_back("no answer reading " + range_text(r) + ": " + reply.message);
     break;  // a silent device costs one timeout per cycle, not one per request
