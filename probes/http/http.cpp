@@ -1,14 +1,545 @@
 #include "http/http.h"
 
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <algorithm>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <regex>
+#include <system_error>
+#include <vector>
+
+#include "dozor/protocol/units.h"
+#include "dozor/protocol/version.h"
+
 namespace dozor::probes::http {
 namespace {
-class Placeholder final : public Probe {
- public:
-  asio::awaitable<Result> run(ProbeContext&) override {
-    co_return make_result(Status::unknown, "not implemented");
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using boost::asio::redirect_error;
+using boost::asio::use_awaitable;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+constexpr OptionSpec kOptions[] = {
+    {"url", OptionKind::string, "", true,
+     "http:// or https:// URL; host may be a name, IPv4 or [IPv6]"},
+    {"method", OptionKind::string, "GET", false, "GET or HEAD"},
+    {"expect_status", OptionKind::integer, "200", false, "status code the response must have"},
+    {"expect_body", OptionKind::string, "", false,
+     "regular expression (ECMAScript) the body must contain"},
+    {"username", OptionKind::string, "", false, "user for HTTP basic authentication"},
+    {"password", OptionKind::string, "", false, "password for basic authentication"},
+    {"password_env", OptionKind::string, "", false, "environment variable holding the password"},
+    {"host_header", OptionKind::string, "", false, "Host header to send instead of the URL's host"},
+    {"ca", OptionKind::string, "", false,
+     "PEM file of CAs to verify the server; default: system CAs"},
+    {"tls_verify", OptionKind::boolean, "true", false,
+     "verify the server certificate and host name"},
+    {"cert_warning_days", OptionKind::number, "30", false,
+     "warning when the certificate expires within this many days"},
+    {"cert_critical_days", OptionKind::number, "7", false,
+     "critical when the certificate expires within this many days"},
+    {"warning", OptionKind::duration, "", false, "response time at or above this is a warning"},
+    {"critical", OptionKind::duration, "", false, "response time at or above this is critical"},
+    {"max_body", OptionKind::size, "1MiB", false,
+     "read at most this much of the body; the rest is ignored"},
+};
+
+// std::regex (libstdc++) recurses once per character a quantifier consumes, so a pattern such
+// as ".*x" over a long line overflows the stack (at about 16 KiB with 8 MiB of stack). Bodies
+// are searched in windows small enough to be safe, overlapping so that any match up to
+// kRegexOverlap bytes long is still found. A careless pattern can still take long (std::regex
+// backtracks), so the search runs on the blocking pool, bounded by the probe's deadline.
+constexpr std::size_t kRegexWindow = 4096;
+constexpr std::size_t kRegexOverlap = 2048;
+
+struct Url {
+  bool tls = false;
+  std::string host;  // without brackets: what the resolver and the certificate check get
+  std::string port;
+  std::string target;     // path and query
+  std::string authority;  // host[:port] as the Host header spells it
+};
+
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+bool is_ip_address(const std::string& host) {
+  error_code ec;
+  boost::asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+std::optional<Url> parse_url(const std::string& text, std::string& why) {
+  for (unsigned char ch : text) {
+    if (ch <= ' ' || ch == 0x7f) {
+      why = "must not contain spaces or control characters";
+      return std::nullopt;
+    }
+  }
+  Url u;
+  std::string rest;
+  const std::string head = lower(text.substr(0, 8));
+  if (head.starts_with("https://")) {
+    u.tls = true;
+    rest = text.substr(8);
+  } else if (head.starts_with("http://")) {
+    rest = text.substr(7);
+  } else {
+    why = "expected an http:// or https:// URL";
+    return std::nullopt;
+  }
+  const std::size_t end = rest.find_first_of("/?#");
+  std::string authority = rest.substr(0, end);
+  std::string target = end == std::string::npos ? "" : rest.substr(end);
+  if (authority.find('@') != std::string::npos) {
+    why = "put credentials in username and password, not in the URL";
+    return std::nullopt;
+  }
+  std::string port;
+  if (authority.starts_with("[")) {
+    const std::size_t close = authority.find(']');
+    if (close == std::string::npos) {
+      why = "unterminated [IPv6] address";
+      return std::nullopt;
+    }
+    u.host = authority.substr(1, close - 1);
+    error_code ec;
+    boost::asio::ip::make_address_v6(u.host, ec);
+    if (ec) {
+      why = "'" + u.host + "' is not an IPv6 address";
+      return std::nullopt;
+    }
+    std::string after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') {
+        why = "expected :port after the IPv6 address";
+        return std::nullopt;
+      }
+      port = after.substr(1);
+    }
+  } else {
+    const std::size_t colon = authority.find(':');
+    u.host = authority.substr(0, colon);
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+    for (unsigned char ch : u.host) {
+      if (!std::isalnum(ch) && ch != '-' && ch != '.' && ch != '_') {
+        why = "invalid character in host '" + u.host + "'";
+        return std::nullopt;
+      }
+    }
+  }
+  if (u.host.empty()) {
+    why = "missing host";
+    return std::nullopt;
+  }
+  const std::string default_port = u.tls ? "443" : "80";
+  if (port.empty()) {
+    u.port = default_port;
+  } else {
+    if (port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(),
+                     [](unsigned char ch) { return std::isdigit(ch) != 0; }) ||
+        std::stoi(port) < 1 || std::stoi(port) > 65535) {
+      why = "port must be 1-65535, got '" + port + "'";
+      return std::nullopt;
+    }
+    u.port = std::to_string(std::stoi(port));
+  }
+  if (const std::size_t hash = target.find('#'); hash != std::string::npos) target.resize(hash);
+  if (target.empty() || target[0] != '/') target.insert(0, "/");
+  u.target = target;
+  const bool v6 = u.host.find(':') != std::string::npos;
+  u.authority = v6 ? "[" + u.host + "]" : u.host;
+  if (u.port != default_port) u.authority += ":" + u.port;
+  return u;
+}
+
+std::string base64(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+bool search_body(const std::string& body, const std::regex& re) {
+  namespace rc = std::regex_constants;
+  std::size_t from = 0;
+  for (;;) {
+    const std::size_t to = std::min(body.size(), from + kRegexWindow);
+    auto flags = rc::match_default;
+    if (from > 0) flags |= rc::match_prev_avail;
+    if (to < body.size()) flags |= rc::match_not_eol;
+    if (std::regex_search(body.begin() + static_cast<std::ptrdiff_t>(from),
+                          body.begin() + static_cast<std::ptrdiff_t>(to), re, flags))
+      return true;
+    if (to == body.size()) return false;
+    from += kRegexWindow - kRegexOverlap;
+  }
+}
+
+std::optional<double> seconds_option(const Options& o, std::string_view key) {
+  if (!o.has(key)) return std::nullopt;
+  return std::chrono::duration<double>(o.duration(key)).count();
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string describe(const error_code& ec, std::chrono::milliseconds timeout) {
+  if (ec == beast::error::timeout) return "timed out after " + format_duration(timeout);
+  return ec.message();
+}
+
+// host_name_verification says only "no"; naming the mismatch makes the failure readable.
+struct HostCheck {
+  ssl::host_name_verification check;
+  bool ip;
+  bool operator()(bool preverified, ssl::verify_context& vc) {
+    X509_STORE_CTX* store = vc.native_handle();
+    if (!preverified || X509_STORE_CTX_get_error_depth(store) > 0) return preverified;
+    if (check(preverified, vc)) return true;
+    X509_STORE_CTX_set_error(store,
+                             ip ? X509_V_ERR_IP_ADDRESS_MISMATCH : X509_V_ERR_HOSTNAME_MISMATCH);
+    return false;
   }
 };
-std::unique_ptr<Probe> make(const Options&) { return std::make_unique<Placeholder>(); }
+
+struct Config {
+  Url url;
+  bhttp::verb method = bhttp::verb::get;
+  int expect_status = 200;
+  std::shared_ptr<const std::regex> expect_body;  // shared with a search still on the pool
+  std::string expect_body_text;
+  std::string authorization;  // "Basic ..." or empty; never logged
+  std::string host_header;
+  bool tls_verify = true;
+  double cert_warning_days = 30, cert_critical_days = 7;
+  std::optional<double> warning, critical;  // seconds
+  std::uint64_t max_body = 0;
+  std::shared_ptr<ssl::context> tls;  // https only
+};
+
+// One run's body search on the blocking pool; it may outlive the run that started it. Touched
+// only on the I/O executor, and released there once the answer arrives.
+struct BodySearch {
+  explicit BodySearch(const asio::any_io_executor& io) : timer(io) {}
+  asio::steady_timer timer;
+  std::optional<bool> matched;
+};
+
+struct Response {
+  error_code ec;
+  std::string stage;  // what failed, e.g. "send request to"
+  unsigned code = 0;
+  std::string body;
+  std::uint64_t body_bytes = 0;
+  bool truncated = false;
+};
+
+class HttpProbe final : public Probe {
+ public:
+  explicit HttpProbe(Config c) : c_(std::move(c)) {}
+
+  asio::awaitable<Result> run(ProbeContext& ctx) override {
+    try {
+      co_return co_await check(ctx);
+    } catch (const std::exception& e) {
+      co_return make_result(Status::unknown, std::string("http probe failed: ") + e.what());
+    }
+  }
+
+ private:
+  asio::awaitable<Result> check(ProbeContext& ctx) {
+    const auto start = Clock::now();
+    const auto deadline = start + ctx.timeout;
+    const Url& u = c_.url;
+    const std::string where =
+        (u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host) + ":" + u.port;
+    error_code ec;
+
+    asio::ip::tcp::resolver resolver(ctx.io);
+    auto endpoints =
+        co_await resolver.async_resolve(u.host, u.port, redirect_error(use_awaitable, ec));
+    if (ec)
+      co_return make_result(Status::critical, "cannot resolve " + u.host + ": " + ec.message());
+
+    Result r;
+    Status cert_status = Status::ok;
+    std::string cert_note;
+    Response resp;
+    if (!u.tls) {
+      beast::tcp_stream stream(ctx.io);
+      stream.expires_at(deadline);
+      co_await stream.async_connect(endpoints, redirect_error(use_awaitable, ec));
+      if (ec)
+        co_return make_result(Status::critical,
+                              "connect to " + where + ": " + describe(ec, ctx.timeout));
+      resp = co_await exchange(stream);
+      stream.socket().close(ec);
+    } else {
+      beast::ssl_stream<beast::tcp_stream> stream(ctx.io, *c_.tls);
+      beast::get_lowest_layer(stream).expires_at(deadline);
+      const bool ip = is_ip_address(u.host);
+      // RFC 6066: a literal IP address is not a server name.
+      if (!ip && !SSL_set_tlsext_host_name(stream.native_handle(), u.host.c_str()))
+        co_return make_result(Status::unknown, "cannot set TLS server name " + u.host);
+      if (c_.tls_verify)
+        stream.set_verify_callback(HostCheck{ssl::host_name_verification(u.host), ip});
+      co_await beast::get_lowest_layer(stream).async_connect(endpoints,
+                                                             redirect_error(use_awaitable, ec));
+      if (ec)
+        co_return make_result(Status::critical,
+                              "connect to " + where + ": " + describe(ec, ctx.timeout));
+      co_await stream.async_handshake(ssl::stream_base::client, redirect_error(use_awaitable, ec));
+      if (ec) {
+        std::string why = describe(ec, ctx.timeout);
+        const long verify = SSL_get_verify_result(stream.native_handle());
+        if (verify != X509_V_OK)
+          why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+        co_return make_result(Status::critical, "TLS handshake with " + where + ": " + why);
+      }
+      if (X509* cert = SSL_get0_peer_certificate(stream.native_handle())) {
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(cert))) {
+          const double left = days + secs / 86400.0;
+          r.metrics.push_back({"cert_expiry_days", left, "d"});
+          cert_status = threshold_status_below(left, c_.cert_warning_days, c_.cert_critical_days);
+          cert_note = left >= 0 ? "cert expires in " + fixed(left, 1) + " d"
+                                : "cert expired " + fixed(-left, 1) + " d ago";
+        }
+      }
+      resp = co_await exchange(stream);
+      beast::get_lowest_layer(stream).socket().close(ec);
+    }
+    const double took = seconds_between(start, Clock::now());
+
+    if (resp.ec) {
+      r.status = Status::critical;
+      r.summary = resp.stage + " " + where + ": " + describe(resp.ec, ctx.timeout);
+      if (!cert_note.empty()) r.summary += ", " + cert_note;
+      co_return r;
+    }
+    r.metrics.push_back({"response_seconds", took, "s"});
+    r.metrics.push_back({"status_code", static_cast<double>(resp.code), ""});
+    r.metrics.push_back({"body_bytes", static_cast<double>(resp.body_bytes), "bytes"});
+
+    Status s = protocol::worst(cert_status, threshold_status(took, c_.warning, c_.critical));
+    std::string summary = "HTTP " + std::to_string(resp.code) + " in " + fixed(took, 3) + " s";
+    if (static_cast<int>(resp.code) != c_.expect_status) {
+      s = Status::critical;
+      summary += ", expected " + std::to_string(c_.expect_status);
+    }
+    if (c_.expect_body) {
+      const auto matched = co_await search(ctx, std::move(resp.body), deadline);
+      if (!matched) {
+        s = Status::critical;
+        summary += ", matching expect_body did not finish in time";
+      } else if (!*matched) {
+        s = Status::critical;
+        summary += ", body does not match '" + c_.expect_body_text + "'";
+      }
+    }
+    if (resp.truncated) summary += ", body truncated at " + std::to_string(c_.max_body) + " bytes";
+    if (!cert_note.empty()) summary += ", " + cert_note;
+    r.status = s;
+    r.summary = std::move(summary);
+    co_return r;
+  }
+
+  // nullopt when the search did not finish by the deadline, or an earlier one still runs.
+  asio::awaitable<std::optional<bool>> search(ProbeContext& ctx, std::string body,
+                                              Clock::time_point deadline) {
+    if (!ctx.blocking) co_return search_body(body, *c_.expect_body);
+    if (auto last = last_search_.lock(); last && !last->matched) co_return std::nullopt;
+    auto pending = std::make_shared<BodySearch>(ctx.io);
+    last_search_ = pending;
+    pending->timer.expires_at(deadline);
+    asio::post(*ctx.blocking,
+               [pending, re = c_.expect_body, body = std::move(body), io = ctx.io]() mutable {
+                 const bool matched = search_body(body, *re);
+                 asio::post(io, [pending = std::move(pending), matched] {
+                   pending->matched = matched;
+                   pending->timer.cancel();
+                 });
+               });
+    error_code ec;
+    co_await pending->timer.async_wait(redirect_error(use_awaitable, ec));
+    co_return pending->matched;
+  }
+
+  template <class Stream>
+  asio::awaitable<Response> exchange(Stream& stream) {
+    Response out;
+    error_code ec;
+    bhttp::request<bhttp::empty_body> req{c_.method, c_.url.target, 11};
+    req.set(bhttp::field::host, c_.host_header.empty() ? c_.url.authority : c_.host_header);
+    req.set(bhttp::field::user_agent, std::string("dozor-agent/") + kVersion);
+    req.set(bhttp::field::connection, "close");
+    if (!c_.authorization.empty()) req.set(bhttp::field::authorization, c_.authorization);
+    co_await bhttp::async_write(stream, req, redirect_error(use_awaitable, ec));
+    if (ec) {
+      out.ec = ec;
+      out.stage = "send request to";
+      co_return out;
+    }
+
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::buffer_body> parser;
+    // max_body bounds what is kept; the deadline bounds the rest. (Not boost::none: Beast 1.74
+    // compares the Content-Length against the optional, and none loses every comparison.)
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (c_.method == bhttp::verb::head) parser.skip(true);
+    co_await bhttp::async_read_header(stream, buffer, parser, redirect_error(use_awaitable, ec));
+    if (ec) {
+      out.ec = ec;
+      out.stage = "read response from";
+      co_return out;
+    }
+    out.code = parser.get().result_int();
+    char chunk[16 * 1024];
+    while (!parser.is_done()) {
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      co_await bhttp::async_read(stream, buffer, parser, redirect_error(use_awaitable, ec));
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) {
+        out.ec = ec;
+        out.stage = "read body from";
+        co_return out;
+      }
+      const std::size_t n = sizeof chunk - parser.get().body().size;
+      const std::size_t keep = std::min<std::uint64_t>(n, c_.max_body - out.body.size());
+      out.body.append(chunk, keep);
+      out.body_bytes += keep;
+      if (keep < n || (out.body.size() >= c_.max_body && !parser.is_done())) {
+        out.truncated = true;
+        break;
+      }
+    }
+    co_return out;
+  }
+
+  Config c_;
+  // The previous run's search while the pool still holds it; weak, so that the probe keeps no
+  // timer alive beyond its io_context.
+  std::weak_ptr<BodySearch> last_search_;
+};
+
+std::unique_ptr<Probe> make(const Options& o) {
+  Config c;
+  std::string why;
+  const auto url = parse_url(o.string("url"), why);
+  if (url)
+    c.url = *url;
+  else
+    o.error("url", why);
+
+  const std::string method = o.string("method");
+  if (method == "GET" || method == "get")
+    c.method = bhttp::verb::get;
+  else if (method == "HEAD" || method == "head")
+    c.method = bhttp::verb::head;
+  else
+    o.error("method", "expected GET or HEAD, got '" + method + "'");
+
+  const auto status = o.integer("expect_status");
+  if (status < 100 || status > 599) o.error("expect_status", "expected 100-599");
+  c.expect_status = static_cast<int>(status);
+
+  c.expect_body_text = o.string("expect_body");
+  if (!c.expect_body_text.empty()) {
+    try {
+      c.expect_body =
+          std::make_shared<const std::regex>(c.expect_body_text, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      o.error("expect_body", std::string("invalid regular expression: ") + e.what());
+    }
+  }
+
+  const std::string user = o.string("username");
+  std::string password = o.string("password");
+  const std::string password_env = o.string("password_env");
+  if (o.has("password") && !password_env.empty())
+    o.error("password_env", "give password or password_env, not both");
+  if (!password_env.empty()) {
+    if (const char* v = std::getenv(password_env.c_str()))
+      password = v;
+    else
+      o.error("password_env", "environment variable " + password_env + " is not set");
+  }
+  if (user.empty() && (o.has("password") || !password_env.empty()))
+    o.error("username", "a password needs a username");
+  if (user.find(':') != std::string::npos)
+    o.error("username", "must not contain ':' (basic authentication)");
+  if (!user.empty()) c.authorization = "Basic " + base64(user + ":" + password);
+
+  c.host_header = o.string("host_header");
+  c.tls_verify = o.boolean("tls_verify");
+  c.cert_warning_days = o.number("cert_warning_days");
+  c.cert_critical_days = o.number("cert_critical_days");
+  c.warning = seconds_option(o, "warning");
+  c.critical = seconds_option(o, "critical");
+  c.max_body = o.size("max_body");
+  if (c.max_body == 0) o.error("max_body", "must be positive");
+
+  const std::string ca = o.string("ca");
+  if (!ca.empty() && url && !c.url.tls) o.error("ca", "only used with https:// URLs");
+  if (c.url.tls) {
+    c.tls = std::make_shared<ssl::context>(ssl::context::tls_client);
+    error_code ec;
+    if (ca.empty()) {
+      c.tls->set_default_verify_paths(ec);
+      if (ec) o.error("url", "cannot load the system CA certificates: " + ec.message());
+    } else if (std::ifstream file(ca); !file) {
+      o.error("ca", "cannot read " + ca + ": " + std::generic_category().message(errno));
+    } else {
+      c.tls->load_verify_file(ca, ec);
+      if (ec) o.error("ca", "no PEM certificates in " + ca);
+    }
+    c.tls->set_verify_mode(c.tls_verify ? ssl::verify_peer : ssl::verify_none);
+  }
+  return std::make_unique<HttpProbe>(std::move(c));
+}
+
 }  // namespace
-ProbeType probe_type() { return {"http", "", {}, &make}; }
+
+ProbeType probe_type() {
+  return {"http", "HTTP(S) GET or HEAD: status, body, response time, certificate expiry", kOptions,
+          &make};
+}
+
 }  // namespace dozor::probes::http
