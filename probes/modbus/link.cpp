@@ -17,27 +17,13 @@
 #include <thread>
 #include <vector>
 
+#include "modbus/frame.h"
+
 namespace dozor::probes::modbus {
 namespace {
 
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
-
-int function_of(RegisterType reg) {
-  switch (reg) {
-    case RegisterType::coil:
-      return 0x01;
-    case RegisterType::discrete:
-      return 0x02;
-    case RegisterType::holding:
-      return 0x03;
-    case RegisterType::input:
-      return 0x04;
-  }
-  return 0x03;
-}
-
-int answer_bytes(const Exchange& x) { return is_bit_type(x.reg) ? (x.count + 7) / 8 : x.count * 2; }
 
 std::optional<int> to_int(std::string_view s) {
   int v = 0;
@@ -164,19 +150,7 @@ class LibmodbusTransport final : public Transport {
       const int n = modbus_receive_confirmation(ctx_, rsp);
       if (n < 0) return from_errno(errno);
       if (n < 9 || ((rsp[0] << 8) | rsp[1]) != tid_) continue;  // another stale answer
-      const int fc = function_of(x.reg);
-      if (rsp[6] != x.unit) return {Reply::Status::bad_response, 0, "answer from another unit"};
-      if (rsp[7] == (fc | 0x80))
-        return {Reply::Status::exception, rsp[8], std::string(exception_name(rsp[8]))};
-      if (rsp[7] != fc || rsp[8] != answer_bytes(x) || n < 9 + rsp[8])
-        return {Reply::Status::bad_response, 0, "answer does not match the request"};
-      for (int i = 0; i < x.count; ++i) {
-        if (is_bit_type(x.reg))
-          bits[i] = (rsp[9 + i / 8] >> (i % 8)) & 1;
-        else
-          regs[i] = static_cast<std::uint16_t>((rsp[9 + 2 * i] << 8) | rsp[10 + 2 * i]);
-      }
-      return {};
+      return parse_tcp_reply(rsp, static_cast<std::size_t>(n), x, regs, bits);
     }
     return {Reply::Status::timeout, 0, "timed out"};
   }
@@ -279,24 +253,9 @@ class RtuOverTcpTransport final : public Transport {
         return {Reply::Status::link_down, 0, std::strerror(errno)};
       }
       have += static_cast<std::size_t>(n);
-      if (have >= 3 && want == 5 && !(rsp[1] & 0x80)) want = 5 + rsp[2];
+      want = rtu_reply_size(rsp, have);
     }
-    if (crc16({rsp, want - 2}) != (rsp[want - 2] | (rsp[want - 1] << 8)))
-      return {Reply::Status::bad_response, 0, "bad CRC"};
-    if (rsp[0] != x.unit)
-      return {Reply::Status::bad_response, 0, "answer from unit " + std::to_string(rsp[0])};
-    if (rsp[1] == (fc | 0x80))
-      return {Reply::Status::exception, rsp[2], std::string(exception_name(rsp[2]))};
-    if (rsp[1] != fc) return {Reply::Status::bad_response, 0, "answer to another function"};
-    if (rsp[2] != answer_bytes(x))
-      return {Reply::Status::bad_response, 0, "answer of " + std::to_string(rsp[2]) + " bytes"};
-    for (int i = 0; i < x.count; ++i) {
-      if (is_bit_type(x.reg))
-        bits[i] = (rsp[3 + i / 8] >> (i % 8)) & 1;
-      else
-        regs[i] = static_cast<std::uint16_t>((rsp[3 + 2 * i] << 8) | rsp[4 + 2 * i]);
-    }
-    return {};
+    return parse_rtu_reply(rsp, want, x, regs, bits);
   }
 
   void drain(milliseconds quiet, Clock::time_point deadline) override {
