@@ -84,11 +84,9 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   std::unique_ptr<Stream> stream;
   bool stopping = false;
   bool relink = false;
-  bool connected = false;
   std::size_t batch_limit = kMaxBatch;
   Clock::time_point last_sent{};
   std::uint64_t failures_in_row = 0;
-  Stats stats;
 
   milliseconds heartbeat() const { return milliseconds(static_cast<long>(info.heartbeat * 1000)); }
 
@@ -101,7 +99,6 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         backoff = kMinBackoff;
         co_await exchange();
       }
-      connected = false;
       stream.reset();
       if (stopping) break;
       if (relink) continue;
@@ -113,7 +110,6 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   }
 
   void failed(const std::string& what) {
-    ++stats.failures;
     // The first failure in a row is news; the retries that follow are not.
     if (failures_in_row++ == 0)
       spdlog::warn("collector {}: {}; retrying with backoff", link.url, what);
@@ -147,8 +143,6 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       failed("TLS handshake: " + ec.message());
       co_return false;
     }
-    ++stats.connects;
-    connected = true;
     if (failures_in_row > 0)
       spdlog::info("collector {}: connected after {} failed attempts", link.url, failures_in_row);
     else
@@ -198,7 +192,6 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         co_return;
       }
       last_sent = Clock::now();
-      ++stats.reports;
 
       if (res.result() == http::status::ok) {
         auto ack = protocol::decode_ack(res.body());
@@ -270,8 +263,5 @@ void Uplink::reconfigure(const CollectorLink& link, std::chrono::milliseconds he
   state_->backoff_timer.cancel();
   if (state_->stream) beast::get_lowest_layer(*state_->stream).cancel();
 }
-
-bool Uplink::connected() const { return state_->connected; }
-const Uplink::Stats& Uplink::stats() const { return state_->stats; }
 
 }  // namespace dozor::agent

@@ -376,7 +376,4 @@ void Server::reload_tls(const ServerConfig& config) {
   state_->tls = std::make_shared<ssl::context>(make_agent_tls(config));
 }
 
-tcp::endpoint Server::agents_endpoint() const { return state_->agents_acceptor.local_endpoint(); }
-tcp::endpoint Server::http_endpoint() const { return state_->http_acceptor.local_endpoint(); }
-
 }  // namespace dozor::server

@@ -26,12 +26,6 @@ asio::ssl::context make_client_tls(const CollectorLink& link);
 /// Lives on the I/O thread; not thread-safe.
 class Uplink {
  public:
-  struct Stats {
-    std::uint64_t reports = 0;
-    std::uint64_t connects = 0;
-    std::uint64_t failures = 0;
-  };
-
   Uplink(asio::io_context& io, CollectorLink link, protocol::AgentInfo info, Spool& spool);
   ~Uplink();
 
@@ -44,9 +38,6 @@ class Uplink {
   void drain(std::chrono::milliseconds limit, std::function<void()> done);
   /// New link settings (SIGHUP): reconnects only when they changed.
   void reconfigure(const CollectorLink& link, std::chrono::milliseconds heartbeat);
-
-  bool connected() const;
-  const Stats& stats() const;
 
  private:
   struct State;

@@ -36,9 +36,6 @@ class Server {
   /// New TLS material for new connections (SIGHUP); existing connections keep theirs.
   void reload_tls(const ServerConfig& config);
 
-  asio::ip::tcp::endpoint agents_endpoint() const;
-  asio::ip::tcp::endpoint http_endpoint() const;
-
  private:
   struct State;
   std::shared_ptr<State> state_;
