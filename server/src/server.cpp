@@ -254,6 +254,11 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     boost::system::error_code ec;
     beast::get_lowest_layer(stream).expires_after(config.handshake_timeout);
     co_await stream.async_handshake(ssl::stream_base::server, redirect_error(use_awaitable, ec));
+    if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+      // A plain TCP check of this port (a tcp probe, a load balancer): no handshake was tried.
+      spdlog::debug("connection from {} closed before a TLS handshake", remote);
+      co_return;
+    }
     if (ec) {
       metrics.rejected("tls_handshake");
       spdlog::info("agent connection from {} refused: TLS handshake: {}", remote, ec.message());

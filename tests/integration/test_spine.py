@@ -85,6 +85,17 @@ class Spine(IntegrationCase):
             s = tls_client({"ca": files["ca"]}, self.collector.agents_port)
             post_raw(s, "/v1/report", b"{}")
 
+    def test_a_plain_tcp_check_of_the_agent_port_is_not_a_refusal(self):
+        import socket
+        for _ in range(3):
+            socket.create_connection(("127.0.0.1", self.collector.agents_port), timeout=5).close()
+        s = tls_client(self.certs.agent("agent-03"), self.collector.agents_port)  # then a real one
+        s.close()
+        wait_for("the agent's connection counted", lambda: sample(
+            self.collector.metrics(), "dozor_agent_connections_total", agent="agent-03") == 1)
+        self.assertIsNone(sample(self.collector.metrics(), "dozor_ingest_rejected_total",
+                                 reason="tls_handshake"))
+
     def test_bad_reports_get_a_named_error_and_are_counted(self):
         s = tls_client(self.certs.agent("agent-02"), self.collector.agents_port)
         status, body = post_raw(s, "/v1/report", b"{not json")
