@@ -40,15 +40,6 @@ struct Reading {
   struct statvfs fs {};
 };
 
-// One run's statvfs, shared between the run's coroutine and the pool thread, which may outlive
-// the coroutine when statvfs hangs (a dead NFS or CIFS mount). Touched only on the I/O executor,
-// and released there once the answer arrives.
-struct Pending {
-  explicit Pending(const asio::any_io_executor& io) : timer(io) {}
-  asio::steady_timer timer;
-  std::optional<Reading> reading;
-};
-
 std::string human_bytes(double bytes) {
   static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   int i = 0;
@@ -82,31 +73,23 @@ class DiskProbe final : public Probe {
  private:
   asio::awaitable<Result> check(ProbeContext& ctx) {
     // A statvfs still stuck from an earlier run holds a pool thread; do not take another one.
-    if (auto last = last_.lock(); last && !last->reading)
+    if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::critical,
                             "statvfs of " + c_.path + " still hanging since an earlier run");
 
     if (!ctx.blocking) co_return make_result(Status::unknown, "no blocking pool to run statvfs on");
-    auto pending = std::make_shared<Pending>(ctx.io);
-    last_ = pending;
-    pending->timer.expires_after(ctx.timeout);
-    // statvfs blocks on a hung mount, so it runs on the pool; the answer comes back to the I/O
-    // executor and wakes this coroutine by cancelling its timer. (asio::post(pool,
-    // use_awaitable) would not do: the coroutine resumes on its own executor, not the pool.)
-    asio::post(*ctx.blocking, [pending, path = c_.path, io = ctx.io]() mutable {
+    // statvfs blocks on a hung mount, so it runs on the pool.
+    auto stat = [path = c_.path] {
       Reading r;
       if (::statvfs(path.c_str(), &r.fs) != 0) r.error = errno;
-      asio::post(io, [pending = std::move(pending), r] {
-        pending->reading = r;
-        pending->timer.cancel();
-      });
-    });
-    boost::system::error_code ec;
-    co_await pending->timer.async_wait(redirect_error(use_awaitable, ec));
-    if (!pending->reading)
+      return r;
+    };
+    const std::optional<Reading> reading =
+        co_await run_blocking(ctx, std::chrono::steady_clock::now() + ctx.timeout, stat, last_);
+    if (!reading)
       co_return make_result(Status::critical, "statvfs of " + c_.path + " timed out after " +
                                                   format_duration(ctx.timeout) + " (hung mount?)");
-    const Reading& rd = *pending->reading;
+    const Reading& rd = *reading;
     if (rd.error != 0)
       co_return make_result(Status::critical, "cannot stat " + c_.path + ": " +
                                                   std::system_category().message(rd.error));
@@ -147,7 +130,7 @@ class DiskProbe final : public Probe {
   Config c_;
   // The previous run's statvfs while the pool still holds it; a weak_ptr so that the probe keeps
   // no timer alive beyond its io_context.
-  std::weak_ptr<Pending> last_;
+  std::weak_ptr<BlockingCall<Reading>> last_;
 };
 
 double percent_option(const Options& o, std::string_view key) {

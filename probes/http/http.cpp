@@ -253,14 +253,6 @@ struct Config {
   std::shared_ptr<ssl::context> tls;  // https only
 };
 
-// One run's body search on the blocking pool; it may outlive the run that started it. Touched
-// only on the I/O executor, and released there once the answer arrives.
-struct BodySearch {
-  explicit BodySearch(const asio::any_io_executor& io) : timer(io) {}
-  asio::steady_timer timer;
-  std::optional<bool> matched;
-};
-
 struct Response {
   error_code ec;
   std::string stage;  // what failed, e.g. "send request to"
@@ -384,21 +376,9 @@ class HttpProbe final : public Probe {
   asio::awaitable<std::optional<bool>> search(ProbeContext& ctx, std::string body,
                                               Clock::time_point deadline) {
     if (!ctx.blocking) co_return search_body(body, *c_.expect_body);
-    if (auto last = last_search_.lock(); last && !last->matched) co_return std::nullopt;
-    auto pending = std::make_shared<BodySearch>(ctx.io);
-    last_search_ = pending;
-    pending->timer.expires_at(deadline);
-    asio::post(*ctx.blocking,
-               [pending, re = c_.expect_body, body = std::move(body), io = ctx.io]() mutable {
-                 const bool matched = search_body(body, *re);
-                 asio::post(io, [pending = std::move(pending), matched] {
-                   pending->matched = matched;
-                   pending->timer.cancel();
-                 });
-               });
-    error_code ec;
-    co_await pending->timer.async_wait(redirect_error(use_awaitable, ec));
-    co_return pending->matched;
+    if (auto last = last_search_.lock(); last && last->running()) co_return std::nullopt;
+    auto find = [re = c_.expect_body, body = std::move(body)] { return search_body(body, *re); };
+    co_return co_await run_blocking(ctx, deadline, std::move(find), last_search_);
   }
 
   template <class Stream>
@@ -456,7 +436,7 @@ class HttpProbe final : public Probe {
   Config c_;
   // The previous run's search while the pool still holds it; weak, so that the probe keeps no
   // timer alive beyond its io_context.
-  std::weak_ptr<BodySearch> last_search_;
+  std::weak_ptr<BlockingCall<bool>> last_search_;
 };
 
 std::unique_ptr<Probe> make(const Options& o) {

@@ -2,8 +2,13 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -36,6 +41,41 @@ class Probe {
   /// a Modbus probe sends per cycle); empty when there is nothing to say beyond the config.
   virtual std::string plan() const { return {}; }
 };
+
+/// One call on the blocking pool, shared by the coroutine waiting for it and the pool thread,
+/// which outlives the wait when the call hangs (a dead NFS mount, a runaway regex). Touched only
+/// on the I/O executor. A probe keeps a weak_ptr to its last call so that it does not take a
+/// second pool thread while the first one still hangs.
+template <class T>
+struct BlockingCall {
+  explicit BlockingCall(const asio::any_io_executor& io) : timer(io) {}
+  bool running() const { return !answer.has_value(); }
+  asio::steady_timer timer;
+  std::optional<T> answer;
+};
+
+/// Runs `fn` on ctx.blocking and waits on the I/O executor until it answers or `deadline`
+/// passes (nullopt). `co_await asio::post(pool, use_awaitable)` would not do: in Boost 1.74 the
+/// coroutine resumes on its own executor, not on the pool. Pass a named `fn`, not a temporary
+/// in the co_await expression: g++ 12 destroys such temporaries twice.
+template <class T, class Fn>
+asio::awaitable<std::optional<T>> run_blocking(ProbeContext& ctx,
+                                               std::chrono::steady_clock::time_point deadline,
+                                               Fn fn, std::weak_ptr<BlockingCall<T>>& last) {
+  auto call = std::make_shared<BlockingCall<T>>(ctx.io);
+  last = call;
+  call->timer.expires_at(deadline);
+  asio::post(*ctx.blocking, [call, fn = std::move(fn), io = ctx.io]() mutable {
+    T answer = fn();
+    asio::post(io, [call = std::move(call), answer = std::move(answer)]() mutable {
+      call->answer = std::move(answer);
+      call->timer.cancel();
+    });
+  });
+  boost::system::error_code ec;
+  co_await call->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_return call->answer;
+}
 
 /// Higher-is-worse thresholds: critical at or above `critical`, warning at or above `warning`.
 Status threshold_status(double value, std::optional<double> warning,
