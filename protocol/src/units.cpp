@@ -1,6 +1,9 @@
 #include "dozor/protocol/units.h"
 
 #include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
 #include <limits>
 
 namespace dozor {
@@ -105,6 +108,50 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   auto f = factor_of(word, kSizeSuffixes);
   if (!f || mul_overflows(*n, *f)) return std::nullopt;
   return *n * *f;
+}
+
+std::string format_timestamp(double unix_seconds) {
+  const auto ms = static_cast<long long>(std::floor(unix_seconds * 1000));
+  std::time_t t = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[48];
+  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03lldZ", ((ms % 1000) + 1000) % 1000);
+  return buf;
+}
+
+std::optional<double> parse_timestamp(std::string_view text) {
+  std::string s(text);
+  int y, mo, d, h, mi, consumed = 0;
+  double sec;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%n", &y, &mo, &d, &h, &mi, &sec, &consumed) !=
+          6 ||
+      mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61)
+    return std::nullopt;
+  if (s.size() < 19 || s[16] != ':' || !std::isdigit(static_cast<unsigned char>(s[consumed - 1])))
+    return std::nullopt;  // "...:01.Z"
+  std::string_view zone = std::string_view(s).substr(static_cast<std::size_t>(consumed));
+  double offset = 0;
+  if (zone == "Z" || zone == "z") {
+    offset = 0;
+  } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
+    int oh = 0, om = 0;
+    if (std::sscanf(std::string(zone.substr(1)).c_str(), "%2d:%2d", &oh, &om) != 2)
+      return std::nullopt;
+    offset = (zone[0] == '+' ? 1 : -1) * (oh * 3600.0 + om * 60.0);
+  } else {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  const std::time_t t = timegm(&tm);
+  if (tm.tm_mday != d || tm.tm_mon != mo - 1) return std::nullopt;  // 2026-02-30
+  return static_cast<double>(t) + sec - offset;
 }
 
 }  // namespace dozor

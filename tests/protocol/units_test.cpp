@@ -122,3 +122,19 @@ INSTANTIATE_TEST_SUITE_P(Units, ParseSizeInvalid,
 
 }  // namespace
 }  // namespace dozor
+
+namespace dozor {
+namespace {
+
+TEST(Units, Timestamps) {
+  EXPECT_EQ(format_timestamp(1795435200.25), "2026-11-23T12:00:00.250Z");
+  EXPECT_EQ(parse_timestamp("2026-11-23T12:00:00Z"), 1795435200.0);
+  EXPECT_EQ(parse_timestamp("2026-11-23T14:00:00.5+02:00"), 1795435200.5);
+  EXPECT_EQ(parse_timestamp(format_timestamp(1795435200.25)), 1795435200.25);
+  for (const char* bad : {"2026-02-30T00:00:00Z", "2026-11-23T12:00:01.Z", "2026-11-23 12:00:00Z",
+                          "2026-11-23T12:00:00", "2026-13-01T00:00:00Z", "yesterday"})
+    EXPECT_FALSE(parse_timestamp(bad)) << bad;
+}
+
+}  // namespace
+}  // namespace dozor
