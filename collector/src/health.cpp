@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "dozor/collector/desk.h"
 #include "dozor/collector/store.h"
 
 namespace dozor::collector {
@@ -83,12 +84,14 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   IngestOutcome out;
   std::vector<std::uint64_t> added_above;
   std::vector<std::string> changed;
+  std::vector<const protocol::Result*> accepted;
   for (const auto& r : report.results) {
     if (r.seq <= a.watermark || a.above.count(r.seq)) {
       ++out.duplicates;
       continue;
     }
     ++out.accepted;
+    accepted.push_back(&r);
     ++a.results;
     a.last_seq = std::max(a.last_seq, r.seq);
     if (r.seq == a.watermark + 1) {
@@ -104,7 +107,20 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     if (std::find(changed.begin(), changed.end(), r.probe) == changed.end())
       changed.push_back(r.probe);
   }
-  if (store_) store_->save(a, added_above, changed);  // throws: nothing below happens
+  if (store_) {
+    // The report and the tickets it causes are stored together, or neither is (and not acked).
+    try {
+      sqlite::Transaction tx(store_->db());
+      store_->save(a, added_above, changed);
+      if (desk_) desk_->observe(a, accepted, now);
+      tx.commit();
+    } catch (...) {
+      if (desk_) desk_->reload();
+      throw;
+    }
+  } else if (desk_) {
+    desk_->observe(a, accepted, now);
+  }
 
   if (!old_site.empty() && old_site != a.site) {
     // The site label changed: drop the series under the old one rather than show both.
@@ -145,9 +161,25 @@ void Health::refresh_locked(AgentState& a, double now) {
   metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
 }
 
+void Health::set_desk(Desk* desk) {
+  std::lock_guard lock(mu_);
+  desk_ = desk;
+}
+
 void Health::refresh(double now) {
   std::lock_guard lock(mu_);
   for (auto& [id, a] : agents_) refresh_locked(a, now);
+}
+
+void Health::tick(double now) {
+  std::lock_guard lock(mu_);
+  std::vector<const AgentState*> all;
+  all.reserve(agents_.size());
+  for (auto& [id, a] : agents_) {
+    refresh_locked(a, now);
+    all.push_back(&a);
+  }
+  if (desk_) desk_->tick(all, now);
 }
 
 std::vector<AgentState> Health::agents(double now) {

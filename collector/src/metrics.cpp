@@ -7,6 +7,7 @@ namespace {
 
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
 
 template <class Builder>
 auto& family(Builder b, prometheus::Registry& r, const char* name, const char* help) {
@@ -38,6 +39,17 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
       ingest_duplicates(family(BuildCounter(), *r, "dozor_ingest_duplicates_total",
                                "Results ignored because they were already stored")
                             .Add({})),
+      tickets_open(family(BuildGauge(), *r, "dozor_tickets_open",
+                          "Tickets open or acknowledged, not yet resolved")),
+      ticket_events(family(BuildCounter(), *r, "dozor_ticket_events_total",
+                           "Ticket events: opened, escalated, acknowledged, resolved, ...")),
+      ticket_reaction(
+          family(BuildHistogram(), *r, "dozor_ticket_reaction_seconds",
+                 "Service time from a ticket's opening to its acknowledgement")
+              .Add({}, prometheus::Histogram::BucketBoundaries{30, 60, 120, 300, 600, 900, 1800,
+                                                               3600, 7200, 14400, 28800, 86400})),
+      notifications_failed(family(BuildCounter(), *r, "dozor_notifications_failed_total",
+                                  "Ticket notifications a notifier failed to deliver (retried)")),
       registry_(std::move(r)),
       ingest_rejected_(family(BuildCounter(), *registry_, "dozor_ingest_rejected_total",
                               "Requests and connections refused, by reason")) {}

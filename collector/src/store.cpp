@@ -80,7 +80,6 @@ std::vector<AgentState> Store::load() {
 
 void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
                  const std::vector<std::string>& changed_probes) {
-  sqlite::Transaction tx(db_);
   upsert_agent_.bind(1, std::string_view(a.id))
       .bind(2, std::string_view(a.site))
       .bind(3, std::string_view(a.hostname))
@@ -119,7 +118,6 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
                      metrics.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)))
         .run();
   }
-  tx.commit();
 }
 
 }  // namespace dozor::collector

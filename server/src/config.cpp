@@ -1,7 +1,9 @@
 #include "dozor/server/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
 
 namespace dozor::server {
 namespace {
@@ -25,6 +27,12 @@ constexpr OptionSpec kLimits[] = {
     {"max_connections", OptionKind::integer, "4096", false, "concurrent connections per listener"},
 };
 
+constexpr OptionSpec kApi[] = {
+    {"token_file", OptionKind::string, "", false,
+     "file holding the bearer token that ack, close and silences need"},
+    {"token", OptionKind::string, "", false, "the token itself (prefer token_file)"},
+};
+
 constexpr OptionSpec kTop[] = {
     {"store", OptionKind::string, "sqlite:/var/lib/dozor/collector.db", false,
      "where state and seq bookkeeping are kept: sqlite:PATH"},
@@ -38,7 +46,11 @@ struct Section {
 const Section kSections[] = {{"listen", kListen, false},
                              {"tls", kTls, true},
                              {"limits", kLimits, false},
-                             {"log", log_options(), false}};
+                             {"log", log_options(), false},
+                             {"api", kApi, false}};
+// Sections the desk reads (collector::parse_desk_config).
+constexpr std::string_view kDeskSections[] = {"rules", "calendars", "service", "tickets",
+                                              "notifiers"};
 
 }  // namespace
 
@@ -76,24 +88,28 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
     bool section = false, scalar = false;
     for (const auto& s : kSections) section = section || s.name == kv.first.Scalar();
     for (const auto& s : kTop) scalar = scalar || s.key == kv.first.Scalar();
+    for (auto name : kDeskSections) section = section || name == kv.first.Scalar();
     if (scalar)
       top[kv.first] = kv.second;
     else if (!section)
-      errors.push_back({file, kv.first.Mark().line + 1, kv.first.Scalar(),
-                        "unknown key; known: store, listen, tls, limits, log"});
+      errors.push_back(
+          {file, kv.first.Mark().line + 1, kv.first.Scalar(),
+           "unknown key; known: store, listen, tls, limits, log, api, rules, calendars, "
+           "service, tickets, notifiers"});
   }
   Options top_options = read_options(top, kTop, file, "", errors);
   auto section = [&](const Section& s) {
     YAML::Node n = root[std::string(s.name)];
     if (!n && s.required)
       errors.push_back({file, 1, std::string(s.name), "missing required section"});
-    return read_options(n ? n : YAML::Node(YAML::NodeType::Map), s.specs, file, std::string(s.name),
+    return read_options(n && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Map), s.specs, file, std::string(s.name),
                         errors);
   };
   Options listen = section(kSections[0]);
   Options tls = section(kSections[1]);
   Options limits = section(kSections[2]);
   Options log = section(kSections[3]);
+  Options api = section(kSections[4]);
 
   ServerConfig c;
   std::string message;
@@ -128,6 +144,23 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   c.max_connections = static_cast<std::size_t>(std::max<std::int64_t>(1, max_conn));
   c.log_level = log.string("level");
   check_log_level(log);
+  if (api.has("token_file") && api.has("token"))
+    api.error("token", "give token or token_file, not both");
+  if (api.has("token_file")) {
+    const std::string path = resolve_path(file, api.string("token_file"));
+    std::ifstream in(path);
+    std::getline(in, c.api_token);
+    while (!c.api_token.empty() && std::isspace(static_cast<unsigned char>(c.api_token.back())))
+      c.api_token.pop_back();
+    if (!in && c.api_token.empty())
+      api.error("token_file", "cannot read " + path);
+    else if (c.api_token.size() < 16)
+      api.error("token_file", "the token in " + path + " is shorter than 16 characters");
+  } else if (api.has("token")) {
+    c.api_token = api.string("token");
+    if (c.api_token.size() < 16) api.error("token", "shorter than 16 characters");
+  }
+  c.desk = collector::parse_desk_config(root, file, errors);
 
   if (errors.size() != errors_before) return std::nullopt;
   return c;

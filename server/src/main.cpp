@@ -9,6 +9,8 @@
 #include <csignal>
 #include <iostream>
 
+#include "dozor/collector/desk.h"
+#include "dozor/collector/notify.h"
 #include "dozor/collector/store.h"
 #include "dozor/protocol/version.h"
 #include "dozor/server/server.h"
@@ -66,21 +68,38 @@ int main(int argc, char** argv) {
   collector::Metrics metrics;
   std::unique_ptr<collector::Store> store;
   std::unique_ptr<collector::Health> health;
+  std::unique_ptr<collector::Desk> desk;
   try {
     store = std::make_unique<collector::Store>(config->store_path);
     health = std::make_unique<collector::Health>(metrics, store.get(), unix_now());
+    desk = std::make_unique<collector::Desk>(config->desk, metrics, store->db());
+    health->set_desk(desk.get());
   } catch (const std::exception& e) {
     spdlog::error("cannot open the store: {}", e.what());
     return 1;
   }
   std::unique_ptr<server::Server> front;
   try {
-    front = std::make_unique<server::Server>(io, *config, *health, metrics, &unix_now);
+    front = std::make_unique<server::Server>(io, *config, *health, desk.get(), metrics, &unix_now);
     front->start();
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
     return 1;
   }
+  // Notifiers drain the outbox on the same thread, so they share the store without locks.
+  auto start_dispatcher = [&](const collector::DeskConfig& d) {
+    std::vector<std::unique_ptr<collector::Notifier>> notifiers;
+    for (const auto& n : d.notifiers) notifiers.push_back(collector::make_notifier(n));
+    auto dispatcher = std::make_unique<collector::Dispatcher>(io, *desk, metrics,
+                                                              std::move(notifiers), &unix_now);
+    desk->on_queued([d = dispatcher.get()] { d->wake(); });
+    dispatcher->start();
+    return dispatcher;
+  };
+  auto dispatcher = start_dispatcher(config->desk);
+  spdlog::info("rules: {}; notifiers: {}; api writes {}", config->desk.rules.size(),
+               config->desk.notifiers.size(), config->api_token.empty() ? "off" : "on");
+
   spdlog::info("dozor-collector {} listening for agents on {} (mutual TLS), HTTP on {}; store {}",
                kVersion, config->agents.to_string(), config->http.to_string(), config->store_path);
 
@@ -92,12 +111,16 @@ int main(int argc, char** argv) {
           spdlog::info("SIGHUP: reloading {}", config_path);
           if (auto fresh = load(config_path)) {
             try {
-              front->reload_tls(*fresh);
+              front->reload(*fresh);
               spdlog::set_level(spdlog::level::from_str(fresh->log_level));
+              desk->reconfigure(fresh->desk, unix_now());
+              dispatcher->stop();
+              dispatcher = start_dispatcher(fresh->desk);
               if (fresh->agents.to_string() != config->agents.to_string() ||
                   fresh->http.to_string() != config->http.to_string())
                 spdlog::warn("listen addresses change only on restart");
-              spdlog::info("reloaded: TLS material and log level");
+              spdlog::info(
+                  "reloaded: TLS material, API token, log level, rules, calendars, notifiers");
             } catch (const std::exception& e) {
               spdlog::error("reload failed, keeping the running configuration: {}", e.what());
             }
@@ -109,6 +132,7 @@ int main(int argc, char** argv) {
         }
         spdlog::info("{}: finishing requests in flight, then exiting",
                      sig == SIGINT ? "SIGINT" : "SIGTERM");
+        dispatcher->stop();
         front->stop(std::chrono::seconds(5));
       };
   signals.async_wait(on_signal);

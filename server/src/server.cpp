@@ -17,33 +17,19 @@
 #include <nlohmann/json.hpp>
 
 #include "dozor/protocol/codec.h"
+#include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
+#include "http.h"
 
 namespace dozor::server {
 namespace {
 
 namespace beast = boost::beast;
-namespace http = beast::http;
 namespace ssl = asio::ssl;
 using asio::redirect_error;
 using asio::use_awaitable;
 using asio::ip::tcp;
 using nlohmann::json;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
-
-Response reply(http::status status, std::string body,
-               std::string_view content_type = "application/json") {
-  Response res{status, 11};
-  res.set(http::field::server, std::string("dozor-collector/") + kVersion);
-  res.set(http::field::content_type, content_type);
-  res.body() = std::move(body);
-  return res;
-}
-
-Response error_reply(http::status status, std::string_view reason, std::string_view message) {
-  return reply(status, protocol::encode_error(reason, message) + "\n");
-}
 
 std::string peer_common_name(SSL* ssl) {
   X509* cert = SSL_get1_peer_certificate(ssl);
@@ -52,17 +38,6 @@ std::string peer_common_name(SSL* ssl) {
   int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
   X509_free(cert);
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-}
-
-std::string rfc3339(double unix_seconds) {
-  const auto ms = static_cast<long long>(unix_seconds * 1000);
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03lldZ", ms % 1000);
-  return buf;
 }
 
 json agents_json(const std::vector<collector::AgentState>& agents) {
@@ -74,17 +49,17 @@ json agents_json(const std::vector<collector::AgentState>& agents) {
                         {"type", p.type},
                         {"status", protocol::to_string(p.status)},
                         {"summary", p.summary},
-                        {"ts", rfc3339(p.ts)}});
+                        {"ts", format_timestamp(p.ts)}});
     }
     arr.push_back({{"id", a.id},
                    {"site", a.site},
                    {"hostname", a.hostname},
                    {"version", a.version},
                    {"up", a.up},
-                   {"down_since", a.up ? json(nullptr) : json(rfc3339(a.down_since))},
-                   {"last_report", rfc3339(a.last_report)},
-                   {"first_seen", rfc3339(a.first_seen)},
-                   {"started_at", rfc3339(a.started_at)},
+                   {"down_since", a.up ? json(nullptr) : json(format_timestamp(a.down_since))},
+                   {"last_report", format_timestamp(a.last_report)},
+                   {"first_seen", format_timestamp(a.first_seen)},
+                   {"started_at", format_timestamp(a.started_at)},
                    {"heartbeat_seconds", a.heartbeat},
                    {"last_seq", a.last_seq},
                    {"results", a.results},
@@ -139,12 +114,15 @@ asio::ssl::context make_agent_tls(const ServerConfig& config) {
   return ctx;
 }
 
+constexpr auto kTick = std::chrono::milliseconds(250);
+
 struct Server::State : std::enable_shared_from_this<Server::State> {
-  State(asio::io_context& io, ServerConfig c, collector::Health& h, collector::Metrics& m,
-        Clock clk)
+  State(asio::io_context& io, ServerConfig c, collector::Health& h, collector::Desk* d,
+        collector::Metrics& m, Clock clk)
       : io(io),
         config(std::move(c)),
         health(h),
+        desk(d),
         metrics(m),
         clock(std::move(clk)),
         tls(std::make_shared<ssl::context>(make_agent_tls(config))),
@@ -154,6 +132,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   asio::io_context& io;
   ServerConfig config;
   collector::Health& health;
+  collector::Desk* desk;
   collector::Metrics& metrics;
   Clock clock;
   std::shared_ptr<ssl::context> tls;
@@ -170,6 +149,22 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     acc.set_option(asio::socket_base::reuse_address(true));
     acc.bind(endpoint);
     acc.listen(asio::socket_base::max_listen_connections);
+  }
+
+  // Timers of the health and the desk: silent agents, held conditions, escalations.
+  asio::awaitable<void> tick_loop() {
+    auto self = shared_from_this();
+    asio::steady_timer timer(io);
+    while (!stopping) {
+      try {
+        health.tick(clock());
+      } catch (const std::exception& e) {
+        spdlog::error("ticket timers: {}", e.what());  // retried at the next tick
+      }
+      timer.expires_after(kTick);
+      boost::system::error_code ec;
+      co_await timer.async_wait(redirect_error(use_awaitable, ec));
+    }
   }
 
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool agents) {
@@ -319,6 +314,15 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   Response handle_http(const Request& req) {
     std::string_view target = req.target();
     std::string_view path = target.substr(0, target.find('?'));
+    if (desk) {
+      try {
+        if (auto res = handle_desk_api(*desk, config.api_token, req, clock())) return *res;
+      } catch (const std::exception& e) {
+        spdlog::error("{} {}: {}", std::string(http::to_string(req.method())), std::string(path),
+                      e.what());
+        return error_reply(http::status::service_unavailable, "store_error", e.what());
+      }
+    }
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       auto res = error_reply(http::status::method_not_allowed, "method_not_allowed", "use GET");
       res.set(http::field::allow, "GET, HEAD");
@@ -332,13 +336,14 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     if (path == "/api/v1/agents")
       return reply(http::status::ok, agents_json(health.agents(clock())).dump(2) + "\n");
     return error_reply(http::status::not_found, "not_found",
-                       "no such endpoint; try /metrics, /healthz, /api/v1/agents");
+                       "no such endpoint; try /metrics, /healthz, /api/v1/agents, /api/v1/tickets");
   }
 };
 
 Server::Server(asio::io_context& io, ServerConfig config, collector::Health& health,
-               collector::Metrics& metrics, Clock clock)
-    : state_(std::make_shared<State>(io, std::move(config), health, metrics, std::move(clock))) {}
+               collector::Desk* desk, collector::Metrics& metrics, Clock clock)
+    : state_(std::make_shared<State>(io, std::move(config), health, desk, metrics,
+                                     std::move(clock))) {}
 
 Server::~Server() {
   boost::system::error_code ec;
@@ -351,6 +356,7 @@ void Server::start() {
   state_->listen(state_->http_acceptor, state_->config.http);
   asio::co_spawn(state_->io, state_->accept_loop(state_->agents_acceptor, true), asio::detached);
   asio::co_spawn(state_->io, state_->accept_loop(state_->http_acceptor, false), asio::detached);
+  asio::co_spawn(state_->io, state_->tick_loop(), asio::detached);
 }
 
 void Server::stop(std::chrono::milliseconds grace) {
@@ -377,8 +383,9 @@ void Server::stop(std::chrono::milliseconds grace) {
       asio::detached);
 }
 
-void Server::reload_tls(const ServerConfig& config) {
+void Server::reload(const ServerConfig& config) {
   state_->tls = std::make_shared<ssl::context>(make_agent_tls(config));
+  state_->config.api_token = config.api_token;
 }
 
 }  // namespace dozor::server

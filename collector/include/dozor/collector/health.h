@@ -54,6 +54,7 @@ struct IngestOutcome {
 };
 
 class Store;
+class Desk;
 
 /// The health of every agent and probe, fed by reports and read by the API and /metrics. Each
 /// result is counted once however often it is sent, and an older reading never overwrites a
@@ -68,11 +69,16 @@ class Health {
   /// for one window from then, so that a restart does not mark every site down at once.
   explicit Health(Metrics& metrics, Store* store = nullptr, double started_at = 0);
 
+  /// Hands every accepted result to `desk`, in the transaction that stores the report.
+  void set_desk(Desk* desk);
+
   /// Applies a report; throws (sqlite::Error) when it cannot be saved, and then changes nothing.
   IngestOutcome ingest(const std::string& agent_id, const protocol::Report& report, double now);
 
   /// Re-evaluates `up` of every agent at `now` and updates dozor_agent_up.
   void refresh(double now);
+  /// refresh(), then the desk's timers (silent agents, held conditions, escalations).
+  void tick(double now);
 
   std::vector<AgentState> agents(double now);
   std::optional<AgentState> agent(const std::string& id, double now);
@@ -83,6 +89,7 @@ class Health {
 
   Metrics& metrics_;
   Store* store_;
+  Desk* desk_ = nullptr;
   std::mutex mu_;
   std::map<std::string, AgentState> agents_;
 };

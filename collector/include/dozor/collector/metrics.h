@@ -3,6 +3,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <memory>
@@ -32,6 +33,10 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& probe_duration;
   prometheus::Counter& ingest_results;
   prometheus::Counter& ingest_duplicates;
+  prometheus::Family<prometheus::Gauge>& tickets_open;     // site, class, priority
+  prometheus::Family<prometheus::Counter>& ticket_events;  // event
+  prometheus::Histogram& ticket_reaction;                  // open -> acknowledge, service time
+  prometheus::Family<prometheus::Counter>& notifications_failed;  // notifier
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> r);

@@ -9,16 +9,19 @@
 namespace dozor::collector {
 
 /// The collector's durable state in a SQLite file (WAL): per agent its identity and seq
-/// bookkeeping, per probe its last state. A report's changes are one transaction, committed
-/// before the report is acked. Not thread-safe: Health calls it under its lock.
+/// bookkeeping, per probe its last state; the Desk keeps its tickets in the same file. A report's
+/// changes are one transaction (Health opens it), committed before the report is acked. Not
+/// thread-safe: Health calls it under its lock.
 class Store {
  public:
   /// Opens or creates the file; throws sqlite::Error when it cannot be used.
   explicit Store(const std::string& path);
 
   std::vector<AgentState> load();
-  /// Saves `agent` after a report: its row, the seqs it accepted above the watermark (`above`),
-  /// and the probes whose state changed.
+  sqlite::Database& db() { return db_; }
+
+  /// Saves `agent` after a report, inside the caller's transaction: its row, the seqs it accepted
+  /// above the watermark (`above`), and the probes whose state changed.
   void save(const AgentState& agent, const std::vector<std::uint64_t>& above,
             const std::vector<std::string>& changed_probes);
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dozor/collector/desk.h"
 #include "dozor/protocol/options.h"
 
 namespace dozor::server {
@@ -28,6 +29,8 @@ struct ServerConfig {
   std::chrono::milliseconds handshake_timeout{10'000};
   std::size_t max_connections = 4096;
   std::string log_level = "info";
+  std::string api_token;       // bearer token for the API's writes; empty: writes refused
+  collector::DeskConfig desk;  // rules, calendars, service targets, tickets, notifiers
 };
 
 /// Reads and validates a collector config; every problem goes to `errors` (file, line, key).

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 
+#include "dozor/collector/desk.h"
 #include "dozor/collector/health.h"
 #include "dozor/collector/metrics.h"
 #include "dozor/server/config.h"
@@ -25,16 +26,19 @@ class Server {
  public:
   using Clock = std::function<double()>;  // unix seconds
 
+  /// `desk` (may be null) answers /api/v1/tickets and /api/v1/silences; its timers and the
+  /// health's run every 250 ms.
   Server(asio::io_context& io, ServerConfig config, collector::Health& health,
-         collector::Metrics& metrics, Clock clock);
+         collector::Desk* desk, collector::Metrics& metrics, Clock clock);
   ~Server();
 
   /// Binds both listeners (throws std::system_error when a port is taken) and starts accepting.
   void start();
   /// Stops accepting, lets requests in flight finish for up to `grace`, then closes the rest.
   void stop(std::chrono::milliseconds grace);
-  /// New TLS material for new connections (SIGHUP); existing connections keep theirs.
-  void reload_tls(const ServerConfig& config);
+  /// New TLS material for new connections and the API token (SIGHUP); existing connections keep
+  /// their TLS.
+  void reload(const ServerConfig& config);
 
  private:
   struct State;

@@ -1,0 +1,193 @@
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dozor/collector/calendar.h"
+#include "dozor/collector/health.h"
+#include "dozor/collector/metrics.h"
+#include "dozor/collector/notify.h"
+#include "dozor/collector/rules.h"
+#include "dozor/protocol/sqlite.h"
+
+namespace dozor::collector {
+
+/// What the support team works on. At most one ticket is open (open, acknowledged or resolved
+/// but still reopenable) per key; the store enforces it with a unique index.
+struct Ticket {
+  std::uint64_t id = 0;
+  std::string key;  // site/agent/probe/rule
+  std::string ticket_class = "emergency";
+  int priority = 2;
+  std::string status = "open";  // open -> acknowledged -> resolved -> closed
+  std::string summary, details;
+  std::string site, agent, probe, rule;
+  double opened_at = 0;
+  double raised_at = 0;  // opened or last reopened: when the reaction clock started
+  double acknowledged_at = 0, resolved_at = 0, closed_at = 0, updated_at = 0;
+  double deadline = 0;  // unix seconds; 0: no reaction target for this class
+  int escalations = 0;
+  int occurrences = 1;
+  bool flapping = false;
+  std::vector<std::string> probes;  // a site-wide ticket: "agent/probe" of each failing probe
+  std::string acknowledged_by, comment;
+
+  bool active() const { return status == "open" || status == "acknowledged"; }
+};
+
+/// The ticket as the API and the notifiers show it.
+nlohmann::json to_json(const Ticket& t);
+
+/// Planned work: no new tickets (and no escalation) for keys it matches between start and end.
+struct Silence {
+  std::uint64_t id = 0;
+  std::string site = "*", agent = "*", probe = "*", rule = "*";  // globs
+  double starts_at = 0, ends_at = 0, created_at = 0;
+  std::string comment, created_by;
+  bool active(double now) const { return starts_at <= now && now < ends_at; }
+  bool matches(std::string_view s, std::string_view a, std::string_view p,
+               std::string_view r) const;
+};
+nlohmann::json to_json(const Silence& s, double now);
+
+/// `rules:`, `calendars:`, `service:`, `tickets:` and `notifiers:` of collector.yaml.
+struct DeskConfig {
+  std::vector<Rule> rules = default_rules();
+  std::map<std::string, ServiceCalendar> calendars;  // by name
+  std::string default_calendar = "24x7";
+  std::map<std::string, std::string> site_calendars;  // site -> calendar name
+  ReactionTargets targets = default_targets();
+  std::chrono::milliseconds reopen_within{std::chrono::hours(1)};
+  // A site-wide outage: at least `outage_probes` probes, and more than `outage_share` of the
+  // site's probes, starting to fail within `outage_window`, make one ticket for the site.
+  int outage_probes = 3;
+  double outage_share = 0.5;
+  std::chrono::milliseconds outage_window{std::chrono::minutes(1)};
+  std::vector<NotifierConfig> notifiers;
+
+  static ReactionTargets default_targets();
+};
+
+/// Reads the sections above from the parsed collector.yaml; errors name file:line: key.
+DeskConfig parse_desk_config(const YAML::Node& root, const std::string& file,
+                             std::vector<ConfigError>& errors);
+
+/// The support desk: turns health into incidents and tickets by the rules, keeps them, their
+/// events and the notification outbox in the collector's store, and answers the API. Every
+/// change is written through to the store in the same transaction as the report that caused it,
+/// so a ticket survives a restart exactly once. Time is passed in (unix seconds). Thread-safe.
+class Desk : public OutboxQueue {
+ public:
+  /// The rule name of a site-wide outage ticket.
+  static constexpr std::string_view kSiteOutage = "site-outage";
+
+  Desk(DeskConfig config, Metrics& metrics, sqlite::Database& db);
+  ~Desk() override;
+
+  /// A report's accepted results for `agent` (state after the report); called by Health inside
+  /// the transaction that stores the report.
+  void observe(const AgentState& agent, const std::vector<const protocol::Result*>& accepted,
+               double now);
+  /// Conditions held or recovered long enough, silent agents, escalations, silences that ended,
+  /// resolved tickets to close. Called about every 250 ms with every agent's state.
+  void tick(const std::vector<const AgentState*>& agents, double now);
+  /// After a failed transaction: forget what was not stored and read the store again.
+  void reload();
+  /// New rules, calendars and notifiers (SIGHUP). Incidents of rules that are gone resolve.
+  void reconfigure(DeskConfig config, double now);
+
+  // The API.
+  struct Query {
+    std::vector<std::string> statuses;  // empty: all; "active" = open + acknowledged
+    std::string site;
+    std::size_t limit = 1000;
+  };
+  std::vector<Ticket> tickets(const Query& q);
+  std::optional<Ticket> ticket(std::uint64_t id);
+  nlohmann::json events(std::uint64_t id);
+  enum class Change { done, not_found, conflict };
+  Change acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
+                     double now);
+  Change close(std::uint64_t id, const std::string& by, const std::string& comment, double now);
+  Silence add_silence(Silence s, double now);
+  bool remove_silence(std::uint64_t id, double now);
+  std::vector<Silence> silences(double now);
+
+  /// Called after new notifications were queued (the Dispatcher's wake).
+  void on_queued(std::function<void()> f);
+
+  // OutboxQueue.
+  std::vector<Notification> due(const std::string& notifier, double now,
+                                std::size_t limit) override;
+  void delivered(const std::string& notifier, std::uint64_t id) override;
+  void failed(const std::string& notifier, std::uint64_t id, double retry_at,
+              const std::string& error) override;
+  std::vector<nlohmann::json> active_tickets() override;
+
+  std::size_t incident_count();
+
+ private:
+  struct Incident;
+  struct Series;
+  struct Statements;
+
+  std::optional<std::size_t> rule_index(const std::string& name) const;
+  static Ticket read_ticket(sqlite::Statement& q);
+  bool ticket_exists(std::uint64_t id);
+  void save(const Silence& s);
+  Series& series(const AgentState& a, const std::string& probe, const std::string& type);
+  Incident& incident(const std::string& key, std::size_t rule, const std::string& site,
+                     const std::string& agent, const std::string& probe, const std::string& metric);
+  void set_failing(Incident& inc, bool failing, double now);
+  void advance(Incident& inc, double now);
+  void open_ticket(Incident& inc, double now);
+  void attach(Incident& inc, Ticket& t, double now);
+  bool try_site_outage(Incident& inc, double now);
+  void detach(Incident& inc, double now);
+  void resolve(Ticket& t, const std::string& text, double now);
+  void close_locked(Ticket& t, const std::string& event_text, double now);
+  Ticket& new_ticket(Ticket t, double now);
+  void event(Ticket& t, const std::string& event, const std::string& text, double now);
+  void save(const Ticket& t);
+  void save(const Incident& inc);
+  void publish_open();
+  double deadline_for(const Ticket& t, double from) const;
+  const ServiceCalendar& calendar(const std::string& site) const;
+  bool silenced(const std::string& site, const std::string& agent, const std::string& probe,
+                const std::string& rule, double now) const;
+  void load_locked();
+  template <class F>
+  void in_transaction(F&& f);
+  void wake();
+
+  DeskConfig config_;
+  Metrics& metrics_;
+  sqlite::Database& db_;
+  std::unique_ptr<Statements> sql_;
+  std::recursive_mutex mu_;
+  std::unordered_map<std::string, std::unique_ptr<Incident>> incidents_;  // by key
+  std::unordered_map<std::string, std::unique_ptr<Series>> series_;       // by agent/probe
+  std::map<std::string, std::set<std::string>> site_series_;              // site -> agent/probe
+  std::map<std::uint64_t, Ticket> live_;  // open, acknowledged and resolved tickets
+  std::map<std::uint64_t, std::set<std::string>> members_;  // ticket -> incident keys on it
+  std::set<std::string> pending_;                           // incidents waiting for a timer
+  std::vector<Silence> silences_;
+  std::map<std::vector<std::string>, double> open_counts_;  // published label sets
+  std::function<void()> on_queued_;
+  bool queued_ = false;
+  std::uint64_t next_ticket_ = 1, next_event_ = 1, next_silence_ = 1;
+};
+
+}  // namespace dozor::collector

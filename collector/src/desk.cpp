@@ -1,0 +1,1071 @@
+#include "dozor/collector/desk.h"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <limits>
+
+#include "dozor/protocol/units.h"
+
+namespace dozor::collector {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS tickets (
+  id INTEGER PRIMARY KEY, key TEXT NOT NULL, class TEXT, priority INTEGER, status TEXT NOT NULL,
+  summary TEXT, details TEXT, site TEXT, agent TEXT, probe TEXT, rule TEXT, opened_at REAL,
+  raised_at REAL, acknowledged_at REAL, resolved_at REAL, closed_at REAL, updated_at REAL,
+  deadline REAL, escalations INTEGER, occurrences INTEGER, flapping INTEGER, probes TEXT,
+  acknowledged_by TEXT, comment TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tickets_one_per_key ON tickets(key)
+  WHERE status IN ('open', 'acknowledged', 'resolved');
+CREATE INDEX IF NOT EXISTS tickets_site ON tickets(site, id);
+CREATE TABLE IF NOT EXISTS ticket_events (
+  id INTEGER PRIMARY KEY, ticket INTEGER NOT NULL, at REAL, event TEXT, text TEXT
+);
+CREATE INDEX IF NOT EXISTS ticket_events_ticket ON ticket_events(ticket, id);
+CREATE TABLE IF NOT EXISTS outbox (
+  event INTEGER NOT NULL, notifier TEXT NOT NULL, payload TEXT, attempts INTEGER, next_at REAL,
+  error TEXT, PRIMARY KEY (notifier, event)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incidents (
+  key TEXT PRIMARY KEY, rule TEXT, site TEXT, agent TEXT, probe TEXT, metric TEXT,
+  failing INTEGER, since REAL, clear_since REAL, ticket INTEGER, latched INTEGER,
+  flapping INTEGER, summary TEXT, details TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS silences (
+  id INTEGER PRIMARY KEY, site TEXT, agent TEXT, probe TEXT, rule TEXT, starts_at REAL,
+  ends_at REAL, comment TEXT, created_by TEXT, created_at REAL
+);
+)sql";
+
+// Events the notifiers hear of; the others (attached, detached, flapping) are history only.
+constexpr std::string_view kNotified[] = {"opened",   "escalated", "acknowledged",
+                                          "resolved", "reopened",  "closed"};
+
+std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+json stamp(double t) { return t > 0 ? json(format_timestamp(t)) : json(nullptr); }
+
+std::string priority_name(int p) { return "P" + std::to_string(p); }
+
+std::string seconds_text(double s) {
+  return format_duration(
+      std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, s)) * 1000));
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string metrics_text(const std::vector<protocol::Metric>& metrics) {
+  std::string out;
+  for (const auto& m : metrics) {
+    if (!out.empty()) out += ", ";
+    out += m.name + "=" + number_text(m.value) + m.unit;
+  }
+  return out;
+}
+
+ServiceCalendar::TimePoint to_tp(double t) {
+  return ServiceCalendar::TimePoint(
+      std::chrono::duration_cast<ServiceCalendar::Duration>(std::chrono::duration<double>(t)));
+}
+double from_tp(ServiceCalendar::TimePoint tp) {
+  return std::chrono::duration<double>(tp.time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct Desk::Incident {
+  std::string key, site, agent, probe, metric, rule_name;
+  std::size_t rule = 0;  // index into config_.rules
+  bool failing = false;
+  double since = 0;          // when the condition began to hold
+  double clear_since = 0;    // when it stopped holding
+  std::uint64_t ticket = 0;  // its ticket: active, or resolved and still reopenable
+  bool latched = false;      // its ticket was closed by hand while failing: none until it clears
+  bool flapping = false;
+  std::deque<double> changes;       // recent flips, for flapping
+  std::string summary, details;     // the latest evidence, for the ticket
+  std::vector<std::string> probes;  // silent rules: the agent's probes, listed on its ticket
+  Trend trend;                      // forecast rules
+  double value = std::numeric_limits<double>::quiet_NaN();  // stale rules: the unchanged value
+  double value_since = 0;
+};
+
+struct Desk::Series {
+  std::string site, type;
+  std::vector<Incident*> status;          // one per matching status rule
+  std::vector<std::size_t> metric_rules;  // stale and forecast rules that match
+};
+
+struct Desk::Statements {
+  explicit Statements(sqlite3* db)
+      : upsert_ticket(db,
+                      "INSERT OR REPLACE INTO tickets VALUES "
+                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+        insert_event(db, "INSERT INTO ticket_events VALUES (?,?,?,?,?)"),
+        insert_outbox(db, "INSERT INTO outbox VALUES (?,?,?,0,?,'')"),
+        upsert_incident(db,
+                        "INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+        delete_incident(db, "DELETE FROM incidents WHERE key = ?"),
+        due(db,
+            // In order: nothing behind a row that waits for its retry.
+            "SELECT event, payload, attempts FROM outbox WHERE notifier = ?1 AND next_at <= ?2 "
+            "AND event < coalesce((SELECT min(event) FROM outbox WHERE notifier = ?1 AND "
+            "next_at > ?2), 9e18) ORDER BY event LIMIT ?3"),
+        delivered(db, "DELETE FROM outbox WHERE notifier = ? AND event = ?"),
+        failed(db,
+               "UPDATE outbox SET attempts = attempts + 1, next_at = ?, error = ? "
+               "WHERE notifier = ? AND event = ?"),
+        upsert_silence(db, "INSERT OR REPLACE INTO silences VALUES (?,?,?,?,?,?,?,?,?,?)") {}
+  sqlite::Statement upsert_ticket, insert_event, insert_outbox, upsert_incident, delete_incident,
+      due, delivered, failed, upsert_silence;
+};
+
+json to_json(const Ticket& t) {
+  return {{"id", t.id},
+          {"key", t.key},
+          {"class", t.ticket_class},
+          {"priority", priority_name(t.priority)},
+          {"status", t.status},
+          {"summary", t.summary},
+          {"details", t.details},
+          {"site", t.site},
+          {"agent", t.agent},
+          {"probe", t.probe},
+          {"rule", t.rule},
+          {"opened_at", stamp(t.opened_at)},
+          {"acknowledged_at", stamp(t.acknowledged_at)},
+          {"resolved_at", stamp(t.resolved_at)},
+          {"closed_at", stamp(t.closed_at)},
+          {"updated_at", stamp(t.updated_at)},
+          {"deadline", stamp(t.deadline)},
+          {"escalations", t.escalations},
+          {"occurrences", t.occurrences},
+          {"flapping", t.flapping},
+          {"probes", t.probes},
+          {"acknowledged_by", t.acknowledged_by},
+          {"comment", t.comment}};
+}
+
+bool Silence::matches(std::string_view s, std::string_view a, std::string_view p,
+                      std::string_view r) const {
+  return glob_match(site, s) && glob_match(agent, a) && glob_match(probe, p) && glob_match(rule, r);
+}
+
+json to_json(const Silence& s, double now) {
+  return {
+      {"id", s.id},
+      {"matchers", {{"site", s.site}, {"agent", s.agent}, {"probe", s.probe}, {"rule", s.rule}}},
+      {"starts_at", stamp(s.starts_at)},
+      {"ends_at", stamp(s.ends_at)},
+      {"comment", s.comment},
+      {"created_by", s.created_by},
+      {"created_at", stamp(s.created_at)},
+      {"active", s.active(now)}};
+}
+
+ReactionTargets DeskConfig::default_targets() {
+  ReactionTargets t;
+  t.by_key.emplace("emergency", 15min);
+  t.by_key.emplace("task", 8h);
+  t.by_key.emplace("consultation", 8h);
+  return t;
+}
+
+Desk::Desk(DeskConfig config, Metrics& metrics, sqlite::Database& db)
+    : config_(std::move(config)), metrics_(metrics), db_(db) {
+  db_.exec(kSchema);
+  sql_ = std::make_unique<Statements>(db_.handle());
+  std::lock_guard lock(mu_);
+  load_locked();
+}
+
+Desk::~Desk() = default;
+
+// ---------------------------------------------------------------- persistence
+
+void Desk::load_locked() {
+  incidents_.clear();
+  series_.clear();
+  site_series_.clear();
+  live_.clear();
+  members_.clear();
+  pending_.clear();
+  silences_.clear();
+  sqlite::Statement tickets(db_.handle(),
+                            "SELECT * FROM tickets WHERE status IN ('open', 'acknowledged', "
+                            "'resolved')");
+  while (tickets.step()) {
+    Ticket t = read_ticket(tickets);
+    live_.emplace(t.id, std::move(t));
+  }
+  sqlite::Statement incidents(db_.handle(), "SELECT * FROM incidents");
+  while (incidents.step()) {
+    const std::string rule = incidents.text(1);
+    auto idx = rule_index(rule);
+    if (!idx) continue;  // its rule is gone; reconfigure() resolves what it left
+    auto inc = std::make_unique<Incident>();
+    inc->key = incidents.text(0);
+    inc->rule_name = rule;
+    inc->rule = *idx;
+    inc->site = incidents.text(2);
+    inc->agent = incidents.text(3);
+    inc->probe = incidents.text(4);
+    inc->metric = incidents.text(5);
+    inc->failing = incidents.integer(6) != 0;
+    inc->since = incidents.real(7);
+    inc->clear_since = incidents.real(8);
+    inc->ticket = static_cast<std::uint64_t>(incidents.integer(9));
+    inc->latched = incidents.integer(10) != 0;
+    inc->flapping = incidents.integer(11) != 0;
+    inc->summary = incidents.text(12);
+    inc->details = incidents.text(13);
+    auto t = live_.find(inc->ticket);
+    if (t != live_.end() && t->second.active()) members_[inc->ticket].insert(inc->key);
+    pending_.insert(inc->key);  // the next tick decides what is due
+    std::string key = inc->key;
+    incidents_.emplace(std::move(key), std::move(inc));
+  }
+  sqlite::Statement silences(db_.handle(), "SELECT * FROM silences ORDER BY id");
+  while (silences.step()) {
+    Silence s;
+    s.id = static_cast<std::uint64_t>(silences.integer(0));
+    s.site = silences.text(1);
+    s.agent = silences.text(2);
+    s.probe = silences.text(3);
+    s.rule = silences.text(4);
+    s.starts_at = silences.real(5);
+    s.ends_at = silences.real(6);
+    s.comment = silences.text(7);
+    s.created_by = silences.text(8);
+    s.created_at = silences.real(9);
+    silences_.push_back(std::move(s));
+  }
+  auto max_id = [&](const char* table) {
+    sqlite::Statement q(db_.handle(), std::string("SELECT coalesce(max(id), 0) FROM ") + table);
+    q.step();
+    return static_cast<std::uint64_t>(q.integer(0));
+  };
+  next_ticket_ = max_id("tickets") + 1;
+  next_event_ = max_id("ticket_events") + 1;
+  next_silence_ = max_id("silences") + 1;
+  publish_open();
+}
+
+Ticket Desk::read_ticket(sqlite::Statement& q) {
+  Ticket t;
+  t.id = static_cast<std::uint64_t>(q.integer(0));
+  t.key = q.text(1);
+  t.ticket_class = q.text(2);
+  t.priority = static_cast<int>(q.integer(3));
+  t.status = q.text(4);
+  t.summary = q.text(5);
+  t.details = q.text(6);
+  t.site = q.text(7);
+  t.agent = q.text(8);
+  t.probe = q.text(9);
+  t.rule = q.text(10);
+  t.opened_at = q.real(11);
+  t.raised_at = q.real(12);
+  t.acknowledged_at = q.real(13);
+  t.resolved_at = q.real(14);
+  t.closed_at = q.real(15);
+  t.updated_at = q.real(16);
+  t.deadline = q.real(17);
+  t.escalations = static_cast<int>(q.integer(18));
+  t.occurrences = static_cast<int>(q.integer(19));
+  t.flapping = q.integer(20) != 0;
+  auto probes = json::parse(q.text(21), nullptr, false);
+  if (probes.is_array())
+    for (const auto& p : probes)
+      if (p.is_string()) t.probes.push_back(p.get<std::string>());
+  t.acknowledged_by = q.text(22);
+  t.comment = q.text(23);
+  return t;
+}
+
+void Desk::save(const Ticket& t) {
+  sql_->upsert_ticket.bind(1, i64(t.id))
+      .bind(2, std::string_view(t.key))
+      .bind(3, std::string_view(t.ticket_class))
+      .bind(4, std::int64_t{t.priority})
+      .bind(5, std::string_view(t.status))
+      .bind(6, std::string_view(t.summary))
+      .bind(7, std::string_view(t.details))
+      .bind(8, std::string_view(t.site))
+      .bind(9, std::string_view(t.agent))
+      .bind(10, std::string_view(t.probe))
+      .bind(11, std::string_view(t.rule))
+      .bind(12, t.opened_at)
+      .bind(13, t.raised_at)
+      .bind(14, t.acknowledged_at)
+      .bind(15, t.resolved_at)
+      .bind(16, t.closed_at)
+      .bind(17, t.updated_at)
+      .bind(18, t.deadline)
+      .bind(19, std::int64_t{t.escalations})
+      .bind(20, std::int64_t{t.occurrences})
+      .bind(21, std::int64_t{t.flapping})
+      .bind(22, std::string_view(json(t.probes).dump()))
+      .bind(23, std::string_view(t.acknowledged_by))
+      .bind(24, std::string_view(t.comment))
+      .run();
+}
+
+void Desk::save(const Incident& inc) {
+  // A quiet incident is its default: no row, so thousands of healthy probes cost nothing.
+  if (!inc.failing && !inc.ticket && !inc.latched) {
+    sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
+    return;
+  }
+  sql_->upsert_incident.bind(1, std::string_view(inc.key))
+      .bind(2, std::string_view(inc.rule_name))
+      .bind(3, std::string_view(inc.site))
+      .bind(4, std::string_view(inc.agent))
+      .bind(5, std::string_view(inc.probe))
+      .bind(6, std::string_view(inc.metric))
+      .bind(7, std::int64_t{inc.failing})
+      .bind(8, inc.since)
+      .bind(9, inc.clear_since)
+      .bind(10, i64(inc.ticket))
+      .bind(11, std::int64_t{inc.latched})
+      .bind(12, std::int64_t{inc.flapping})
+      .bind(13, std::string_view(inc.summary))
+      .bind(14, std::string_view(inc.details))
+      .run();
+}
+
+template <class F>
+void Desk::in_transaction(F&& f) {
+  try {
+    sqlite::Transaction tx(db_);
+    f();
+    tx.commit();
+  } catch (...) {
+    load_locked();  // memory ran ahead of what was stored
+    throw;
+  }
+}
+
+void Desk::reload() {
+  std::lock_guard lock(mu_);
+  load_locked();
+}
+
+void Desk::on_queued(std::function<void()> f) {
+  std::lock_guard lock(mu_);
+  on_queued_ = std::move(f);
+}
+
+void Desk::wake() {
+  if (!queued_) return;
+  queued_ = false;
+  if (on_queued_) on_queued_();
+}
+
+// ---------------------------------------------------------------- rules
+
+std::optional<std::size_t> Desk::rule_index(const std::string& name) const {
+  for (std::size_t i = 0; i < config_.rules.size(); ++i)
+    if (config_.rules[i].name == name) return i;
+  return std::nullopt;
+}
+
+Desk::Incident& Desk::incident(const std::string& key, std::size_t rule, const std::string& site,
+                               const std::string& agent, const std::string& probe,
+                               const std::string& metric) {
+  auto& slot = incidents_[key];
+  if (!slot) {
+    slot = std::make_unique<Incident>();
+    slot->key = key;
+    slot->rule = rule;
+    slot->rule_name = config_.rules[rule].name;
+    slot->site = site;
+    slot->agent = agent;
+    slot->probe = probe;
+    slot->metric = metric;
+  }
+  return *slot;
+}
+
+Desk::Series& Desk::series(const AgentState& a, const std::string& probe, const std::string& type) {
+  const std::string id = a.id + "/" + probe;
+  auto& slot = series_[id];
+  if (slot && slot->site == a.site && slot->type == type) return *slot;
+  if (slot) site_series_[slot->site].erase(id);
+  slot = std::make_unique<Series>();
+  slot->site = a.site;
+  slot->type = type;
+  site_series_[a.site].insert(id);
+  for (std::size_t i = 0; i < config_.rules.size(); ++i) {
+    const Rule& r = config_.rules[i];
+    if (r.kind == RuleKind::silent || !r.match.matches(a.site, a.id, probe, type)) continue;
+    if (r.kind == RuleKind::status)
+      slot->status.push_back(
+          &incident(a.site + "/" + a.id + "/" + probe + "/" + r.name, i, a.site, a.id, probe, ""));
+    else
+      slot->metric_rules.push_back(i);
+  }
+  return *slot;
+}
+
+void Desk::observe(const AgentState& a, const std::vector<const protocol::Result*>& accepted,
+                   double now) {
+  std::lock_guard lock(mu_);
+  for (const protocol::Result* result : accepted) {
+    const protocol::Result& r = *result;
+    Series& s = series(a, r.probe, r.type);
+    auto state = a.probes.find(r.probe);
+    // Status rules look at the probe's newest state only: a replayed backlog is history.
+    if (state != a.probes.end() && state->second.seq == r.seq) {
+      for (Incident* inc : s.status) {
+        const Rule& rule = config_.rules[inc->rule];
+        const bool failing =
+            std::find(rule.when.begin(), rule.when.end(), r.status) != rule.when.end();
+        if (failing) {
+          inc->summary = a.id + " " + r.probe + " " + std::string(protocol::to_string(r.status)) +
+                         ": " + r.summary;
+          inc->details = "site " + a.site + ", agent " + a.id + " (" + a.hostname + "), probe " +
+                         r.probe + " (" + r.type + ")\nstatus " +
+                         std::string(protocol::to_string(r.status)) + " at " +
+                         format_timestamp(r.ts) + ": " + r.summary;
+          if (!r.metrics.empty()) inc->details += "\nvalues: " + metrics_text(r.metrics);
+          inc->details += "\nrule " + rule.name;
+        }
+        set_failing(*inc, failing, now);
+        advance(*inc, now);
+      }
+    }
+    for (std::size_t idx : s.metric_rules) {
+      const Rule& rule = config_.rules[idx];
+      for (const auto& m : r.metrics) {
+        if (!glob_match(rule.match.metric, m.name)) continue;
+        Incident& inc =
+            incident(a.site + "/" + a.id + "/" + r.probe + "/" + rule.name + "/" + m.name, idx,
+                     a.site, a.id, r.probe, m.name);
+        bool failing = false;
+        const std::string what = a.id + " " + r.probe + " " + m.name;
+        if (rule.kind == RuleKind::forecast) {
+          const double window = std::chrono::duration<double>(rule.window).count();
+          inc.trend.add(r.ts, m.value, window);
+          auto fit = inc.trend.fit();
+          if (fit && inc.trend.size() >= rule.min_points && inc.trend.span() >= window / 2) {
+            auto eta = time_to_threshold(*fit, rule.threshold, rule.falling);
+            failing = eta && *eta <= std::chrono::duration<double>(rule.horizon).count();
+            if (failing) {
+              inc.summary = what + " reaches " + number_text(rule.threshold) + m.unit + " in " +
+                            seconds_text(*eta);
+              inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
+                            m.name + " now " + number_text(m.value) + m.unit + ", trend " +
+                            number_text(fit->slope * 3600) + m.unit + "/h over the last " +
+                            seconds_text(inc.trend.span()) + "\npredicted to reach " +
+                            number_text(rule.threshold) + m.unit + " at " +
+                            format_timestamp(r.ts + *eta) + "\nrule " + rule.name;
+            }
+          }
+        } else {  // stale
+          if (m.value != inc.value) {
+            inc.value = m.value;
+            inc.value_since = r.ts;
+          }
+          const double unchanged = r.ts - inc.value_since;
+          failing = unchanged >= std::chrono::duration<double>(rule.hold).count();
+          if (failing) {
+            inc.summary = what + " unchanged at " + number_text(m.value) + m.unit + " for " +
+                          seconds_text(unchanged);
+            inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
+                          m.name + " has read " + number_text(m.value) + m.unit + " since " +
+                          format_timestamp(inc.value_since) + "\nrule " + rule.name;
+          }
+        }
+        set_failing(inc, failing, now);
+        advance(inc, now);
+      }
+    }
+  }
+  wake();
+}
+
+void Desk::set_failing(Incident& inc, bool failing, double now) {
+  if (inc.failing == failing) return;
+  inc.failing = failing;
+  (failing ? inc.since : inc.clear_since) = now;
+  const Rule& rule = config_.rules[inc.rule];
+  const double window = std::chrono::duration<double>(rule.flap_window).count();
+  inc.changes.push_back(now);
+  while (!inc.changes.empty() && inc.changes.front() < now - window) inc.changes.pop_front();
+  if (!inc.flapping && static_cast<int>(inc.changes.size()) >= rule.flap_changes) {
+    inc.flapping = true;
+    auto t = live_.find(inc.ticket);
+    if (t != live_.end() && t->second.active()) {
+      t->second.flapping = true;
+      event(t->second, "flapping",
+            std::to_string(inc.changes.size()) + " changes within " +
+                format_duration(rule.flap_window) + ": resolves only after a calm window",
+            now);
+      save(t->second);
+    }
+  }
+  save(inc);
+}
+
+void Desk::advance(Incident& inc, double now) {
+  const Rule& rule = config_.rules[inc.rule];
+  auto found = live_.find(inc.ticket);
+  Ticket* t = found != live_.end() ? &found->second : nullptr;
+  if (inc.ticket && !t) {  // closed meanwhile
+    inc.ticket = 0;
+    save(inc);
+  }
+  if (inc.failing) {
+    const bool waiting = !(t && t->active()) && !inc.latched;
+    if (!waiting) {
+      pending_.erase(inc.key);
+      return;
+    }
+    const double hold = rule.kind == RuleKind::stale
+                            ? 0  // its `for` is how long the value stood still
+                            : std::chrono::duration<double>(rule.hold).count();
+    if (now - inc.since < hold || silenced(inc.site, inc.agent, inc.probe, rule.name, now)) {
+      pending_.insert(inc.key);
+      return;
+    }
+    pending_.erase(inc.key);
+    open_ticket(inc, now);
+    return;
+  }
+  if (inc.latched) {
+    inc.latched = false;
+    save(inc);
+  }
+  if (!t || !t->active() || !members_[t->id].count(inc.key)) {
+    pending_.erase(inc.key);
+    return;
+  }
+  double need = std::chrono::duration<double>(rule.recover).count();
+  if (inc.flapping) need = std::max(need, std::chrono::duration<double>(rule.flap_window).count());
+  if (now - inc.clear_since < need) {
+    pending_.insert(inc.key);
+    return;
+  }
+  pending_.erase(inc.key);
+  detach(inc, now);
+}
+
+bool Desk::silenced(const std::string& site, const std::string& agent, const std::string& probe,
+                    const std::string& rule, double now) const {
+  return std::any_of(silences_.begin(), silences_.end(), [&](const Silence& s) {
+    return s.active(now) && s.matches(site, agent, probe, rule);
+  });
+}
+
+// ---------------------------------------------------------------- tickets
+
+void Desk::open_ticket(Incident& inc, double now) {
+  const Rule& rule = config_.rules[inc.rule];
+  auto found = live_.find(inc.ticket);
+  if (found != live_.end() && found->second.status == "resolved" && found->second.key == inc.key) {
+    // It failed again soon after: the same ticket, reopened, rather than a second one.
+    Ticket& t = found->second;
+    t.status = "open";
+    ++t.occurrences;
+    t.resolved_at = 0;
+    t.acknowledged_at = 0;
+    t.acknowledged_by.clear();
+    t.raised_at = now;
+    t.escalations = 0;
+    t.flapping = inc.flapping;
+    t.summary = inc.summary;
+    t.details = inc.details;
+    t.deadline = deadline_for(t, now);
+    members_[t.id].insert(inc.key);
+    event(t, "reopened", "failed again: " + inc.summary, now);
+    save(t);
+    publish_open();
+    return;
+  }
+  if (rule.ticket_class == "emergency") {
+    // One ticket for what one failure caused: a site-wide outage, or an agent gone silent.
+    for (auto& [id, t] : live_) {
+      if (!t.active() || t.site != inc.site || t.key == inc.key) continue;
+      if (t.rule == kSiteOutage || (t.agent == inc.agent && t.probe == "*")) {
+        attach(inc, t, now);
+        return;
+      }
+    }
+    if (rule.kind == RuleKind::status && try_site_outage(inc, now)) return;
+  }
+  Ticket t;
+  t.key = inc.key;
+  t.ticket_class = rule.ticket_class;
+  t.priority = rule.priority;
+  t.summary = inc.summary;
+  t.details = inc.details;
+  t.site = inc.site;
+  t.agent = inc.agent;
+  t.probe = inc.metric.empty() ? inc.probe : inc.probe + "/" + inc.metric;
+  t.rule = rule.name;
+  t.flapping = inc.flapping;
+  if (rule.kind == RuleKind::silent) t.probes = inc.probes;
+  Ticket& stored = new_ticket(std::move(t), now);
+  inc.ticket = stored.id;
+  members_[stored.id].insert(inc.key);
+  save(inc);
+}
+
+Ticket& Desk::new_ticket(Ticket t, double now) {
+  t.id = next_ticket_++;
+  t.status = "open";
+  t.opened_at = t.raised_at = now;
+  t.deadline = deadline_for(t, now);
+  Ticket& stored = live_.emplace(t.id, std::move(t)).first->second;
+  event(stored, "opened", stored.summary, now);
+  save(stored);
+  publish_open();
+  return stored;
+}
+
+bool Desk::try_site_outage(Incident& inc, double now) {
+  const double window = std::chrono::duration<double>(config_.outage_window).count();
+  const auto& ids = site_series_[inc.site];
+  std::vector<Incident*> failing;
+  for (const auto& id : ids) {
+    auto s = series_.find(id);
+    if (s == series_.end()) continue;
+    for (Incident* i : s->second->status) {
+      const Rule& r = config_.rules[i->rule];
+      if (i->failing && r.ticket_class == "emergency" && i->since >= now - window) {
+        failing.push_back(i);
+        break;  // a probe counts once
+      }
+    }
+  }
+  const auto n = failing.size();
+  if (static_cast<int>(n) < config_.outage_probes ||
+      static_cast<double>(n) <= config_.outage_share * static_cast<double>(ids.size()))
+    return false;
+  Ticket t;
+  t.key = inc.site + "/*/*/" + std::string(kSiteOutage);
+  t.ticket_class = "emergency";
+  t.priority = 1;
+  t.summary = "site " + inc.site + ": " + std::to_string(n) + " of " + std::to_string(ids.size()) +
+              " probes failing";
+  t.site = inc.site;
+  t.agent = "*";
+  t.probe = "*";
+  t.rule = std::string(kSiteOutage);
+  t.details = "most of the site's probes began to fail within " +
+              format_duration(config_.outage_window) + "; one ticket for all of them:";
+  for (Incident* i : failing) t.details += "\n- " + i->summary;
+  Ticket& site = new_ticket(std::move(t), now);
+  for (Incident* i : failing) {
+    auto own = live_.find(i->ticket);
+    // Tickets opened for the same outage moments ago fold into the site's.
+    if (own != live_.end() && own->second.active() && own->second.key == i->key &&
+        own->second.opened_at >= now - window)
+      close_locked(own->second, "merged into site-wide ticket #" + std::to_string(site.id), now);
+    if (i->ticket == 0 || i == &inc) attach(*i, site, now);
+  }
+  return true;
+}
+
+void Desk::attach(Incident& inc, Ticket& t, double now) {
+  inc.ticket = t.id;
+  members_[t.id].insert(inc.key);
+  const std::string probe = inc.agent + "/" + inc.probe;
+  if (std::find(t.probes.begin(), t.probes.end(), probe) == t.probes.end())
+    t.probes.push_back(probe);
+  event(t, "attached", inc.summary, now);
+  save(t);
+  save(inc);
+}
+
+void Desk::detach(Incident& inc, double now) {
+  Ticket& t = live_.at(inc.ticket);
+  auto& members = members_[t.id];
+  members.erase(inc.key);
+  const std::string text = inc.summary.empty() ? inc.key : inc.summary;
+  if (members.empty()) {
+    members_.erase(t.id);
+    resolve(t, "recovered: " + text + " (clear for " + seconds_text(now - inc.clear_since) + ")",
+            now);
+    if (t.key != inc.key) inc.ticket = 0;  // only its own ticket may reopen
+  } else {
+    std::erase(t.probes, inc.agent + "/" + inc.probe);
+    event(t, "detached", "recovered: " + text, now);
+    save(t);
+    inc.ticket = 0;
+  }
+  inc.flapping = false;  // its flips stay counted until they leave the flap window
+  save(inc);
+}
+
+void Desk::resolve(Ticket& t, const std::string& text, double now) {
+  t.status = "resolved";
+  t.resolved_at = now;
+  t.flapping = false;
+  event(t, "resolved", text, now);
+  save(t);
+  publish_open();
+}
+
+void Desk::close_locked(Ticket& t, const std::string& text, double now) {
+  for (const auto& key : members_[t.id]) {
+    auto it = incidents_.find(key);
+    if (it == incidents_.end()) continue;
+    Incident& inc = *it->second;
+    inc.ticket = 0;
+    inc.latched = inc.failing;
+    pending_.erase(key);
+    save(inc);
+  }
+  members_.erase(t.id);
+  t.status = "closed";
+  t.closed_at = now;
+  event(t, "closed", text, now);
+  save(t);
+  live_.erase(t.id);
+  publish_open();
+}
+
+void Desk::event(Ticket& t, const std::string& name, const std::string& text, double now) {
+  t.updated_at = now;
+  const std::uint64_t id = next_event_++;
+  sql_->insert_event.bind(1, i64(id))
+      .bind(2, i64(t.id))
+      .bind(3, now)
+      .bind(4, std::string_view(name))
+      .bind(5, std::string_view(text))
+      .run();
+  metrics_.ticket_events.Add({{"event", name}}).Increment();
+  if (std::find(std::begin(kNotified), std::end(kNotified), name) == std::end(kNotified)) return;
+  std::string payload;
+  for (const auto& n : config_.notifiers) {
+    if (!n.wants(name)) continue;
+    if (payload.empty())
+      payload = json{{"event", name}, {"at", now}, {"text", text}, {"ticket", to_json(t)}}.dump(
+          -1, ' ', false, json::error_handler_t::replace);
+    sql_->insert_outbox.bind(1, i64(id))
+        .bind(2, std::string_view(n.name))
+        .bind(3, std::string_view(payload))
+        .bind(4, now)
+        .run();
+    queued_ = true;
+  }
+}
+
+double Desk::deadline_for(const Ticket& t, double from) const {
+  auto target = config_.targets.target(t.ticket_class, t.priority);
+  if (!target) return 0;
+  auto tp = calendar(t.site).deadline(to_tp(from), *target);
+  return tp == ServiceCalendar::never ? 0 : from_tp(tp);
+}
+
+const ServiceCalendar& Desk::calendar(const std::string& site) const {
+  static const ServiceCalendar always = ServiceCalendar::around_the_clock();
+  auto s = config_.site_calendars.find(site);
+  const std::string& name =
+      s != config_.site_calendars.end() ? s->second : config_.default_calendar;
+  auto c = config_.calendars.find(name);
+  return c != config_.calendars.end() ? c->second : always;
+}
+
+void Desk::publish_open() {
+  std::map<std::vector<std::string>, double> counts;
+  for (auto& [label, n] : open_counts_) counts[label] = 0;  // keep series that dropped to zero
+  for (const auto& [id, t] : live_)
+    if (t.active()) counts[{t.site, t.ticket_class, priority_name(t.priority)}] += 1;
+  for (const auto& [label, n] : counts)
+    metrics_.tickets_open.Add({{"site", label[0]}, {"class", label[1]}, {"priority", label[2]}})
+        .Set(n);
+  open_counts_ = std::move(counts);
+}
+
+// ---------------------------------------------------------------- timers
+
+void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
+  std::lock_guard lock(mu_);
+  in_transaction([&] {
+    for (const AgentState* agent : agents) {
+      const AgentState& a = *agent;
+      for (std::size_t i = 0; i < config_.rules.size(); ++i) {
+        const Rule& rule = config_.rules[i];
+        if (rule.kind != RuleKind::silent || !rule.match.matches(a.site, a.id, "*", "*")) continue;
+        Incident& inc = incident(a.site + "/" + a.id + "/*/" + rule.name, i, a.site, a.id, "*", "");
+        const bool failing = !a.up && a.last_report > 0;
+        if (failing && !inc.failing) {
+          inc.probes.clear();
+          for (const auto& [name, p] : a.probes) inc.probes.push_back(a.id + "/" + name);
+          inc.summary = a.id + " silent: no report since " + format_timestamp(a.last_report) +
+                        " (site " + a.site + ")";
+          inc.details = "site " + a.site + ", agent " + a.id + " (" + a.hostname +
+                        ")\nlast report " + format_timestamp(a.last_report) + ", heartbeat " +
+                        seconds_text(a.heartbeat) + "; silent after 3 heartbeats\nrule " +
+                        rule.name;
+        }
+        set_failing(inc, failing, now);
+        advance(inc, now);
+      }
+    }
+    for (const auto& key : std::vector<std::string>(pending_.begin(), pending_.end())) {
+      auto it = incidents_.find(key);
+      if (it == incidents_.end())
+        pending_.erase(key);
+      else
+        advance(*it->second, now);
+    }
+    const double reopen = std::chrono::duration<double>(config_.reopen_within).count();
+    std::vector<std::uint64_t> ids;
+    for (const auto& [id, t] : live_) ids.push_back(id);
+    for (auto id : ids) {
+      Ticket& t = live_.at(id);
+      if (t.status == "open" && t.deadline > 0 && now >= t.deadline &&
+          !silenced(t.site, t.agent, t.probe, t.rule, now)) {
+        ++t.escalations;
+        const auto target = config_.targets.target(t.ticket_class, t.priority);
+        t.deadline = deadline_for(t, now);
+        event(t, "escalated",
+              "not acknowledged within " + format_duration(target.value_or(0ms)) +
+                  " of service time; escalation level " + std::to_string(t.escalations),
+              now);
+        save(t);
+      } else if (t.status == "resolved" && now - t.resolved_at >= reopen) {
+        close_locked(t, "stayed resolved for " + format_duration(config_.reopen_within), now);
+      }
+    }
+  });
+  wake();
+}
+
+// ---------------------------------------------------------------- API
+
+std::vector<Ticket> Desk::tickets(const Query& q) {
+  std::lock_guard lock(mu_);
+  std::string sql = "SELECT * FROM tickets WHERE 1";
+  std::vector<std::string> statuses;
+  for (const auto& s : q.statuses) {
+    if (s == "active") {
+      statuses.push_back("open");
+      statuses.push_back("acknowledged");
+    } else {
+      statuses.push_back(s);
+    }
+  }
+  if (!statuses.empty()) {
+    sql += " AND status IN (";
+    for (std::size_t i = 0; i < statuses.size(); ++i) sql += i ? ",?" : "?";
+    sql += ")";
+  }
+  if (!q.site.empty()) sql += " AND site = ?";
+  sql += " ORDER BY id DESC LIMIT ?";
+  sqlite::Statement stmt(db_.handle(), sql);
+  int i = 1;
+  for (const auto& s : statuses) stmt.bind(i++, std::string_view(s));
+  if (!q.site.empty()) stmt.bind(i++, std::string_view(q.site));
+  stmt.bind(i, static_cast<std::int64_t>(q.limit));
+  std::vector<Ticket> out;
+  while (stmt.step()) out.push_back(read_ticket(stmt));
+  return out;
+}
+
+std::optional<Ticket> Desk::ticket(std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  sqlite::Statement stmt(db_.handle(), "SELECT * FROM tickets WHERE id = ?");
+  stmt.bind(1, i64(id));
+  if (!stmt.step()) return std::nullopt;
+  return read_ticket(stmt);
+}
+
+json Desk::events(std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  sqlite::Statement stmt(db_.handle(),
+                         "SELECT at, event, text FROM ticket_events WHERE ticket = ? ORDER BY id");
+  stmt.bind(1, i64(id));
+  json out = json::array();
+  while (stmt.step())
+    out.push_back({{"at", stamp(stmt.real(0))}, {"event", stmt.text(1)}, {"text", stmt.text(2)}});
+  return out;
+}
+
+Desk::Change Desk::acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
+                               double now) {
+  std::lock_guard lock(mu_);
+  auto it = live_.find(id);
+  if (it == live_.end()) return ticket_exists(id) ? Change::conflict : Change::not_found;
+  Ticket& t = it->second;
+  if (t.status == "resolved") return Change::conflict;
+  if (t.status == "acknowledged") return Change::done;
+  in_transaction([&] {
+    t.status = "acknowledged";
+    t.acknowledged_at = now;
+    t.acknowledged_by = by;
+    if (!comment.empty()) t.comment = comment;
+    event(t, "acknowledged",
+          (by.empty() ? "acknowledged" : "by " + by) + (comment.empty() ? "" : ": " + comment),
+          now);
+    save(t);
+  });
+  const auto reaction = calendar(t.site).service_time_between(to_tp(t.raised_at), to_tp(now));
+  metrics_.ticket_reaction.Observe(std::chrono::duration<double>(reaction).count());
+  wake();
+  return Change::done;
+}
+
+Desk::Change Desk::close(std::uint64_t id, const std::string& by, const std::string& comment,
+                         double now) {
+  std::lock_guard lock(mu_);
+  auto it = live_.find(id);
+  if (it == live_.end()) return ticket_exists(id) ? Change::conflict : Change::not_found;
+  in_transaction([&] {
+    if (!comment.empty()) it->second.comment = comment;
+    close_locked(it->second,
+                 "closed" + (by.empty() ? std::string() : " by " + by) +
+                     (comment.empty() ? "" : ": " + comment),
+                 now);
+  });
+  wake();
+  return Change::done;
+}
+
+bool Desk::ticket_exists(std::uint64_t id) {
+  sqlite::Statement stmt(db_.handle(), "SELECT 1 FROM tickets WHERE id = ?");
+  stmt.bind(1, i64(id));
+  return stmt.step();
+}
+
+void Desk::save(const Silence& s) {
+  sql_->upsert_silence.bind(1, i64(s.id))
+      .bind(2, std::string_view(s.site))
+      .bind(3, std::string_view(s.agent))
+      .bind(4, std::string_view(s.probe))
+      .bind(5, std::string_view(s.rule))
+      .bind(6, s.starts_at)
+      .bind(7, s.ends_at)
+      .bind(8, std::string_view(s.comment))
+      .bind(9, std::string_view(s.created_by))
+      .bind(10, s.created_at)
+      .run();
+}
+
+Silence Desk::add_silence(Silence s, double now) {
+  std::lock_guard lock(mu_);
+  s.id = next_silence_++;
+  s.created_at = now;
+  if (s.starts_at <= 0) s.starts_at = now;
+  in_transaction([&] { save(s); });
+  silences_.push_back(s);
+  return s;
+}
+
+bool Desk::remove_silence(std::uint64_t id, double now) {
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(silences_.begin(), silences_.end(),
+                         [&](const Silence& s) { return s.id == id; });
+  if (it == silences_.end() || it->ends_at <= now) return false;
+  Silence ended = *it;
+  ended.ends_at = now;
+  in_transaction([&] { save(ended); });
+  *it = ended;
+  return true;
+}
+
+std::vector<Silence> Desk::silences(double now) {
+  std::lock_guard lock(mu_);
+  std::vector<Silence> out;
+  for (const auto& s : silences_)
+    if (s.ends_at > now - 86400) out.push_back(s);  // and those ended within a day
+  return out;
+}
+
+std::size_t Desk::incident_count() {
+  std::lock_guard lock(mu_);
+  return incidents_.size();
+}
+
+// ---------------------------------------------------------------- outbox
+
+std::vector<Notification> Desk::due(const std::string& notifier, double now, std::size_t limit) {
+  std::lock_guard lock(mu_);
+  auto& q = sql_->due;
+  q.bind(1, std::string_view(notifier)).bind(2, now).bind(3, static_cast<std::int64_t>(limit));
+  std::vector<Notification> out;
+  while (q.step()) {
+    Notification n;
+    n.id = static_cast<std::uint64_t>(q.integer(0));
+    auto payload = json::parse(q.text(1), nullptr, false);
+    n.attempts = static_cast<int>(q.integer(2));
+    if (payload.is_object()) {
+      n.event = payload.value("event", "");
+      n.at = payload.value("at", 0.0);
+      n.ticket = payload.value("ticket", json::object());
+    }
+    out.push_back(std::move(n));
+  }
+  q.reset();
+  return out;
+}
+
+void Desk::delivered(const std::string& notifier, std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  sql_->delivered.bind(1, std::string_view(notifier)).bind(2, i64(id)).run();
+}
+
+void Desk::failed(const std::string& notifier, std::uint64_t id, double retry_at,
+                  const std::string& error) {
+  std::lock_guard lock(mu_);
+  sql_->failed.bind(1, retry_at)
+      .bind(2, std::string_view(error))
+      .bind(3, std::string_view(notifier))
+      .bind(4, i64(id))
+      .run();
+}
+
+std::vector<json> Desk::active_tickets() {
+  std::lock_guard lock(mu_);
+  std::vector<json> out;
+  for (const auto& [id, t] : live_)
+    if (t.active()) out.push_back(to_json(t));
+  return out;
+}
+
+// ---------------------------------------------------------------- configuration
+
+void Desk::reconfigure(DeskConfig config, double now) {
+  std::lock_guard lock(mu_);
+  config_ = std::move(config);
+  series_.clear();
+  site_series_.clear();
+  in_transaction([&] {
+    for (auto it = incidents_.begin(); it != incidents_.end();) {
+      Incident& inc = *it->second;
+      auto idx = rule_index(inc.rule_name);
+      if (idx) {
+        inc.rule = *idx;
+        ++it;
+        continue;
+      }
+      // Its rule is gone: nothing will clear it any more.
+      auto t = live_.find(inc.ticket);
+      if (t != live_.end() && t->second.active() && members_[inc.ticket].count(inc.key)) {
+        inc.summary = "rule " + inc.rule_name + " removed from the configuration";
+        inc.clear_since = now;
+        detach(inc, now);
+      }
+      sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
+      pending_.erase(inc.key);
+      it = incidents_.erase(it);
+    }
+  });
+  wake();
+}
+
+}  // namespace dozor::collector

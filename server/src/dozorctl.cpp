@@ -1,0 +1,515 @@
+// dozorctl: the support team's command line over dozor-collector's HTTP API (/api/v1): agents,
+// tickets (list, show, acknowledge, close) and silences.
+#include <pwd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "ctl_format.h"
+#include "ctl_http.h"
+#include "dozor/protocol/units.h"
+#include "dozor/protocol/version.h"
+
+namespace {
+
+using namespace dozor;
+using namespace dozor::ctl;
+// Ordered, so that --json shows the fields in the collector's order.
+using json = nlohmann::ordered_json;
+using boost::beast::http::verb;
+
+// Ends the run with exit status 1 after "dozorctl: <what>" on stderr.
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- Reading answers. Tolerant: a field the collector leaves out shows as "-", it is no reason
+// to abort a listing.
+
+std::string str(const json& j, const char* key) {
+  if (!j.is_object()) return {};
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return {};
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+bool flag(const json& j, const char* key) {
+  if (!j.is_object()) return false;
+  const auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
+const json& list(const json& j, const char* key) {
+  static const json kEmpty = json::array();
+  if (!j.is_object()) return kEmpty;
+  const auto it = j.find(key);
+  return it != j.end() && it->is_array() ? *it : kEmpty;
+}
+
+std::optional<TimePoint> when(const json& j, const char* key) { return parse_time(str(j, key)); }
+
+std::string dash(std::string s) { return s.empty() ? "-" : s; }
+
+std::string age(const json& j, const char* key, TimePoint now) {
+  const auto t = when(j, key);
+  return t ? relative(*t, now) : "-";
+}
+
+// "2026-11-23 14:05:01 UTC (12m ago)", or "" when the field is null.
+std::string moment(const json& j, const char* key, TimePoint now) {
+  const auto t = when(j, key);
+  return t ? absolute(*t) + " (" + relative(*t, now) + ")" : "";
+}
+
+std::string join(const json& names, const char* sep) {
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += sep;
+    out += n.is_string() ? n.get<std::string>() : n.dump();
+  }
+  return out;
+}
+
+// ---- The API.
+
+class Api {
+ public:
+  Api(Url url, std::string token, std::chrono::milliseconds timeout)
+      : url_(std::move(url)), token_(std::move(token)), timeout_(timeout) {}
+
+  json get(const std::string& target) { return call(verb::get, target, nullptr); }
+  json post(const std::string& target, const json& body) { return call(verb::post, target, &body); }
+  json del(const std::string& target) { return call(verb::delete_, target, nullptr); }
+
+ private:
+  json call(verb method, const std::string& target, const json* body) {
+    const std::string text = body ? body->dump() : std::string();
+    Reply reply;
+    try {
+      reply = fetch(url_, method, "/api/v1" + target, token_, body ? &text : nullptr, timeout_);
+    } catch (const TransportError& e) {
+      throw Failure("cannot reach " + url_.text + ": " + e.what());
+    }
+    json j = json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+    if (reply.status >= 300) {
+      std::string message = str(j, "error");
+      if (message.empty()) message = reply.reason;
+      if (reply.status == 401 && token_.empty())
+        message += " (no token given: use --token-file, --token or DOZOR_TOKEN)";
+      throw Failure(std::to_string(reply.status) + " " + message);
+    }
+    if (j.is_discarded())
+      throw Failure(url_.text + " answered " + target + " with something other than JSON" +
+                    " (is that a dozor-collector?)");
+    return j;
+  }
+
+  Url url_;
+  std::string token_;
+  std::chrono::milliseconds timeout_;
+};
+
+// ---- Showing answers to a person.
+
+void show_agents(const json& agents) {
+  if (!agents.is_array() || agents.empty()) {
+    std::cerr << "no agent has reported yet\n";
+    return;
+  }
+  const auto t = now();
+  Table table({"AGENT", "SITE", "STATE", "LAST REPORT", "FAILING"});
+  for (const auto& a : agents) {
+    std::string state = "up";
+    if (!flag(a, "up")) {
+      const auto since = when(a, "down_since");
+      state = since ? "DOWN for " + span(t - *since) : "DOWN";
+    }
+    std::size_t total = 0, bad = 0;
+    std::string failing;
+    for (const auto& p : list(a, "probes")) {
+      ++total;
+      const auto status = str(p, "status");
+      if (status == "ok") continue;
+      ++bad;
+      failing += (failing.empty() ? " " : ", ") + str(p, "name") + " (" + status + ")";
+    }
+    table.add({str(a, "id"), dash(str(a, "site")), state, age(a, "last_report", t),
+               total ? std::to_string(bad) + "/" + std::to_string(total) + failing : "-"});
+  }
+  table.print(std::cout);
+}
+
+bool is_active(const json& ticket) {
+  const auto s = str(ticket, "status");
+  return s == "open" || s == "acknowledged";
+}
+
+// A deadline still to be met is what the team acts on; a missed one is shouted.
+std::string deadline(const json& ticket, TimePoint now) {
+  const auto d = when(ticket, "deadline");
+  if (!d) return "";
+  if (is_active(ticket) && *d < now) return "OVERDUE " + span(now - *d);
+  return relative(*d, now);
+}
+
+// "agent/probe"; a site-wide ticket has no agent and names its probes.
+std::string subject(const json& ticket) {
+  std::string probe = str(ticket, "probe");
+  if (probe.empty()) probe = join(list(ticket, "probes"), ",");
+  std::string agent = str(ticket, "agent");
+  if (agent.empty() && probe.empty()) return "-";
+  return (agent.empty() ? "*" : agent) + "/" + (probe.empty() ? "*" : probe);
+}
+
+void show_tickets(const json& answer, const std::string& filter) {
+  const json& tickets = list(answer, "tickets");
+  if (tickets.empty()) {
+    std::cerr << "no tickets" << filter << "\n";
+    return;
+  }
+  const auto t = now();
+  Table table({"ID", "STATUS", "CLASS/PRIO", "SITE", "AGENT/PROBE", "AGE", "DEADLINE", "SUMMARY"});
+  for (const auto& k : tickets) {
+    table.add({str(k, "id"), str(k, "status"), str(k, "class") + "/" + str(k, "priority"),
+               dash(str(k, "site")), subject(k), age(k, "opened_at", t), dash(deadline(k, t)),
+               (flag(k, "flapping") ? "(flapping) " : "") + str(k, "summary")});
+  }
+  table.print(std::cout);
+}
+
+void show_ticket(const json& k) {
+  const auto t = now();
+  std::cout << "ticket " << str(k, "id") << ": " << printable(str(k, "summary"), false) << "\n";
+  Table fields;
+  auto field = [&](const char* name, const std::string& value) {
+    if (!value.empty()) fields.add({name, value});
+  };
+  field("key", str(k, "key"));
+  field("status", str(k, "status") + (flag(k, "flapping") ? " (flapping)" : ""));
+  field("class", str(k, "class") + ", priority " + str(k, "priority"));
+  field("site", str(k, "site"));
+  field("agent", str(k, "agent"));
+  field("probe", str(k, "probe"));
+  field("probes", join(list(k, "probes"), ", "));
+  field("rule", str(k, "rule"));
+  field("opened", moment(k, "opened_at", t));
+  field("acknowledged", moment(k, "acknowledged_at", t));
+  field("acknowledged by", str(k, "acknowledged_by"));
+  field("resolved", moment(k, "resolved_at", t));
+  field("closed", moment(k, "closed_at", t));
+  field("updated", moment(k, "updated_at", t));
+  if (const auto d = when(k, "deadline"))
+    field("deadline", absolute(*d) + " (" + deadline(k, t) + ")");
+  field("escalations", str(k, "escalations"));
+  field("occurrences", str(k, "occurrences"));
+  field("comment", str(k, "comment"));
+  fields.print(std::cout, "  ");
+
+  if (const auto details = str(k, "details"); !details.empty()) {
+    std::cout << "\ndetails:\n";
+    std::istringstream lines(printable(details, true));
+    for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
+  }
+  const json& events = list(k, "events");
+  if (!events.empty()) {
+    std::cout << "\nevents:\n";
+    Table table;
+    for (const auto& e : events) {
+      const auto at = when(e, "at");
+      table.add(
+          {at ? absolute(*at) : "-", at ? relative(*at, t) : "-", str(e, "event"), str(e, "text")});
+    }
+    table.print(std::cout, "  ");
+  }
+}
+
+void show_changed_ticket(const json& k) {
+  std::cout << "ticket " << str(k, "id") << " " << str(k, "status") << ": "
+            << printable(str(k, "summary"), false) << "\n";
+}
+
+// "site=romashka probe=db"; a matcher left at "*" matches anything and is not worth a word.
+std::string matchers(const json& silence) {
+  std::string out;
+  const json& m = silence.contains("matchers") ? silence["matchers"] : json::object();
+  for (const char* key : {"site", "agent", "probe", "rule"}) {
+    const auto glob = str(m, key);
+    if (glob.empty() || glob == "*") continue;
+    out += (out.empty() ? "" : " ") + std::string(key) + "=" + glob;
+  }
+  return out.empty() ? "* (everything)" : out;
+}
+
+void show_silences(const json& answer) {
+  const json& silences = list(answer, "silences");
+  if (silences.empty()) {
+    std::cerr << "no silences\n";
+    return;
+  }
+  const auto t = now();
+  Table table({"ID", "STATE", "MATCHERS", "STARTS", "ENDS", "BY", "COMMENT"});
+  for (const auto& s : silences) {
+    const auto starts = when(s, "starts_at");
+    const char* state = flag(s, "active")       ? "active"
+                        : starts && *starts > t ? "pending"
+                                                : "expired";
+    table.add({str(s, "id"), state, matchers(s), age(s, "starts_at", t), age(s, "ends_at", t),
+               dash(str(s, "created_by")), str(s, "comment")});
+  }
+  table.print(std::cout);
+}
+
+void show_new_silence(const json& s) {
+  std::cout << "silence " << str(s, "id") << " created: " << matchers(s);
+  if (const auto ends = when(s, "ends_at"))
+    std::cout << ", until " << absolute(*ends) << " (" << relative(*ends, now()) << ")";
+  std::cout << "\n";
+}
+
+// ---- The command line.
+
+// Every command is one request, and a way to show its answer when --json does not ask for it raw.
+struct Command {
+  std::function<json(Api&)> request;
+  std::function<void(const json&)> show;
+};
+
+CLI::Validator checker(std::function<std::string(const std::string&)> check, std::string name) {
+  return CLI::Validator([check](std::string& s) { return check(s); }, name);
+}
+
+const CLI::Validator kDuration = checker(
+    [](const std::string& s) -> std::string {
+      const auto d = parse_duration(s);
+      return d && d->count() > 0 ? "" : "expected a duration such as 30s, 5m, 2h or 1h30m";
+    },
+    "DURATION");
+
+const CLI::Validator kTime = checker(
+    [](const std::string& s) -> std::string {
+      return parse_time(s) ? "" : "expected an RFC3339 time such as 2026-11-23T18:00:00Z";
+    },
+    "RFC3339");
+
+const CLI::Validator kUrl = checker(
+    [](const std::string& s) {
+      std::string error;
+      parse_url(s, error);
+      return error;
+    },
+    "URL");
+
+// CLI::PositiveNumber's message prints the whole range of a double.
+const CLI::Validator kId = checker(
+    [](const std::string& s) -> std::string {
+      std::uint64_t v = 0;
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      return ec == std::errc() && end == s.data() + s.size() && v > 0
+                 ? ""
+                 : "expected an id (a positive whole number), got \"" + s + "\"";
+    },
+    "ID");
+
+const CLI::Validator kStatus = checker(
+    [](const std::string& s) -> std::string {
+      if (s == "all") return "";
+      std::istringstream words(s);
+      for (std::string w; std::getline(words, w, ',');)
+        if (w != "open" && w != "acknowledged" && w != "resolved" && w != "closed" && w != "active")
+          return "\"" + w + "\" is none of open, acknowledged, resolved, closed, active, all";
+      return "";
+    },
+    "STATUS[,STATUS]");
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// Who runs dozorctl, for --by: $USER, else $LOGNAME, else the account (cron and sudo -i may set
+// neither variable).
+std::string user() {
+  for (const char* name : {"USER", "LOGNAME"})
+    if (auto v = env(name); !v.empty()) return v;
+  const passwd* pw = getpwuid(getuid());
+  return pw ? pw->pw_name : "";
+}
+
+std::string trim(std::string s) {
+  const auto* ws = " \t\r\n";
+  s.erase(s.find_last_not_of(ws) + 1);
+  s.erase(0, s.find_first_not_of(ws));
+  return s;
+}
+
+// --by and --comment: who did it and why, as the history of the ticket or silence will say.
+void add_actor(CLI::App* sub, std::string& by, std::string& comment, bool comment_required) {
+  sub->add_option("--by", by, "who does it (default: $USER)");
+  sub->add_option("--comment", comment, "why; others will read it")->required(comment_required);
+}
+
+json actor(const std::string& by, const std::string& comment) {
+  json body = json::object();
+  if (!by.empty()) body["by"] = by;
+  if (!comment.empty()) body["comment"] = comment;
+  return body;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dozorctl: the support team's command line over dozor-collector's HTTP API.\n"
+      "Exit status: 0 done, 1 the collector refused or could not be reached, 2 usage error.",
+      "dozorctl"};
+  // Global options may also follow the command: `dozorctl tickets --json`.
+  app.fallthrough();
+  app.require_subcommand(1);
+
+  std::string url = "http://127.0.0.1:9180", token, token_file, timeout = "10s";
+  bool raw = false;
+  app.add_option("--url", url, "the collector's API")
+      ->envname("DOZOR_URL")
+      ->capture_default_str()
+      ->check(kUrl);
+  auto* token_opt = app.add_option(
+      "--token", token,
+      "API token, needed by ack, close and silence add/rm (else $DOZOR_TOKEN); prefer "
+      "--token-file, since any user of the host can read a command line");
+  app.add_option("--token-file", token_file, "file holding the API token")->excludes(token_opt);
+  app.add_flag("--json", raw, "print the API's JSON answer instead of a table");
+  app.add_option("--timeout", timeout, "give up on the collector after this long")
+      ->capture_default_str()
+      ->check(kDuration);
+  app.set_version_flag("--version", std::string("dozorctl ") + kVersion);
+
+  Command command;
+  std::uint64_t id = 0;
+  std::string by = user(), comment;
+
+  app.add_subcommand("agents", "every agent: up or DOWN, last report, failing probes")
+      ->callback([&] {
+        command = {[](Api& api) { return api.get("/agents"); }, show_agents};
+      });
+
+  std::string status = "active", site;
+  auto* tickets = app.add_subcommand("tickets", "tickets, newest first (default: active ones)");
+  tickets
+      ->add_option("--status", status,
+                   "open, acknowledged, resolved, closed, active (open and acknowledged) or all; "
+                   "several comma-separated")
+      ->capture_default_str()
+      ->check(kStatus);
+  tickets->add_option("--site", site, "only this site's tickets");
+  tickets->callback([&] {
+    std::string query, filter;
+    if (status != "all") {
+      query = "?status=" + status;  // a comma is legal in a query and the words need no escape
+      filter = " with status " + status;
+    }
+    if (!site.empty()) {
+      query += (query.empty() ? "?site=" : "&site=") + query_escape(site);
+      filter += " at site " + site;
+    }
+    command = {[query](Api& api) { return api.get("/tickets" + query); },
+               [filter](const json& j) { show_tickets(j, filter); }};
+  });
+
+  auto* ticket = app.add_subcommand("ticket", "one ticket in full, with its history");
+  ticket->add_option("id", id, "ticket id")->required()->check(kId);
+  ticket->callback([&] {
+    command = {[&](Api& api) { return api.get("/tickets/" + std::to_string(id)); }, show_ticket};
+  });
+
+  for (const char* action : {"ack", "close"}) {
+    auto* sub = app.add_subcommand(action, std::string(action) == "ack"
+                                               ? "acknowledge a ticket: someone is on it"
+                                               : "close a ticket: nothing more to do");
+    sub->add_option("id", id, "ticket id")->required()->check(kId);
+    add_actor(sub, by, comment, false);
+    sub->callback([&, action] {
+      command = {[&, action](Api& api) {
+                   return api.post("/tickets/" + std::to_string(id) + "/" + action,
+                                   actor(by, comment));
+                 },
+                 show_changed_ticket};
+    });
+  }
+
+  auto* silence = app.add_subcommand("silence", "silences: no tickets for what they match");
+  silence->require_subcommand(1);
+  std::map<std::string, std::string> globs;
+  std::string for_text, until;
+  auto* add = silence->add_subcommand("add", "silence what the matchers match, for a while");
+  auto* match = add->add_option_group(
+      "matchers", "at least one; each a glob (* any text, ? one character); '*' matches anything");
+  for (const char* key : {"site", "agent", "probe", "rule"})
+    match->add_option(std::string("--") + key, globs[key], std::string("the ") + key);
+  match->require_option(1, 0);
+  auto* end = add->add_option_group("end", "exactly one");
+  end->add_option("--for", for_text, "how long, e.g. 2h or 1h30m")->check(kDuration);
+  end->add_option("--until", until, "when it ends, RFC3339")->check(kTime);
+  end->require_option(1);
+  add_actor(add, by, comment, true);
+  add->callback([&] {
+    json body{{"comment", comment}};
+    json& m = body["matchers"] = json::object();
+    for (const auto& [key, glob] : globs) m[key] = glob.empty() ? "*" : glob;
+    if (!for_text.empty())
+      body["duration"] = format_duration(*parse_duration(for_text));
+    else
+      body["ends_at"] = until;
+    if (!by.empty()) body["created_by"] = by;
+    command = {[body](Api& api) { return api.post("/silences", body); }, show_new_silence};
+  });
+  silence->add_subcommand("list", "every silence: active, pending or expired")->callback([&] {
+    command = {[](Api& api) { return api.get("/silences"); }, show_silences};
+  });
+  auto* rm = silence->add_subcommand("rm", "delete a silence");
+  rm->add_option("id", id, "silence id")->required()->check(kId);
+  rm->callback([&] {
+    command = {[&](Api& api) { return api.del("/silences/" + std::to_string(id)); },
+               [&](const json&) { std::cout << "silence " << id << " deleted\n"; }};
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  if (token.empty() && !token_file.empty()) {
+    std::ifstream in(token_file);
+    std::stringstream content;
+    if (!(in && content << in.rdbuf())) {
+      std::cerr << "dozorctl: cannot read the token file " << token_file << "\n";
+      return 2;
+    }
+    token = trim(content.str());
+  }
+  if (token.empty() && token_file.empty()) token = trim(env("DOZOR_TOKEN"));
+
+  std::string error;
+  Api api(*parse_url(url, error), token, *parse_duration(timeout));
+  try {
+    const json answer = command.request(api);
+    if (raw)
+      std::cout << answer.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    else
+      command.show(answer);
+  } catch (const std::exception& e) {
+    std::cerr << "dozorctl: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

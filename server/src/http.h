@@ -1,0 +1,39 @@
+#pragma once
+
+// Request and response types of the collector's HTTP front, and the replies it builds.
+#include <boost/beast/http.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "dozor/collector/desk.h"
+#include "dozor/protocol/codec.h"
+#include "dozor/protocol/version.h"
+
+namespace dozor::server {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+inline Response reply(http::status status, std::string body,
+                      std::string_view content_type = "application/json") {
+  Response res{status, 11};
+  res.set(http::field::server, std::string("dozor-collector/") + kVersion);
+  res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  return res;
+}
+
+/// `{"error": message, "reason": reason}`, the shape of every refusal.
+inline Response error_reply(http::status status, std::string_view reason,
+                            std::string_view message) {
+  return reply(status, protocol::encode_error(reason, message) + "\n");
+}
+
+/// Answers /api/v1/tickets... and /api/v1/silences...; nullopt for any other path. Writes need
+/// `Authorization: Bearer <token>`; with no token configured they are refused.
+std::optional<Response> handle_desk_api(collector::Desk& desk, const std::string& token,
+                                        const Request& req, double now);
+
+}  // namespace dozor::server

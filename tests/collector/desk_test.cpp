@@ -1,0 +1,459 @@
+#include "dozor/collector/desk.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "dozor/collector/store.h"
+#include "dozor/protocol/units.h"
+
+namespace dozor::collector {
+namespace {
+
+using namespace std::chrono_literals;
+using protocol::Status;
+namespace fs = std::filesystem;
+
+// 2026-11-23 (a Monday) 12:00 UTC = 14:00 in Kyiv.
+constexpr double kNoon = 1795435200;
+
+// A collector's health and desk over a real SQLite store in a temporary folder.
+class DeskTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("dozor-desk-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    NotifierConfig hook, mail;
+    hook.name = "hook";
+    hook.type = "webhook";
+    mail.name = "mail";
+    mail.type = "smtp";
+    mail.events = {"opened"};
+    config.notifiers = {hook, mail};
+  }
+  void TearDown() override {
+    desk.reset();
+    health.reset();
+    store.reset();
+    fs::remove_all(dir_);
+  }
+
+  // (Re)starts the collector's state from the store, as a restart does.
+  void start(double now = kNoon) {
+    desk.reset();
+    health.reset();
+    store.reset();
+    metrics = std::make_unique<Metrics>();
+    store = std::make_unique<Store>((dir_ / "collector.db").string());
+    health = std::make_unique<Health>(*metrics, store.get(), now);
+    desk = std::make_unique<Desk>(config, *metrics, store->db());
+    health->set_desk(desk.get());
+  }
+
+  void send(const std::string& agent, const std::string& probe, Status status, double now,
+            std::vector<protocol::Metric> metrics_ = {}, const std::string& site = "acme",
+            const std::string& type = "tcp") {
+    protocol::Report rep;
+    rep.agent = {"0.1.0", agent + ".lan", site, kNoon - 3600, heartbeat, "spool-" + agent};
+    protocol::Result r;
+    r.seq = ++seq_[agent];
+    r.probe = probe;
+    r.type = type;
+    r.ts = now;
+    r.status = status;
+    r.summary = std::string(protocol::to_string(status)) + " reading";
+    r.metrics = std::move(metrics_);
+    rep.results.push_back(r);
+    health->ingest(agent, rep, now);
+  }
+
+  std::vector<Ticket> active(const std::string& site = "") { return tickets("active", site); }
+  std::vector<Ticket> tickets(const std::string& status, const std::string& site = "") {
+    Desk::Query q;
+    q.statuses = {status};
+    q.site = site;
+    return desk->tickets(q);
+  }
+  std::vector<Ticket> all() { return desk->tickets({}); }
+  std::vector<std::string> event_names(std::uint64_t id) {
+    std::vector<std::string> out;
+    for (const auto& e : desk->events(id)) out.push_back(e["event"]);
+    return out;
+  }
+  std::size_t outbox(const std::string& notifier) {
+    return desk->due(notifier, 1e12, 100000).size();
+  }
+
+  DeskConfig config;
+  double heartbeat = 3600;  // agents stay up unless a test wants them silent
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Health> health;
+  std::unique_ptr<Desk> desk;
+
+ private:
+  fs::path dir_;
+  std::map<std::string, std::uint64_t> seq_;
+};
+
+TEST_F(DeskTest, CriticalOpensOneEmergencyThatResolvesAndReopens) {
+  start();
+  send("a1", "erp-port", Status::critical, kNoon);
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u);
+  const Ticket t = open[0];
+  EXPECT_EQ(t.ticket_class, "emergency");
+  EXPECT_EQ(t.priority, 2);
+  EXPECT_EQ(t.key, "acme/a1/erp-port/probe-critical");
+  EXPECT_EQ(t.summary, "a1 erp-port critical: critical reading");
+  EXPECT_NE(t.details.find("agent a1 (a1.lan)"), std::string::npos) << t.details;
+  EXPECT_DOUBLE_EQ(t.deadline, kNoon + 15 * 60);  // 24x7, emergency 15m
+
+  for (int i = 1; i <= 5; ++i) send("a1", "erp-port", Status::critical, kNoon + i);
+  EXPECT_EQ(all().size(), 1u);
+
+  // A recovery must hold for recover_for (1m) before the ticket resolves.
+  send("a1", "erp-port", Status::ok, kNoon + 10);
+  health->tick(kNoon + 30);
+  EXPECT_EQ(desk->ticket(t.id)->status, "open");
+  health->tick(kNoon + 71);
+  EXPECT_EQ(desk->ticket(t.id)->status, "resolved");
+
+  // Failing again soon after reopens the same ticket.
+  send("a1", "erp-port", Status::critical, kNoon + 100);
+  ASSERT_EQ(all().size(), 1u);
+  auto again = *desk->ticket(t.id);
+  EXPECT_EQ(again.status, "open");
+  EXPECT_EQ(again.occurrences, 2);
+  EXPECT_EQ(event_names(t.id), (std::vector<std::string>{"opened", "resolved", "reopened"}));
+  // Every event went to the webhook; only `opened` to the mail notifier.
+  EXPECT_EQ(outbox("hook"), 3u);
+  EXPECT_EQ(outbox("mail"), 1u);
+
+  // Long resolved: it closes, and the next failure is a new ticket.
+  send("a1", "erp-port", Status::ok, kNoon + 200);
+  health->tick(kNoon + 300);
+  health->tick(kNoon + 300 + 3600);
+  EXPECT_EQ(desk->ticket(t.id)->status, "closed");
+  send("a1", "erp-port", Status::critical, kNoon + 4000);
+  EXPECT_EQ(all().size(), 2u);
+  EXPECT_NE(metrics->scrape().find("dozor_ticket_events_total{event=\"reopened\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(DeskTest, WarningHeldForTenMinutesOpensATask) {
+  start();
+  send("a1", "disk-root", Status::warning, kNoon);
+  health->tick(kNoon + 300);
+  EXPECT_TRUE(active().empty());
+  send("a1", "disk-root", Status::warning, kNoon + 400);
+  health->tick(kNoon + 601);
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].ticket_class, "task");
+  EXPECT_EQ(open[0].priority, 3);
+  EXPECT_DOUBLE_EQ(open[0].deadline, kNoon + 601 + 8 * 3600);
+  // A warning that clears before its time opens nothing.
+  send("a1", "web", Status::warning, kNoon);
+  send("a1", "web", Status::ok, kNoon + 500);
+  health->tick(kNoon + 700);
+  EXPECT_EQ(active().size(), 1u);
+}
+
+TEST_F(DeskTest, FlappingMakesOneTicketThatWaitsForACalmWindow) {
+  config.rules = default_rules();
+  config.rules[0].recover = 0ms;
+  start();
+  double t = kNoon;
+  for (int i = 0; i < 10; ++i) {
+    send("a1", "web", Status::critical, t += 5);
+    health->tick(t);
+    send("a1", "web", Status::ok, t += 5);
+    health->tick(t);
+  }
+  auto tickets = all();
+  ASSERT_EQ(tickets.size(), 1u);
+  EXPECT_TRUE(tickets[0].flapping);
+  // Flapping: resolved only after the whole flap window (10m) without failure.
+  EXPECT_EQ(tickets[0].status, "open");
+  EXPECT_LE(tickets[0].occurrences, 3);  // reopened at most until it was seen to flap
+  health->tick(t + 300);
+  EXPECT_EQ(desk->ticket(tickets[0].id)->status, "open");
+  health->tick(t + 601);
+  EXPECT_EQ(desk->ticket(tickets[0].id)->status, "resolved");
+}
+
+TEST_F(DeskTest, RestartKeepsExactlyOneTicketPerIncident) {
+  start();
+  send("a1", "erp-port", Status::critical, kNoon);
+  send("a1", "web", Status::warning, kNoon);
+  const auto id = active().at(0).id;
+  start(kNoon + 5);  // the collector restarts
+  send("a1", "erp-port", Status::critical, kNoon + 10);
+  health->tick(kNoon + 11);
+  ASSERT_EQ(all().size(), 1u);
+  EXPECT_EQ(all()[0].id, id);
+  // The warning's hold went on across the restart.
+  health->tick(kNoon + 601);
+  EXPECT_EQ(active().size(), 2u);
+  // And recovery still resolves the ticket opened before the restart.
+  send("a1", "erp-port", Status::ok, kNoon + 700);
+  health->tick(kNoon + 761);
+  EXPECT_EQ(desk->ticket(id)->status, "resolved");
+  // The store itself refuses a second active ticket for a key.
+  EXPECT_THROW(store->db().exec("INSERT INTO tickets(id, key, status) VALUES "
+                                "(999, 'acme/a1/erp-port/probe-critical', 'open')"),
+               sqlite::Error);
+}
+
+TEST_F(DeskTest, SilentAgentOpensOneEmergencyListingItsProbes) {
+  heartbeat = 5;
+  start();
+  send("a1", "erp-port", Status::ok, kNoon);
+  send("a1", "web", Status::ok, kNoon);
+  health->tick(kNoon + 14);  // 3 heartbeats of 5 s: still up
+  EXPECT_TRUE(active().empty());
+  health->tick(kNoon + 15.3);
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].rule, "agent-silent");
+  EXPECT_EQ(open[0].priority, 1);
+  EXPECT_EQ(open[0].probes, (std::vector<std::string>{"a1/erp-port", "a1/web"}));
+  // Its backlog arriving with an old failure joins the silent ticket rather than a new one.
+  send("a1", "web", Status::critical, kNoon + 40);
+  ASSERT_EQ(all().size(), 1u);
+  send("a1", "web", Status::ok, kNoon + 41);
+  send("a1", "erp-port", Status::ok, kNoon + 100);
+  health->tick(kNoon + 102);
+  EXPECT_EQ(all()[0].status, "resolved");
+}
+
+TEST_F(DeskTest, SiteOutageIsOneTicketForTheSite) {
+  start();
+  for (const char* p : {"erp", "db", "web", "backup", "share"}) send("a1", p, Status::ok, kNoon);
+  send("a2", "meter", Status::ok, kNoon);
+  send("a1", "erp", Status::critical, kNoon + 1);
+  send("a1", "db", Status::critical, kNoon + 2);
+  EXPECT_EQ(active().size(), 2u);  // two of six: no outage yet
+  send("a1", "web", Status::critical, kNoon + 3);
+  send("a1", "backup", Status::critical, kNoon + 4);
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u) << open[0].summary;
+  const Ticket site = open[0];
+  EXPECT_EQ(site.rule, "site-outage");
+  EXPECT_EQ(site.priority, 1);
+  EXPECT_EQ(site.probes, (std::vector<std::string>{"a1/backup", "a1/db", "a1/erp", "a1/web"}));
+  // The three opened moments before (3 of 6 is not more than half) were folded into it.
+  auto closed = tickets("closed");
+  ASSERT_EQ(closed.size(), 3u);
+  EXPECT_EQ(desk->events(closed[0].id).back()["text"],
+            "merged into site-wide ticket #" + std::to_string(site.id));
+  // Recovering probe by probe: the ticket resolves when the last one is back.
+  for (const char* p : {"erp", "db", "web"}) send("a1", p, Status::ok, kNoon + 10);
+  health->tick(kNoon + 80);
+  EXPECT_EQ(desk->ticket(site.id)->status, "open");
+  EXPECT_EQ(desk->ticket(site.id)->probes, std::vector<std::string>{"a1/backup"});
+  send("a1", "backup", Status::ok, kNoon + 90);
+  health->tick(kNoon + 151);
+  EXPECT_EQ(desk->ticket(site.id)->status, "resolved");
+}
+
+TEST_F(DeskTest, ForecastOpensATaskBeforeTheDiskIsFull) {
+  config.rules = default_rules();
+  config.rules[3].window = 1h;
+  start();
+  // 0.5 %/min from 60 %: full in 80 minutes, well within the 72 h horizon.
+  double now = kNoon;
+  for (int i = 0; i <= 30; ++i) {
+    now = kNoon + i * 60;
+    send("a1", "disk-root", Status::ok, now, {{"used_percent", 60 + 0.5 * i, "%"}}, "acme", "disk");
+    if (!active().empty()) break;
+  }
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(now, kNoon + 30 * 60);  // not before half the window was seen
+  EXPECT_EQ(open[0].ticket_class, "task");
+  EXPECT_EQ(open[0].probe, "disk-root/used_percent");
+  EXPECT_EQ(open[0].summary, "a1 disk-root used_percent reaches 100% in 50m");
+  // 75 % at 12:30, at 0.5 %/min: 100 % at 13:20.
+  EXPECT_NE(open[0].details.find("at 2026-11-23T13:20:00.000Z"), std::string::npos)
+      << open[0].details;
+  // A flat disk forecasts nothing.
+  for (int i = 0; i <= 40; ++i)
+    send("a2", "disk-root", Status::ok, kNoon + i * 60, {{"used_percent", 60, "%"}}, "acme",
+         "disk");
+  EXPECT_EQ(active().size(), 1u);
+}
+
+TEST_F(DeskTest, StaleMeterValue) {
+  Rule stale;
+  stale.name = "meter-stale";
+  stale.kind = RuleKind::stale;
+  stale.match.type = "modbus";
+  stale.match.metric = "energy_kwh";
+  stale.hold = 30min;
+  stale.ticket_class = "task";
+  config.rules.push_back(stale);
+  start();
+  for (int i = 0; i <= 31; ++i)
+    send("a1", "meter", Status::ok, kNoon + i * 60, {{"energy_kwh", 1234.5, "kWh"}}, "acme",
+         "modbus");
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].rule, "meter-stale");
+  EXPECT_EQ(open[0].summary, "a1 meter energy_kwh unchanged at 1234.5kWh for 30m");
+}
+
+TEST_F(DeskTest, SilenceHoldsNewTicketsUntilItEnds) {
+  start();
+  Silence s;
+  s.site = "acme";
+  s.probe = "erp*";
+  s.ends_at = kNoon + 600;
+  s.comment = "ERP update";
+  const auto sil = desk->add_silence(s, kNoon);
+  send("a1", "erp-port", Status::critical, kNoon + 10);
+  send("a1", "web", Status::critical, kNoon + 10);
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].probe, "web");
+  health->tick(kNoon + 599);
+  EXPECT_EQ(active().size(), 1u);
+  health->tick(kNoon + 600);
+  EXPECT_EQ(active().size(), 2u);  // still failing when the planned work ended
+  EXPECT_FALSE(desk->remove_silence(sil.id, kNoon + 601));  // already over
+}
+
+TEST_F(DeskTest, UnacknowledgedEscalatesAndAcknowledgedDoesNot) {
+  start();
+  send("a1", "erp-port", Status::critical, kNoon);
+  send("a1", "web", Status::critical, kNoon);
+  auto open = active();
+  ASSERT_EQ(open.size(), 2u);
+  EXPECT_EQ(desk->acknowledge(open[1].id, "olena", "on it", kNoon + 120), Desk::Change::done);
+  health->tick(kNoon + 15 * 60);
+  EXPECT_EQ(desk->ticket(open[0].id)->escalations, 1);
+  EXPECT_DOUBLE_EQ(desk->ticket(open[0].id)->deadline, kNoon + 30 * 60);
+  EXPECT_EQ(desk->ticket(open[1].id)->escalations, 0);
+  EXPECT_EQ(desk->ticket(open[1].id)->acknowledged_by, "olena");
+  health->tick(kNoon + 30 * 60);
+  EXPECT_EQ(desk->ticket(open[0].id)->escalations, 2);
+  const auto text = metrics->scrape();
+  EXPECT_NE(text.find("dozor_ticket_reaction_seconds_sum 120"), std::string::npos) << text;
+  EXPECT_NE(text.find("dozor_tickets_open{class=\"emergency\",priority=\"P2\",site=\"acme\"} 2"),
+            std::string::npos);
+  // Close by hand while it still fails: no new ticket until it clears and fails again.
+  EXPECT_EQ(desk->close(open[0].id, "olena", "known", kNoon + 1900), Desk::Change::done);
+  send("a1", "web", Status::critical, kNoon + 1901);
+  send("a1", "erp-port", Status::critical, kNoon + 1901);
+  health->tick(kNoon + 1902);
+  EXPECT_EQ(active().size(), 1u);
+  EXPECT_EQ(desk->acknowledge(open[0].id, "", "", kNoon + 1903), Desk::Change::conflict);
+  EXPECT_EQ(desk->acknowledge(4242, "", "", kNoon + 1903), Desk::Change::not_found);
+}
+
+TEST_F(DeskTest, DeadlineCountsOnlyServiceTime) {
+  std::vector<ConfigError> errors;
+  YAML::Node root = YAML::Load(R"(
+calendars:
+  office: {zone: Europe/Kyiv, hours: daily 08:00-22:00}
+service:
+  calendar: 24x7
+  sites: {acme: office}
+  targets: {emergency: 15m, emergency/P1: 5m}
+)");
+  config = parse_desk_config(root, "collector.yaml", errors);
+  ASSERT_TRUE(errors.empty()) << errors[0].to_string();
+  start();
+  // 23:00 in Kyiv (21:00 UTC): the clock starts at 08:00 local, so the deadline is 08:15 local.
+  send("a1", "erp", Status::critical, kNoon + 9 * 3600);
+  EXPECT_EQ(format_timestamp(active().at(0).deadline), "2026-11-24T06:15:00.000Z");
+  // Another site is served around the clock.
+  send("b1", "erp", Status::critical, kNoon + 9 * 3600, {}, "beta");
+  EXPECT_EQ(format_timestamp(active("beta").at(0).deadline), "2026-11-23T21:15:00.000Z");
+}
+
+TEST_F(DeskTest, OutboxRowsLeaveOnlyWhenDelivered) {
+  start();
+  send("a1", "erp", Status::critical, kNoon);
+  auto rows = desk->due("hook", kNoon, 10);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].event, "opened");
+  EXPECT_EQ(rows[0].ticket["key"], "acme/a1/erp/probe-critical");
+  desk->failed("hook", rows[0].id, kNoon + 30, "connection refused");
+  EXPECT_TRUE(desk->due("hook", kNoon + 29, 10).empty());
+  start(kNoon + 1);  // survives a restart
+  rows = desk->due("hook", kNoon + 30, 10);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].attempts, 1);
+  desk->delivered("hook", rows[0].id);
+  EXPECT_TRUE(desk->due("hook", kNoon + 100, 10).empty());
+}
+
+TEST(DeskConfig, ErrorsNameFileLineAndKey) {
+  std::vector<ConfigError> errors;
+  YAML::Node root = YAML::Load(R"(rules:
+  - name: probe-critical
+    priority: P7
+  - name: meters
+    kind: stale
+    match: {model: x}
+service:
+  calendar: office
+tickets:
+  outage_share: 2
+)");
+  parse_desk_config(root, "collector.yaml", errors);
+  std::vector<std::string> text;
+  for (const auto& e : errors) text.push_back(e.to_string());
+  ASSERT_EQ(text.size(), 5u) << ::testing::PrintToString(text);
+  EXPECT_EQ(text[0], "collector.yaml:3: rules[0].priority: expected P1, P2, P3 or P4");
+  EXPECT_EQ(text[1],
+            "collector.yaml:6: rules[1].match: unknown field 'model'; known: site, agent, probe, "
+            "type, metric");
+  EXPECT_NE(text[2].find("rules[1].for: a stale rule needs `for`"), std::string::npos);
+  EXPECT_NE(text[3].find(":8: service.calendar: no calendar named 'office'"), std::string::npos);
+  EXPECT_NE(text[4].find(":10: tickets.outage_share"), std::string::npos);
+}
+
+TEST(DeskConfig, UserRulesOverrideAndExtendTheDefaults) {
+  std::vector<ConfigError> errors;
+  YAML::Node root = YAML::Load(R"(rules:
+  - {name: probe-warning, enabled: false}
+  - {name: probe-critical, for: 30s, match: {site: "acme*"}}
+  - {name: erp-down, when: [critical, unknown], match: {type: bas}, class: emergency, priority: P1}
+)");
+  auto c = parse_desk_config(root, "collector.yaml", errors);
+  ASSERT_TRUE(errors.empty()) << errors[0].to_string();
+  std::vector<std::string> names;
+  for (const auto& r : c.rules) names.push_back(r.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"probe-critical", "agent-silent", "disk-full-forecast",
+                                             "erp-down"}));
+  EXPECT_EQ(c.rules[0].hold, 30s);
+  EXPECT_EQ(c.rules[0].match.site, "acme*");
+  EXPECT_EQ(c.rules[0].ticket_class, "emergency");  // kept from the default
+  EXPECT_EQ(c.rules[3].when, (std::vector<Status>{Status::critical, Status::unknown}));
+}
+
+TEST(Trend, LeastSquaresAndTimeToThreshold) {
+  Trend t;
+  for (int i = 0; i < 10; ++i) t.add(1000 + i * 10, 50 + i * 0.5 + (i % 2 ? 0.1 : -0.1), 3600);
+  auto fit = t.fit();
+  ASSERT_TRUE(fit);
+  EXPECT_NEAR(fit->slope, 0.05, 0.005);
+  auto eta = time_to_threshold(*fit, 100, false);
+  ASSERT_TRUE(eta);
+  EXPECT_NEAR(*eta, (100 - 54.5) / 0.05, 60);
+  EXPECT_FALSE(time_to_threshold(*fit, 10, true));    // rising away from a floor
+  EXPECT_EQ(*time_to_threshold(*fit, 40, false), 0);  // already past
+  // Memory stays bounded however fast the readings come.
+  for (int i = 0; i < 100000; ++i) t.add(2000 + i * 0.01, 1, 3600);
+  EXPECT_LE(t.size(), Trend::kMaxPoints + 1);
+}
+
+}  // namespace
+}  // namespace dozor::collector
