@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -20,6 +21,10 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
 AGENT = os.path.join(BUILD, "agent/dozor-agent")
 COLLECTOR = os.path.join(BUILD, "server/dozor-collector")
 CERTS = os.path.join(SOURCE, "certs/dozor-certs")
+DOZORCTL = os.path.join(BUILD, "server/dozorctl")
+WEBHOOK_RECEIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "webhook_receiver.py")
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-aiosmtpd
 
 
 def free_port():
@@ -46,6 +51,32 @@ def wait_for(what, check, timeout=15.0, interval=0.05):
 def http_get(url, timeout=5):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
+
+
+def http_request(url, method="GET", body=None, token=None, timeout=5):
+    """(status, parsed JSON body, or text) of one HTTP request; an error status is returned, not
+    raised. body: a dict sent as JSON. token: sent as Authorization: Bearer."""
+    import urllib.error
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    with contextlib.suppress(ValueError):
+        return status, json.loads(text)
+    return status, text
+
+
+def parse_time(text):
+    """Unix seconds of an RFC 3339 time as the collector writes it (2026-01-02T03:04:05.678Z)."""
+    import datetime
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def metric_samples(text, name):
@@ -150,6 +181,21 @@ class Collector(Process):
     def agents(self):
         return {a["id"]: a for a in json.loads(self.get("/api/v1/agents"))}
 
+    def api(self, method, path, body=None, token=None):
+        """(status, parsed JSON answer) of one request to the HTTP API; token: Bearer token."""
+        return http_request(f"http://127.0.0.1:{self.http_port}{path}", method, body, token)
+
+    def tickets(self, status=None, site=None):
+        """GET /api/v1/tickets with its filters: the list of tickets, newest first."""
+        from urllib.parse import urlencode
+        query = {k: v for k, v in (("status", status), ("site", site)) if v}
+        path = "/api/v1/tickets" + ("?" + urlencode(query) if query else "")
+        return json.loads(self.get(path))["tickets"]
+
+    def ticket(self, ticket_id):
+        """GET /api/v1/tickets/{id}: the ticket with its events."""
+        return json.loads(self.get(f"/api/v1/tickets/{ticket_id}"))
+
 
 def agent_config(path, url, files, probes, site="acme-kyiv", heartbeat="1s", spool=""):
     spool_path = os.path.splitext(path)[0] + ".spool.db"
@@ -176,17 +222,46 @@ class Agent(Process):
 
 
 class TcpService:
-    """A real TCP listener a probe can connect to; stop() makes the port refuse."""
+    """A real TCP listener a probe can connect to; stop() makes the port refuse, start() opens
+    the same port again (a service restarted)."""
 
-    def __init__(self):
+    def __init__(self, accept=False):
+        """accept=True also accepts (and closes) connections, so that a probe connecting often
+        for a long time never fills the listen backlog."""
+        self.sock = None
+        self.port = 0
+        self.accept = accept
+        self.start()
+
+    def start(self):
+        if self.sock is not None:
+            return self
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", self.port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
+        if self.accept:
+            import threading
+            threading.Thread(target=self._accept, args=(self.sock,), daemon=True).start()
+        return self
+
+    @staticmethod
+    def _accept(sock):
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.close()
 
     def stop(self):
-        self.sock.close()
+        if self.sock is not None:
+            if self.accept:  # wakes the accepting thread, which would keep the socket open
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
+            self.sock = None
 
 
 def tls_client(files, server_port):
@@ -232,8 +307,20 @@ class IntegrationCase(unittest.TestCase):
         self.processes.append(process)
         return process
 
+    def _failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        # Python 3.11 records a failure in the result at once and runs tearDown with
+        # outcome.success reset to True; older versions keep it False until the end.
+        result = getattr(outcome, "result", None)
+        for test, _ in list(getattr(result, "failures", [])) + list(getattr(result, "errors", [])):
+            if test is self:
+                return True
+        return not outcome.success
+
     def tearDown(self):
-        failed = not self._outcome.success
+        failed = self._failed()
         for p in reversed(self.processes):
             p.stop(signal.SIGKILL if p.alive() and failed else signal.SIGTERM)
             if failed:
@@ -317,3 +404,103 @@ def spool_state(path):
         return held, max(max_seq, int(meta.get("floor", 0))), int(meta.get("dropped", 0))
     finally:
         db.close()
+
+
+def api_token_file(workdir, token="it-secret-token-0123456789"):
+    """Writes the collector's API token file; returns (path, token)."""
+    path = os.path.join(workdir, "api.token")
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path, token
+
+
+class WebhookReceiver(Process):
+    """tests/integration/webhook_receiver.py on 127.0.0.1:port: every POST is one JSON line in
+    `out` (kept across restarts on the same port, so a test sees every delivery)."""
+
+    def __init__(self, workdir, port=None, name="webhook", fail_first=0, status=500):
+        self.port = port or free_port()
+        self.out = os.path.join(workdir, f"{name}.jsonl")
+        argv = [sys.executable, WEBHOOK_RECEIVER, "--port", str(self.port), "--out", self.out]
+        if fail_first:
+            argv += ["--fail-first", str(fail_first), "--status", str(status)]
+        super().__init__(argv, os.path.join(workdir, f"{name}.log"))
+        wait_for("webhook receiver listening",
+                 lambda: self.alive() and f"PORT {self.port}" in self.output())
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def records(self):
+        """Every POST received so far: {path, idempotency_key, status, body, ...}."""
+        if not os.path.exists(self.out):
+            return []
+        with open(self.out, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def accepted(self):
+        """The POSTs answered 200: the deliveries that count."""
+        return [r for r in self.records() if r["status"] == 200]
+
+
+class Alertmanager(Process):
+    """Debian's prometheus-alertmanager, alone (no cluster), routing everything to a receiver
+    that sends nothing: the test reads what it holds through its API v2."""
+
+    CONFIG = "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        config = os.path.join(workdir, "alertmanager.yml")
+        with open(config, "w") as f:
+            f.write(self.CONFIG)
+        storage = os.path.join(workdir, "alertmanager-data")
+        os.makedirs(storage, exist_ok=True)
+        super().__init__([ALERTMANAGER, f"--config.file={config}", f"--storage.path={storage}",
+                          f"--web.listen-address=127.0.0.1:{self.port}",
+                          "--cluster.listen-address="],
+                         os.path.join(workdir, "alertmanager.log"))
+        wait_for("alertmanager ready",
+                 lambda: self.alive() and http_get(f"{self.url}/-/ready") is not None,
+                 timeout=20)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def alerts(self):
+        """GET /api/v2/alerts: the alerts Alertmanager holds (active ones by default)."""
+        return json.loads(http_get(f"{self.url}/api/v2/alerts"))
+
+
+class SmtpSink(Process):
+    """Debian's aiosmtpd as a plain SMTP server that stores every message in a Maildir."""
+
+    def __init__(self, workdir):
+        import smtplib
+        self.port = free_port()
+        self.maildir = os.path.join(workdir, "maildir")
+        super().__init__([SYSTEM_PYTHON, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}",
+                          "-c", "aiosmtpd.handlers.Mailbox", self.maildir],
+                         os.path.join(workdir, "smtp.log"))
+
+        def answers():
+            if not self.alive():
+                raise AssertionError(f"aiosmtpd exited:\n{self.output()}")
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=2) as smtp:
+                return smtp.noop()[0] == 250
+
+        wait_for("SMTP server answering", answers, timeout=20, interval=0.1)
+
+    @property
+    def server(self):
+        return f"127.0.0.1:{self.port}"
+
+    def messages(self):
+        """The e-mails received so far (email.message.Message objects)."""
+        import mailbox
+        if not os.path.isdir(os.path.join(self.maildir, "new")):
+            return []
+        return list(mailbox.Maildir(self.maildir, create=False))
