@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "dozor/protocol/units.h"
+#include "src/human_units.h"
 
 namespace dozor::probes::disk {
 namespace {
@@ -39,18 +40,6 @@ struct Reading {
   int error = 0;  // errno of statvfs, 0 when it succeeded
   struct statvfs fs {};
 };
-
-std::string human_bytes(double bytes) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  int i = 0;
-  while (bytes >= 1024 && i < 5) {
-    bytes /= 1024;
-    ++i;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, i == 0 ? "%.0f %s" : "%.1f %s", bytes, kUnits[i]);
-  return buf;
-}
 
 std::string percent(double v) {
   char buf[32];

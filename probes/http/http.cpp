@@ -32,8 +32,10 @@
 #include <system_error>
 #include <vector>
 
+#include "dozor/probes/tls.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
+#include "src/regex_window.h"
 
 namespace dozor::probes::http {
 namespace {
@@ -71,14 +73,6 @@ constexpr OptionSpec kOptions[] = {
      "read at most this much of the body; the rest is ignored"},
 };
 
-// std::regex (libstdc++) recurses once per character a quantifier consumes, so a pattern such
-// as ".*x" over a long line overflows the stack (at about 16 KiB with 8 MiB of stack). Bodies
-// are searched in windows small enough to be safe, overlapping so that any match up to
-// kRegexOverlap bytes long is still found. A careless pattern can still take long (std::regex
-// backtracks), so the search runs on the blocking pool, bounded by the probe's deadline.
-constexpr std::size_t kRegexWindow = 4096;
-constexpr std::size_t kRegexOverlap = 2048;
-
 struct Url {
   bool tls = false;
   std::string host;  // without brackets: what the resolver and the certificate check get
@@ -90,12 +84,6 @@ struct Url {
 std::string lower(std::string s) {
   for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return s;
-}
-
-bool is_ip_address(const std::string& host) {
-  error_code ec;
-  boost::asio::ip::make_address(host, ec);
-  return !ec;
 }
 
 std::optional<Url> parse_url(const std::string& text, std::string& why) {
@@ -190,22 +178,6 @@ std::string base64(const std::string& in) {
                                 static_cast<int>(in.size()));
   out.resize(static_cast<std::size_t>(n));
   return out;
-}
-
-bool search_body(const std::string& body, const std::regex& re) {
-  namespace rc = std::regex_constants;
-  std::size_t from = 0;
-  for (;;) {
-    const std::size_t to = std::min(body.size(), from + kRegexWindow);
-    auto flags = rc::match_default;
-    if (from > 0) flags |= rc::match_prev_avail;
-    if (to < body.size()) flags |= rc::match_not_eol;
-    if (std::regex_search(body.begin() + static_cast<std::ptrdiff_t>(from),
-                          body.begin() + static_cast<std::ptrdiff_t>(to), re, flags))
-      return true;
-    if (to == body.size()) return false;
-    from += kRegexWindow - kRegexOverlap;
-  }
 }
 
 std::optional<double> seconds_option(const Options& o, std::string_view key) {
@@ -305,7 +277,7 @@ class HttpProbe final : public Probe {
     } else {
       beast::ssl_stream<beast::tcp_stream> stream(ctx.io, *c_.tls);
       beast::get_lowest_layer(stream).expires_at(deadline);
-      const bool ip = is_ip_address(u.host);
+      const bool ip = tls::is_ip_address(u.host);
       // RFC 6066: a literal IP address is not a server name.
       if (!ip && !SSL_set_tlsext_host_name(stream.native_handle(), u.host.c_str()))
         co_return make_result(Status::unknown, "cannot set TLS server name " + u.host);
@@ -319,15 +291,13 @@ class HttpProbe final : public Probe {
       co_await stream.async_handshake(ssl::stream_base::client, redirect_error(use_awaitable, ec));
       if (ec) {
         std::string why = describe(ec, ctx.timeout);
-        const long verify = SSL_get_verify_result(stream.native_handle());
-        if (verify != X509_V_OK)
-          why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+        if (const std::string v = tls::verify_failure(stream.native_handle()); !v.empty())
+          why += " (" + v + ")";
         co_return make_result(Status::critical, "TLS handshake with " + where + ": " + why);
       }
       if (X509* cert = SSL_get0_peer_certificate(stream.native_handle())) {
-        int days = 0, secs = 0;
-        if (ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(cert))) {
-          const double left = days + secs / 86400.0;
+        if (const auto days = tls::days_until(X509_get0_notAfter(cert))) {
+          const double left = *days;
           r.metrics.push_back({"cert_expiry_days", left, "d"});
           cert_status = threshold_status_below(left, c_.cert_warning_days, c_.cert_critical_days);
           cert_note = left >= 0 ? "cert expires in " + fixed(left, 1) + " d"
@@ -375,9 +345,11 @@ class HttpProbe final : public Probe {
   // nullopt when the search did not finish by the deadline, or an earlier one still runs.
   asio::awaitable<std::optional<bool>> search(ProbeContext& ctx, std::string body,
                                               Clock::time_point deadline) {
-    if (!ctx.blocking) co_return search_body(body, *c_.expect_body);
+    if (!ctx.blocking) co_return search_in_windows(body, *c_.expect_body);
     if (auto last = last_search_.lock(); last && last->running()) co_return std::nullopt;
-    auto find = [re = c_.expect_body, body = std::move(body)] { return search_body(body, *re); };
+    auto find = [re = c_.expect_body, body = std::move(body)] {
+      return search_in_windows(body, *re);
+    };
     co_return co_await run_blocking(ctx, deadline, std::move(find), last_search_);
   }
 
@@ -500,16 +472,8 @@ std::unique_ptr<Probe> make(const Options& o) {
   if (!ca.empty() && url && !c.url.tls) o.error("ca", "only used with https:// URLs");
   if (c.url.tls) {
     c.tls = std::make_shared<ssl::context>(ssl::context::tls_client);
-    error_code ec;
-    if (ca.empty()) {
-      c.tls->set_default_verify_paths(ec);
-      if (ec) o.error("url", "cannot load the system CA certificates: " + ec.message());
-    } else if (std::ifstream file(ca); !file) {
-      o.error("ca", "cannot read " + ca + ": " + std::generic_category().message(errno));
-    } else {
-      c.tls->load_verify_file(ca, ec);
-      if (ec) o.error("ca", "no PEM certificates in " + ca);
-    }
+    if (const std::string why = tls::load_trust(*c.tls, ca); !why.empty())
+      o.error(ca.empty() ? "url" : "ca", why);
     c.tls->set_verify_mode(c.tls_verify ? ssl::verify_peer : ssl::verify_none);
   }
   return std::make_unique<HttpProbe>(std::move(c));

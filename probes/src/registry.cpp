@@ -2,9 +2,18 @@
 
 #include <vector>
 
+#include "bas/bas.h"
+#include "cert/cert.h"
+#include "command/command.h"
 #include "disk/disk.h"
+#include "file/file.h"
+#include "log/log.h"
+#include "host/host.h"
 #include "http/http.h"
 #include "modbus/modbus.h"
+#include "postgres/postgres.h"
+#include "process/process.h"
+#include "service/service.h"
 #include "tcp/tcp.h"
 
 namespace dozor::probes {
@@ -15,7 +24,16 @@ std::span<const ProbeType> probe_types() {
       tcp::probe_type(),
       http::probe_type(),
       disk::probe_type(),
+      command::probe_type(),
+      service::probe_type(),
+      file::probe_type(),
+      log::probe_type(),
+      bas::probe_type(),
       modbus::probe_type(),
+      postgres::probe_type(),
+      cert::probe_type(),
+      process::probe_type(),
+      host::probe_type(),
   };
   return kTypes;
 }

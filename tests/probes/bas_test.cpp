@@ -1,0 +1,399 @@
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bas/rac_output.h"
+#include "probe_runner.h"
+
+namespace dozor::probes {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace probe_testing;
+using bas::parse_rac_output;
+
+// No 1C:Enterprise server cluster can run here, so the probe talks to a fake `rac`
+// (tests/probes/bas/fake_rac.sh) that answers from captured-format files in
+// tests/probes/bas/testdata/<case>/.
+const fs::path kBasDir = fs::path(__FILE__).parent_path() / "bas";
+constexpr const char* kPasswordVar = "DOZOR_TEST_BAS_PASSWORD";
+const std::string kPassword = "s3cret-Пароль";
+
+/// A temporary folder holding an executable `rac` that answers as testdata/<case> says and logs
+/// its arguments; removed with the object.
+class FakeRac {
+ public:
+  explicit FakeRac(const std::string& test_case) {
+    dir_ =
+        fs::temp_directory_path() / ("dozor-bas-" + std::to_string(::getpid()) + "-" + test_case);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream(path()) << "#!/bin/sh\nexec /bin/sh '" << (kBasDir / "fake_rac.sh").string()
+                          << "' '" << (kBasDir / "testdata" / test_case).string() << "' '"
+                          << log().string() << "' \"$@\"\n";
+    fs::permissions(path(), fs::perms::owner_all);
+  }
+  ~FakeRac() { fs::remove_all(dir_); }
+  FakeRac(const FakeRac&) = delete;
+  FakeRac& operator=(const FakeRac&) = delete;
+
+  fs::path dir() const { return dir_; }
+  fs::path path() const { return dir_ / "rac"; }
+  fs::path log() const { return dir_ / "calls.log"; }
+  /// Each call's arguments, tab-separated, one line per call.
+  std::vector<std::string> calls() const {
+    std::vector<std::string> out;
+    std::ifstream in(log());
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  }
+  /// Probe YAML using this rac, with `extra` keys.
+  std::string yaml(const std::string& extra = "") const {
+    return "{ name: erp, type: bas, timeout: 10s, rac: '" + path().string() + "'" +
+           (extra.empty() ? "" : ", " + extra) + " }";
+  }
+
+ private:
+  fs::path dir_;
+};
+
+/// Sets an environment variable for one test.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = ::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+void expect_metric(const Result& r, std::string_view name, double value) {
+  const auto v = metric(r, name);
+  ASSERT_TRUE(v) << name << " missing: " << to_text(r);
+  EXPECT_DOUBLE_EQ(*v, value) << name;
+}
+
+constexpr const char* kCluster = "--cluster=e3a1f5b2-7c44-4d1e-9a0b-1f2e3d4c5b6a";
+
+TEST(BasProbe, HealthyClusterThroughRacOnPath) {
+  FakeRac rac("healthy");
+  // The default `rac` is looked up on PATH, as on a server where the platform's bin is in it.
+  ScopedEnv path("PATH", rac.dir().string() + ":" + ::getenv("PATH"));
+  const Result r = run("{ name: erp, type: bas, timeout: 10s }").result;
+  EXPECT_EQ(r.status, Status::ok) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "10 sessions (thin 5, thick 1, web 1, background 1, designer 1, other 1) in 3 "
+            "infobases, 2/2 workers running, 2 locks");
+  expect_metric(r, "ras_up", 1);
+  expect_metric(r, "clusters", 1);
+  expect_metric(r, "sessions", 10);
+  expect_metric(r, "sessions_thin", 5);
+  expect_metric(r, "sessions_thick", 1);
+  expect_metric(r, "sessions_web", 1);
+  expect_metric(r, "sessions_background", 1);
+  expect_metric(r, "sessions_designer", 1);
+  expect_metric(r, "sessions_other", 1);
+  expect_metric(r, "acc.sessions_thin", 3);
+  expect_metric(r, "acc.sessions_designer", 1);
+  expect_metric(r, "acc.sessions_web", 0);
+  expect_metric(r, "zup.sessions_web", 1);
+  expect_metric(r, "trade.sessions_thick", 1);
+  expect_metric(r, "trade.sessions_other", 1);
+  expect_metric(r, "sessions_blocked_dbms", 0);
+  expect_metric(r, "sessions_blocked_ls", 0);
+  expect_metric(r, "longest_call_seconds", 0);
+  expect_metric(r, "workers_running", 2);
+  expect_metric(r, "workers_enabled", 2);
+  expect_metric(r, "lowest_performance", 181);
+  expect_metric(r, "worker_memory_bytes", (1281672.0 + 954112.0) * 1024);
+  expect_metric(r, "memory_excess_seconds", 0);
+  expect_metric(r, "locks", 2);
+
+  // rac [options] host:port mode command: the address first, then what to do.
+  const auto calls = rac.calls();
+  ASSERT_EQ(calls.size(), 5u);
+  EXPECT_EQ(calls[0], "localhost:1545\tcluster\tlist");
+  EXPECT_EQ(calls[1], std::string("localhost:1545\tinfobase\tsummary\tlist\t") + kCluster);
+  EXPECT_EQ(calls[2], std::string("localhost:1545\tsession\tlist\t") + kCluster);
+  EXPECT_EQ(calls[3], std::string("localhost:1545\tprocess\tlist\t") + kCluster);
+  EXPECT_EQ(calls[4], std::string("localhost:1545\tlock\tlist\t") + kCluster);
+}
+
+TEST(BasProbe, InfobaseFilterCountsOnlyThoseAndWarnsOfMissingOnes) {
+  FakeRac rac("healthy");
+  const Result r = run(rac.yaml("ras: 'srv-1c:1545', infobases: [acc, hrm]")).result;
+  EXPECT_EQ(r.status, Status::warning) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "infobase 'hrm' not found in the cluster; 5 sessions (thin 3, background 1, designer "
+            "1) in 1 infobase, 2/2 workers running, 1 lock");
+  expect_metric(r, "sessions", 5);
+  expect_metric(r, "acc.sessions_thin", 3);
+  EXPECT_FALSE(metric(r, "zup.sessions_thin"));
+  EXPECT_EQ(rac.calls().at(0), "srv-1c:1545\tcluster\tlist");
+}
+
+TEST(BasProbe, ClusterChosenByNameOrUuid) {
+  FakeRac rac("healthy");
+  EXPECT_EQ(run(rac.yaml("cluster: 'Локальный кластер'")).result.status, Status::ok);
+  EXPECT_EQ(run(rac.yaml("cluster: e3a1f5b2-7c44-4d1e-9a0b-1f2e3d4c5b6a")).result.status,
+            Status::ok);
+  const Result r = run(rac.yaml("cluster: Бухгалтерия")).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_EQ(r.summary, "cluster 'Бухгалтерия' not found on ras localhost:1545");
+  expect_metric(r, "ras_up", 1);
+}
+
+TEST(BasProbe, BlockedSessionsAndLongCall) {
+  FakeRac rac("blocked");  // captured on Windows: CRLF line ends and a BOM
+  Result r = run(rac.yaml()).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "3 sessions waiting for a lock (dbms 2, managed 1); call running 3m5s (acc, 1CV8C, "
+            "user 'Сидорова Е.В.', session 3); 10 sessions (thin 5, thick 1, web 1, background "
+            "1, designer 1, other 1) in 3 infobases, 2/2 workers running, 3 locks");
+  expect_metric(r, "sessions_blocked_dbms", 2);
+  expect_metric(r, "sessions_blocked_ls", 1);
+  expect_metric(r, "longest_call_seconds", 185);
+  expect_metric(r, "locks", 3);
+
+  // Thresholds: the long call alone is a warning under 10m, the blocked ones critical from 3.
+  r = run(rac.yaml("call_critical: 10m")).result;
+  EXPECT_EQ(r.status, Status::warning) << to_text(r);
+  r = run(rac.yaml("call_critical: 10m, blocked_critical: 3")).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  r = run(rac.yaml("call_warning: 5m, call_critical: 10m, blocked_warning: 4, blocked_critical: 9"))
+          .result;
+  EXPECT_EQ(r.status, Status::ok) << to_text(r);
+}
+
+TEST(BasProbe, DeadWorkerLowPerformanceMemoryExcess) {
+  FakeRac rac("dead_worker");
+  Result r = run(rac.yaml()).result;
+  EXPECT_EQ(r.status, Status::warning) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "1 worker enabled but not running (srv-1c:1561 pid 3201); worker available "
+            "performance down to 70; a worker over the memory limit for 20s; 10 sessions (thin "
+            "5, thick 1, web 1, background 1, designer 1, other 1) in 3 infobases, 1/2 workers "
+            "running, 2 locks");
+  expect_metric(r, "workers_running", 1);
+  expect_metric(r, "workers_enabled", 2);
+  expect_metric(r, "lowest_performance", 70);
+  expect_metric(r, "memory_excess_seconds", 20);
+  expect_metric(r, "worker_memory_bytes", 1281672.0 * 1024);
+
+  r = run(rac.yaml("memory_excess_critical: 15s")).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  r = run(rac.yaml("performance_warning: 75, performance_critical: 70")).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+}
+
+TEST(BasProbe, RasDownIsCritical) {
+  FakeRac rac("ras_down");
+  const Result r = run(rac.yaml()).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_EQ(r.summary, "ras localhost:1545 unreachable: Connection refused");
+  expect_metric(r, "ras_up", 0);
+  EXPECT_EQ(rac.calls().size(), 1u);
+}
+
+TEST(BasProbe, WrongCredentialsAndThePasswordNeverShows) {
+  FakeRac rac("wrong_credentials");
+  const std::string auth =
+      "cluster_user: admin, cluster_password_env: " + std::string(kPasswordVar);
+  {
+    ScopedEnv pwd(kPasswordVar, "wrong-pass");
+    const Result r = run(rac.yaml(auth)).result;
+    EXPECT_EQ(r.status, Status::critical) << to_text(r);
+    EXPECT_EQ(r.summary,
+              "cluster administrator credentials refused for user 'admin': Администратор "
+              "кластера не аутентифицирован");
+    expect_metric(r, "ras_up", 1);
+    EXPECT_EQ(r.summary.find("wrong-pass"), std::string::npos);
+  }
+  {
+    ScopedEnv pwd(kPasswordVar, kPassword);
+    const Result r = run(rac.yaml(auth)).result;
+    EXPECT_EQ(r.status, Status::ok) << to_text(r);
+    EXPECT_EQ(r.summary.find(kPassword), std::string::npos);
+    const auto calls = rac.calls();
+    ASSERT_GE(calls.size(), 3u);
+    EXPECT_NE(calls.back().find("\t--cluster-user=admin\t--cluster-pwd=" + kPassword),
+              std::string::npos)
+        << calls.back();
+  }
+  // Without the variable the probe cannot log in, and says which variable it missed.
+  ::unsetenv(kPasswordVar);
+  const Result r = run(rac.yaml(auth)).result;
+  EXPECT_EQ(r.status, Status::unknown) << to_text(r);
+  EXPECT_EQ(r.summary, std::string("environment variable ") + kPasswordVar +
+                           " (cluster_password_env) is not set");
+}
+
+TEST(BasProbe, PasswordEchoedByRacIsMasked) {
+  FakeRac rac("rejects_args");
+  ScopedEnv pwd(kPasswordVar, kPassword);
+  const Result r =
+      run(rac.yaml("cluster_user: admin, cluster_password_env: " + std::string(kPasswordVar)))
+          .result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_TRUE(
+      r.summary.starts_with("rac process list failed, exit code 255: Ошибка разбора "
+                            "параметра: localhost:1545 process list"))
+      << r.summary;
+  EXPECT_EQ(r.summary.find(kPassword), std::string::npos) << r.summary;
+  EXPECT_NE(r.summary.find("--cluster-pwd=***"), std::string::npos) << r.summary;
+}
+
+TEST(BasProbe, GarbageOutputIsUnknown) {
+  FakeRac rac("garbage");
+  const Result r = run(rac.yaml()).result;
+  EXPECT_EQ(r.status, Status::unknown) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "rac session list printed unreadable output: line 1: expected 'key : value', got "
+            "'1C:Enterprise 8.3 (x86-64) (8.3.24.1467) Remote Administrati'");
+}
+
+TEST(BasProbe, HungRacIsKilledAtTheTimeout) {
+  FakeRac rac("timeout");  // cluster list sleeps 30s
+  const auto run_ = run("{ name: erp, type: bas, timeout: 1s, interval: 10s, rac: '" +
+                        rac.path().string() + "' }");
+  EXPECT_EQ(run_.result.status, Status::critical) << to_text(run_.result);
+  EXPECT_EQ(run_.result.summary,
+            "rac cluster list did not finish within the probe's timeout of 1s");
+  EXPECT_LT(run_.seconds, 1.5);
+  expect_metric(run_.result, "ras_up", 0);
+}
+
+TEST(BasProbe, MissingRacIsUnknown) {
+  const Result r = run("{ name: erp, type: bas, rac: /nonexistent/rac }").result;
+  EXPECT_EQ(r.status, Status::unknown) << to_text(r);
+  EXPECT_EQ(r.summary, "cannot run /nonexistent/rac: /nonexistent/rac: No such file or directory");
+}
+
+TEST(BasProbe, SampleConfigAndPlan) {
+  const YAML::Node sample = YAML::LoadFile(
+      (kBasDir.parent_path().parent_path().parent_path() / "probes/bas/sample.yaml").string());
+  std::vector<ConfigError> errors;
+  std::vector<ProbeSpec> specs;
+  for (std::size_t i = 0; i < sample["probes"].size(); ++i)
+    if (auto spec = read_probe(sample["probes"][i], "sample.yaml",
+                               "probes[" + std::to_string(i) + "]", errors))
+      specs.push_back(*spec);
+  for (const auto& e : errors) ADD_FAILURE() << e.to_string();
+  ASSERT_EQ(specs.size(), 2u);
+  // The plan names the variable, never its value.
+  ScopedEnv pwd("RAC_PASSWORD", kPassword);
+  const std::string plan = specs[1].probe->plan();
+  EXPECT_NE(plan.find("--cluster-pwd=$RAC_PASSWORD"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find(kPassword), std::string::npos) << plan;
+}
+
+TEST(BasProbe, ConfigErrors) {
+  auto one = [](const std::string& yaml) {
+    const auto errors = config_errors(yaml);
+    EXPECT_EQ(errors.size(), 1u) << yaml;
+    return errors.empty() ? std::string() : errors[0];
+  };
+  EXPECT_NE(one("{ name: b, type: bas, cluster_password_env: RAC_PWD }")
+                .find("probes[0].cluster_password_env: needs cluster_user too"),
+            std::string::npos);
+  EXPECT_NE(one("{ name: b, type: bas, ras: 'srv:99999' }")
+                .find("probes[0].ras: port must be 1-65535, got '99999'"),
+            std::string::npos);
+  EXPECT_NE(one("{ name: b, type: bas, infobases: acc }")
+                .find("probes[0].infobases: expected a list of infobase names"),
+            std::string::npos);
+  EXPECT_NE(one("{ name: b, type: bas, call_warning: 5m, call_critical: 1m }")
+                .find("probes[0].call_critical: must not be below call_warning"),
+            std::string::npos);
+  EXPECT_NE(one("{ name: b, type: bas, cluster_user: a, cluster_password_env: 'PWD=x' }")
+                .find("probes[0].cluster_password_env: the NAME of an environment variable"),
+            std::string::npos);
+}
+
+// The parser on its own.
+
+TEST(RacOutput, BlocksFieldsAndQuotes) {
+  const auto out = parse_rac_output(
+      "\xEF\xBB\xBF"
+      "cluster                       : e3a1f5b2-7c44-4d1e-9a0b-1f2e3d4c5b6a\r\n"
+      "name                          : \"Локальный кластер\"   \r\n"
+      "restart-schedule              :\r\n"
+      "\r\n"
+      "\r\n"
+      "infobase : 1\n"
+      "descr    : \"Склад \\\"Центр\\\", C:\\base\n"
+      "  вторая строка\"\n"
+      "duration current-dbms : 0\n");
+  ASSERT_TRUE(out.ok()) << out.error;
+  ASSERT_EQ(out.blocks.size(), 2u);
+  ASSERT_EQ(out.blocks[0].fields.size(), 3u);
+  EXPECT_EQ(*out.blocks[0].find("name"), "Локальный кластер");
+  EXPECT_TRUE(out.blocks[0].fields[1].quoted);
+  EXPECT_EQ(*out.blocks[0].find("restart-schedule"), "");
+  EXPECT_EQ(*out.blocks[1].find("descr"), "Склад \"Центр\", C:\\base\n  вторая строка");
+  EXPECT_EQ(*out.blocks[1].find("duration current-dbms"), "0");
+  EXPECT_EQ(out.blocks[1].find("nothing"), nullptr);
+  EXPECT_TRUE(parse_rac_output("").ok());
+  EXPECT_TRUE(parse_rac_output("\n\r\n").blocks.empty());
+
+  const auto again = parse_rac_output(bas::format_rac_output(out.blocks));
+  ASSERT_TRUE(again.ok()) << again.error;
+  EXPECT_EQ(again.blocks, out.blocks);
+}
+
+TEST(RacOutput, RejectsGarbage) {
+  EXPECT_EQ(parse_rac_output("session : 1\nno separator here\n").error,
+            "line 2: expected 'key : value', got 'no separator here'");
+  EXPECT_EQ(parse_rac_output("http://host:1545\n").error,
+            "line 1: expected 'key : value', got 'http://host:1545'");
+  EXPECT_EQ(parse_rac_output("Ошибка разбора параметра: --port\n").error,
+            "line 1: expected 'key : value', got 'Ошибка разбора параметра: --port'");
+  EXPECT_EQ(parse_rac_output("a : 1\ndescr : \"never closed\nb : 2\n").error,
+            "line 2: quoted value of 'descr' has no closing quote");
+  EXPECT_TRUE(parse_rac_output("a : 1\nb\x01 : 2\n").blocks.empty());
+}
+
+TEST(RacOutput, TypedProcessesAndErrors) {
+  std::vector<bas::RacProcess> ps;
+  auto out = parse_rac_output(
+      "process : p1\nhost : srv\nport : 1560\npid : 77\nis-enable : yes\nrunning : no\n"
+      "memory-size : 2\navg-call-time : 9.99E-05\nmemory-excess-time : 3\n\nprocess : p2\n");
+  ASSERT_EQ(bas::read_processes(out, ps), "");
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(ps[0].pid, 77);
+  EXPECT_TRUE(ps[0].enabled);
+  EXPECT_FALSE(ps[0].running);
+  EXPECT_DOUBLE_EQ(ps[0].memory_bytes, 2048);
+  EXPECT_DOUBLE_EQ(ps[0].avg_call_seconds, 9.99e-05);
+  EXPECT_DOUBLE_EQ(ps[0].memory_excess_seconds, 3);
+  EXPECT_FALSE(ps[0].available_performance);
+
+  out = parse_rac_output("process : p1\n\nprocess : p2\npid : 12a\n");
+  EXPECT_EQ(bas::read_processes(out, ps), "process 2: pid: expected an integer, got '12a'");
+  EXPECT_TRUE(ps.empty());
+  out = parse_rac_output("process : p1\nrunning : maybe\n");
+  EXPECT_EQ(bas::read_processes(out, ps), "process 1: running: expected yes or no, got 'maybe'");
+  std::vector<bas::RacSession> ss;
+  out = parse_rac_output("infobase : x\n");
+  EXPECT_EQ(bas::read_sessions(out, ss), "session 1: session: missing");
+  out = parse_rac_output("session : s\nduration-current : 1500\nblocked-by-ls : 4\n");
+  ASSERT_EQ(bas::read_sessions(out, ss), "");
+  EXPECT_DOUBLE_EQ(ss[0].call_seconds, 1.5);
+  EXPECT_EQ(ss[0].blocked_by_ls, 4);
+}
+
+}  // namespace
+}  // namespace dozor::probes
