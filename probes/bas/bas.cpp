@@ -10,6 +10,7 @@
 
 #include "bas/rac_output.h"
 #include "dozor/protocol/units.h"
+#include "dozor/protocol/url.h"
 #include "src/subprocess.h"
 
 namespace dozor::probes::bas {
@@ -482,16 +483,11 @@ std::unique_ptr<Probe> make(const Options& o) {
   c.rac = o.string("rac");
   if (c.rac.empty()) o.error("rac", "must not be empty");
   c.ras = o.string("ras");
-  if (const auto colon = c.ras.rfind(':'); c.ras.empty() || colon == 0) {
+  std::string why;
+  if (c.ras.empty())
     o.error("ras", "expected host:port, e.g. localhost:1545");
-  } else if (colon != std::string::npos) {
-    const std::string port = c.ras.substr(colon + 1);
-    const bool digits =
-        !port.empty() && port.size() <= 5 &&
-        std::all_of(port.begin(), port.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
-    if (!digits || std::stoi(port) < 1 || std::stoi(port) > 65535)
-      o.error("ras", "port must be 1-65535, got '" + port + "'");
-  }
+  else if (!parse_host_port(c.ras, "1545", why))
+    o.error("ras", why);
   c.cluster = o.string("cluster");
   c.cluster_user = o.string("cluster_user");
   c.password_env = o.string("cluster_password_env");

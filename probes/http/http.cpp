@@ -34,6 +34,7 @@
 
 #include "dozor/probes/tls.h"
 #include "dozor/protocol/units.h"
+#include "dozor/protocol/url.h"
 #include "dozor/protocol/version.h"
 #include "src/regex_window.h"
 
@@ -72,104 +73,6 @@ constexpr OptionSpec kOptions[] = {
     {"max_body", OptionKind::size, "1MiB", false,
      "read at most this much of the body; the rest is ignored"},
 };
-
-struct Url {
-  bool tls = false;
-  std::string host;  // without brackets: what the resolver and the certificate check get
-  std::string port;
-  std::string target;     // path and query
-  std::string authority;  // host[:port] as the Host header spells it
-};
-
-std::string lower(std::string s) {
-  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
-
-std::optional<Url> parse_url(const std::string& text, std::string& why) {
-  for (unsigned char ch : text) {
-    if (ch <= ' ' || ch == 0x7f) {
-      why = "must not contain spaces or control characters";
-      return std::nullopt;
-    }
-  }
-  Url u;
-  std::string rest;
-  const std::string head = lower(text.substr(0, 8));
-  if (head.starts_with("https://")) {
-    u.tls = true;
-    rest = text.substr(8);
-  } else if (head.starts_with("http://")) {
-    rest = text.substr(7);
-  } else {
-    why = "expected an http:// or https:// URL";
-    return std::nullopt;
-  }
-  const std::size_t end = rest.find_first_of("/?#");
-  std::string authority = rest.substr(0, end);
-  std::string target = end == std::string::npos ? "" : rest.substr(end);
-  if (authority.find('@') != std::string::npos) {
-    why = "put credentials in username and password, not in the URL";
-    return std::nullopt;
-  }
-  std::string port;
-  if (authority.starts_with("[")) {
-    const std::size_t close = authority.find(']');
-    if (close == std::string::npos) {
-      why = "unterminated [IPv6] address";
-      return std::nullopt;
-    }
-    u.host = authority.substr(1, close - 1);
-    error_code ec;
-    boost::asio::ip::make_address_v6(u.host, ec);
-    if (ec) {
-      why = "'" + u.host + "' is not an IPv6 address";
-      return std::nullopt;
-    }
-    std::string after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') {
-        why = "expected :port after the IPv6 address";
-        return std::nullopt;
-      }
-      port = after.substr(1);
-    }
-  } else {
-    const std::size_t colon = authority.find(':');
-    u.host = authority.substr(0, colon);
-    if (colon != std::string::npos) port = authority.substr(colon + 1);
-    for (unsigned char ch : u.host) {
-      if (!std::isalnum(ch) && ch != '-' && ch != '.' && ch != '_') {
-        why = "invalid character in host '" + u.host + "'";
-        return std::nullopt;
-      }
-    }
-  }
-  if (u.host.empty()) {
-    why = "missing host";
-    return std::nullopt;
-  }
-  const std::string default_port = u.tls ? "443" : "80";
-  if (port.empty()) {
-    u.port = default_port;
-  } else {
-    if (port.size() > 5 ||
-        !std::all_of(port.begin(), port.end(),
-                     [](unsigned char ch) { return std::isdigit(ch) != 0; }) ||
-        std::stoi(port) < 1 || std::stoi(port) > 65535) {
-      why = "port must be 1-65535, got '" + port + "'";
-      return std::nullopt;
-    }
-    u.port = std::to_string(std::stoi(port));
-  }
-  if (const std::size_t hash = target.find('#'); hash != std::string::npos) target.resize(hash);
-  if (target.empty() || target[0] != '/') target.insert(0, "/");
-  u.target = target;
-  const bool v6 = u.host.find(':') != std::string::npos;
-  u.authority = v6 ? "[" + u.host + "]" : u.host;
-  if (u.port != default_port) u.authority += ":" + u.port;
-  return u;
-}
 
 std::string base64(const std::string& in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
@@ -211,7 +114,7 @@ struct HostCheck {
 };
 
 struct Config {
-  Url url;
+  HttpUrl url;
   bhttp::verb method = bhttp::verb::get;
   int expect_status = 200;
   std::shared_ptr<const std::regex> expect_body;  // shared with a search still on the pool
@@ -250,16 +153,16 @@ class HttpProbe final : public Probe {
   asio::awaitable<Result> check(ProbeContext& ctx) {
     const auto start = Clock::now();
     const auto deadline = start + ctx.timeout;
-    const Url& u = c_.url;
-    const std::string where =
-        (u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host) + ":" + u.port;
+    const HttpUrl& u = c_.url;
+    const std::string where = u.address.text();
     error_code ec;
 
     asio::ip::tcp::resolver resolver(ctx.io);
-    auto endpoints =
-        co_await resolver.async_resolve(u.host, u.port, redirect_error(use_awaitable, ec));
+    auto endpoints = co_await resolver.async_resolve(u.address.host, u.address.port,
+                                                     redirect_error(use_awaitable, ec));
     if (ec)
-      co_return make_result(Status::critical, "cannot resolve " + u.host + ": " + ec.message());
+      co_return make_result(Status::critical,
+                            "cannot resolve " + u.address.host + ": " + ec.message());
 
     Result r;
     Status cert_status = Status::ok;
@@ -277,12 +180,12 @@ class HttpProbe final : public Probe {
     } else {
       beast::ssl_stream<beast::tcp_stream> stream(ctx.io, *c_.tls);
       beast::get_lowest_layer(stream).expires_at(deadline);
-      const bool ip = tls::is_ip_address(u.host);
+      const bool ip = tls::is_ip_address(u.address.host);
       // RFC 6066: a literal IP address is not a server name.
-      if (!ip && !SSL_set_tlsext_host_name(stream.native_handle(), u.host.c_str()))
-        co_return make_result(Status::unknown, "cannot set TLS server name " + u.host);
+      if (!ip && !SSL_set_tlsext_host_name(stream.native_handle(), u.address.host.c_str()))
+        co_return make_result(Status::unknown, "cannot set TLS server name " + u.address.host);
       if (c_.tls_verify)
-        stream.set_verify_callback(HostCheck{ssl::host_name_verification(u.host), ip});
+        stream.set_verify_callback(HostCheck{ssl::host_name_verification(u.address.host), ip});
       co_await beast::get_lowest_layer(stream).async_connect(endpoints,
                                                              redirect_error(use_awaitable, ec));
       if (ec)
@@ -414,7 +317,7 @@ class HttpProbe final : public Probe {
 std::unique_ptr<Probe> make(const Options& o) {
   Config c;
   std::string why;
-  const auto url = parse_url(o.string("url"), why);
+  const auto url = parse_http_url(o.string("url"), why);
   if (url)
     c.url = *url;
   else

@@ -391,7 +391,7 @@ TEST(HttpProbe, ConfigErrors) {
       {"url: 'http://host:99999/'", "probes[0].url: port must be 1-65535"},
       {"url: 'http://[::1/'", "probes[0].url: unterminated [IPv6] address"},
       {"url: 'http://a b/'", "probes[0].url: must not contain spaces"},
-      {"url: 'http://u:p@host/'", "probes[0].url: put credentials in username and password"},
+      {"url: 'http://u:p@host/'", "probes[0].url: credentials do not belong in the URL"},
       {"url: 'http://h/', expect_body: 'a('", "probes[0].expect_body: invalid regular expression"},
       {"url: 'http://h/', method: POST", "probes[0].method: expected GET or HEAD"},
       {"url: 'http://h/', expect_status: 42", "probes[0].expect_status: expected 100-599"},

@@ -120,7 +120,7 @@ bool is_name(const std::string& name) {
 void read_http(const Options& o, const std::string& file, NotifierConfig& c) {
   c.url = o.string("url");
   std::string why;
-  const auto url = notify::parse_http_url(c.url, why);
+  const auto url = parse_http_url(c.url, why);
   if (!url) {
     if (o.has("url")) o.error("url", why);
     return;
@@ -152,7 +152,7 @@ void read_http(const Options& o, const std::string& file, NotifierConfig& c) {
 void read_smtp(const Options& o, NotifierConfig& c) {
   c.smtp_server = o.string("server");
   std::string why;
-  if (o.has("server") && !notify::parse_host_port(c.smtp_server, "25", why)) o.error("server", why);
+  if (o.has("server") && !parse_host_port(c.smtp_server, "25", why)) o.error("server", why);
   c.from = o.string("from");
   if (o.has("from") && !is_mail_address(c.from))
     o.error("from", "expected an address such as dozor@example.com, got '" + c.from + "'");

@@ -12,31 +12,16 @@
 #include <optional>
 #include <string>
 
+#include "dozor/protocol/url.h"
+
 namespace dozor::collector::notify {
 
 namespace asio = boost::asio;
 using Deadline = std::chrono::steady_clock::time_point;
 
-struct HostPort {
-  std::string host;  // without brackets: what the resolver and the certificate check get
-  std::string port;
-  std::string text() const;  // host:port, [v6]:port
-};
+using dozor::HostPort;
+using dozor::HttpUrl;
 
-/// "host", "host:port", "[v6]:port"; nullopt and `why` when malformed.
-std::optional<HostPort> parse_host_port(const std::string& text, const std::string& default_port,
-                                        std::string& why);
-
-struct HttpUrl {
-  bool tls = false;
-  HostPort address;
-  std::string target;     // path and query, at least "/"
-  std::string authority;  // host[:port] as the Host header spells it
-  std::string text() const;
-};
-
-/// An http:// or https:// URL; nullopt and `why` when malformed or of another scheme.
-std::optional<HttpUrl> parse_http_url(const std::string& text, std::string& why);
 /// The same for a URL parse_notifiers has checked; throws std::runtime_error when malformed.
 HttpUrl http_url(const std::string& text);
 

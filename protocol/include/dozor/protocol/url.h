@@ -1,0 +1,31 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace dozor {
+
+/// A host and port as written in configs: "host", "host:port", "[v6]:port".
+struct HostPort {
+  std::string host;  // without brackets: what the resolver and the certificate check get
+  std::string port;
+  std::string text() const;  // host:port, [v6]:port
+};
+
+/// nullopt and `why` when malformed; `default_port` when none is written.
+std::optional<HostPort> parse_host_port(const std::string& text, const std::string& default_port,
+                                        std::string& why);
+
+struct HttpUrl {
+  bool tls = false;
+  HostPort address;
+  std::string target;     // path and query, at least "/"
+  std::string authority;  // host[:port] as the Host header spells it
+  std::string text() const;
+};
+
+/// An http:// or https:// URL; nullopt and `why` when malformed, of another scheme, or carrying
+/// credentials (they belong in the caller's own options, not in a URL that gets logged).
+std::optional<HttpUrl> parse_http_url(const std::string& text, std::string& why);
+
+}  // namespace dozor
