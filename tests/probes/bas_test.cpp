@@ -18,7 +18,7 @@ using bas::parse_rac_output;
 // No 1C:Enterprise server cluster can run here, so the probe talks to a fake `rac`
 // (tests/probes/bas/fake_rac.sh) that answers from captured-format files in
 // tests/probes/bas/testdata/<case>/.
-const fs::path kBasDir = fs::path(__FILE__).parent_path() / "bas";
+const fs::path kBasDir = fs::path(DOZOR_SOURCE_DIR) / "tests/probes/bas";
 constexpr const char* kPasswordVar = "DOZOR_TEST_BAS_PASSWORD";
 const std::string kPassword = "s3cret-Пароль";
 
@@ -283,8 +283,8 @@ TEST(BasProbe, MissingRacIsUnknown) {
 }
 
 TEST(BasProbe, SampleConfigAndPlan) {
-  const YAML::Node sample = YAML::LoadFile(
-      (kBasDir.parent_path().parent_path().parent_path() / "probes/bas/sample.yaml").string());
+  const YAML::Node sample =
+      YAML::LoadFile((fs::path(DOZOR_SOURCE_DIR) / "probes/bas/sample.yaml").string());
   std::vector<ConfigError> errors;
   std::vector<ProbeSpec> specs;
   for (std::size_t i = 0; i < sample["probes"].size(); ++i)

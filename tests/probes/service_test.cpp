@@ -14,7 +14,7 @@ using namespace probe_testing;
 // systemctl is run for its error path; the states come from a stand-in systemctl that prints
 // `systemctl show` answers as systemd 252 prints them (probes/service/testdata).
 const std::string kFakeSystemctl =
-    (std::filesystem::path(__FILE__).parent_path() / "../../probes/service/testdata/systemctl")
+    (std::filesystem::path(DOZOR_SOURCE_DIR) / "probes/service/testdata/systemctl")
         .lexically_normal()
         .string();
 
