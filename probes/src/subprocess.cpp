@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,6 +167,13 @@ ProcessResult run_process(const ProcessRequest& req) {
   // Non-blocking on our side only: the flag lives in the shared file description, so setting it
   // before the spawn would hand the child a non-blocking stdout.
   for (int fd : {out.fd[0], err.fd[0]}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  // Readable once the child has exited (Linux 5.3): poll wakes at its exit, not at the next tick.
+  struct PidFd {
+    int fd;
+    ~PidFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } pidfd{static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))};
 
   Stream streams[2] = {{out.fd[0], &result.out, req.max_output},
                        {err.fd[0], &result.err, req.max_output}};
@@ -201,10 +209,11 @@ ProcessResult run_process(const ProcessRequest& req) {
     // closed pipe does not tell us: a grandchild may hold it).
     auto next = now + milliseconds(20);
     if (!term_at) next = std::min(next, end_at);
-    pollfd fds[2];
+    pollfd fds[3];
     nfds_t n = 0;
     for (const Stream& s : streams)
       if (s.open()) fds[n++] = {s.fd, POLLIN, 0};
+    if (!exited && pidfd.fd >= 0) fds[n++] = {pidfd.fd, POLLIN, 0};
     const auto wait = std::chrono::ceil<milliseconds>(std::max(next - now, Clock::duration{}));
     const int ready = ::poll(fds, n, static_cast<int>(wait.count()));
     if (ready < 0 && errno != EINTR) break;

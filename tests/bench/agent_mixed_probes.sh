@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# The agent with 200 probes of mixed types every 30 s, reporting to a local collector: CPU over a
+# window and resident memory at its end, as agent_idle.sh measures them.
+#   tests/bench/agent_mixed_probes.sh [SECONDS [RUNS]]   (default 120 s, 3 runs; after
+#                                                         scripts/setup --test; BUILD_DIR default build)
+# Probe types that run for real here: tcp (the collector's port and a closed one), http (the
+# collector's /healthz), disk, file (globs in a scratch folder), log (a scratch log this script
+# appends to), process (sleep, dozor*), host, cert (the collector's TLS port with the test CA),
+# command (monitoring-plugins' check_dummy and check_disk), service (unknown without systemd).
+# postgres, bas and modbus need a server, 1C's rac or a device: not included.
+# Each run starts a fresh agent, waits one interval plus 5 s (the first runs and TLS set-up are
+# not the steady state), then counts CPU over SECONDS: a window of 120 s holds exactly 4 runs of
+# every probe. It prints each run, then the medians.
+set -euo pipefail
+window=${1:-120}
+runs=${2:-3}
+interval=30
+
+# The helpers of lib.sh this script needs, kept here.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${BUILD_DIR:-$root/build}
+work=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f\n", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+# CPU seconds of the children the process has reaped: plugins, systemctl.
+children_cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f\n", ($16 + $17) / hz}' "/proc/$1/stat"
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+# The collector's count of results accepted from agents.
+ingested() {
+  curl -fs "http://127.0.0.1:$http_port/metrics" |
+    awk '/^dozor_ingest_results_total/{s+=$NF} END{printf "%d\n", s}'
+}
+
+plugins=/usr/lib/nagios/plugins
+for p in check_dummy check_disk; do
+  [[ -x $plugins/$p ]] || { echo "$plugins/$p missing: scripts/setup --test" >&2; exit 1; }
+done
+
+# Certificates and the collector.
+"$root/certs/dozor-certs" ca "$work/certs" >/dev/null
+"$root/certs/dozor-certs" collector "$work/certs" collector 127.0.0.1 >/dev/null
+"$root/certs/dozor-certs" agent "$work/certs" mixed-agent >/dev/null
+agents_port=$(free_port) http_port=$(free_port) closed_port=$(free_port)
+cat >"$work/collector.yaml" <<YAML
+listen: { agents: "127.0.0.1:$agents_port", http: "127.0.0.1:$http_port" }
+store: sqlite:collector.db
+tls: { ca: certs/ca.pem, cert: certs/collector.pem, key: certs/collector.key }
+YAML
+"$build/server/dozor-collector" --config "$work/collector.yaml" 2>"$work/collector.log" &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break
+  sleep 0.05
+done
+curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null || { cat "$work/collector.log" >&2; exit 1; }
+
+# What the file, log and process probes look at: a backup folder, an exchange queue, a log that
+# grows by a line a second (every tenth an error), and three sleeping processes.
+mkdir -p "$work/backup" "$work/outbox" "$work/state"
+for d in 1 2 3 4 5; do head -c 4096 /dev/zero >"$work/backup/erp-2026-11-0$d.dt"; done
+for f in 1 2 3; do echo '<pay/>' >"$work/outbox/pay-$f.xml"; done
+: >"$work/app.log"
+(
+  i=0
+  while :; do
+    i=$((i + 1))
+    if ((i % 10 == 0)); then echo "$(date +%T) ERROR line $i" >>"$work/app.log"
+    else echo "$(date +%T) INFO line $i" >>"$work/app.log"; fi
+    sleep 1
+  done
+) &
+pids+=($!)
+for _ in 1 2 3; do sleep 100000 & pids+=($!); done
+
+# 200 probes: 30 tcp, 20 http, 15 disk, 20 file, 20 log, 20 process, 10 host, 20 cert,
+# 30 command, 15 service.
+{
+  cat <<YAML
+agent: { site: bench-site }
+collector: { url: "https://127.0.0.1:$agents_port", ca: certs/ca.pem, cert: certs/mixed-agent.pem, key: certs/mixed-agent.key }
+spool: { path: spool.db }
+probes:
+YAML
+  every="interval: ${interval}s"
+  for i in $(seq 20); do echo "  - { name: tcp-open-$i, type: tcp, host: 127.0.0.1, port: $agents_port, timeout: 2s, $every }"; done
+  for i in $(seq 10); do echo "  - { name: tcp-closed-$i, type: tcp, host: 127.0.0.1, port: $closed_port, timeout: 2s, $every }"; done
+  for i in $(seq 20); do echo "  - { name: http-$i, type: http, url: \"http://127.0.0.1:$http_port/healthz\", expect_body: ok, $every }"; done
+  for i in $(seq 15); do
+    path=$(case $((i % 3)) in 0) echo / ;; 1) echo /tmp ;; 2) echo "$work" ;; esac)
+    echo "  - { name: disk-$i, type: disk, path: $path, warning: 85, critical: 95, $every }"
+  done
+  for i in $(seq 10); do echo "  - { name: backup-$i, type: file, path: \"$work/backup/erp-*.dt\", max_age: 1d, min_size: 1KiB, $every }"; done
+  for i in $(seq 10); do echo "  - { name: outbox-$i, type: file, path: \"$work/outbox/*.xml\", exists: any, count_warning: 10, oldest_max_age: 1h, $every }"; done
+  for i in $(seq 20); do echo "  - { name: log-$i, type: log, path: \"$work/app.log\", pattern: 'ERROR|FATAL', state: \"$work/state/log-$i.offset\", warning: 5, $every }"; done
+  for i in $(seq 10); do echo "  - { name: proc-sleep-$i, type: process, comm: sleep, min: 3, $every }"; done
+  for i in $(seq 10); do echo "  - { name: proc-dozor-$i, type: process, comm: 'dozor*', min: 1, $every }"; done
+  for i in $(seq 10); do echo "  - { name: host-$i, type: host, $every }"; done
+  for i in $(seq 20); do echo "  - { name: cert-$i, type: cert, host: 127.0.0.1, port: $agents_port, ca: \"$work/certs/ca.pem\", $every }"; done
+  for i in $(seq 15); do echo "  - { name: plugin-dummy-$i, type: command, command: [$plugins/check_dummy, \"$((i % 2))\", \"dummy $i\"], $every }"; done
+  for i in $(seq 15); do echo "  - { name: plugin-disk-$i, type: command, command: [$plugins/check_disk, -w, 10%, -c, 5%, -p, /], $every }"; done
+  for i in $(seq 15); do
+    unit=$(case $((i % 3)) in 0) echo ssh.service ;; 1) echo cron.service ;; 2) echo postgresql.service ;; esac)
+    echo "  - { name: service-$i, type: service, unit: $unit, $every }"
+  done
+} >"$work/agent.yaml"
+"$build/agent/dozor-agent" --config "$work/agent.yaml" --check-config >/dev/null
+
+echo "agent_mixed_probes: 200 probes every ${interval}s; window ${window}s after $((interval + 5))s; $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+cpus=() rsss=() psss=() privs=() results=()
+for run in $(seq "$runs"); do
+  rm -f "$work"/spool.db* "$work"/state/*
+  "$build/agent/dozor-agent" --config "$work/agent.yaml" 2>"$work/agent.log" &
+  agent=$!
+  pids+=("$agent")
+  sleep $((interval + 5))
+  before=$(cpu_seconds "$agent") kids_before=$(children_cpu_seconds "$agent") got_before=$(ingested)
+  sleep "$window"
+  after=$(cpu_seconds "$agent") kids_after=$(children_cpu_seconds "$agent") got_after=$(ingested)
+  kill -0 "$agent"
+  rss=$(awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$agent/status")
+  hwm=$(awk '/^VmHWM/{printf "%.1f", $2/1024}' "/proc/$agent/status")
+  pss=$(awk '/^Pss:/{printf "%.1f", $2/1024}' "/proc/$agent/smaps_rollup")
+  private=$(awk '/^Private_(Clean|Dirty):/{s+=$2} END{printf "%.1f", s/1024}' "/proc/$agent/smaps_rollup")
+  threads=$(awk '/^Threads/{print $2}' "/proc/$agent/status")
+  cpu=$(echo "$after - $before" | bc -l)
+  percent=$(echo "100 * $cpu / $window" | bc -l)
+  kids=$(echo "$kids_after - $kids_before" | bc -l)
+  got=$((got_after - got_before))
+  printf 'run %d: cpu %.3f s = %.3f %% of one core (its children: %.3f s more); rss %s MiB (peak %s), pss %s MiB, private %s MiB, %s threads; collector got %d results in the window; load %s\n' \
+    "$run" "$cpu" "$percent" "$kids" "$rss" "$hwm" "$pss" "$private" "$threads" "$got" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  cpus+=("$percent") rsss+=("$rss") psss+=("$pss") privs+=("$private") results+=("$got")
+  kill -TERM "$agent"
+  wait "$agent" 2>/dev/null || true
+done
+# The probes' last statuses and run times, as the collector shows them.
+curl -fs "http://127.0.0.1:$http_port/metrics" | python3 -c '
+import collections, re, sys
+names = {0: "ok", 1: "warning", 2: "critical", 3: "unknown"}
+status, slowest, types = collections.Counter(), {}, {}
+for line in sys.stdin:
+    m = re.match(r"(dozor_probe_status|dozor_probe_duration_seconds|dozor_probe_duration)\{(.*)\} (\S+)", line)
+    if not m:
+        continue
+    labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", m.group(2)))
+    if m.group(1) == "dozor_probe_status":
+        types[labels["probe"]] = labels["type"]
+        status[(labels["type"], names.get(int(float(m.group(3))), m.group(3)))] += 1
+    else:
+        slowest[labels["probe"]] = float(m.group(3))
+print("last status by type:", ", ".join(f"{t} {s} {n}" for (t, s), n in sorted(status.items())))
+worst = collections.defaultdict(float)
+for probe, d in slowest.items():
+    worst[types.get(probe, "?")] = max(worst[types.get(probe, "?")], d)
+print("slowest last run by type:", ", ".join(f"{t} {1e3 * d:.1f} ms" for t, d in sorted(worst.items())))
+' || true
+printf 'median of %d: cpu %.3f %% of one core; rss %s MiB, pss %s MiB, private %s MiB; %s results per window\n' \
+  "$runs" "$(median "${cpus[@]}")" "$(median "${rsss[@]}")" "$(median "${psss[@]}")" \
+  "$(median "${privs[@]}")" "$(median "${results[@]}")"
