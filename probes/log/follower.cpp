@@ -34,7 +34,7 @@ std::string trimmed(const std::string& line) {
 
 }  // namespace
 
-LogFollower::LogFollower(FollowerConfig c) : c_(std::move(c)), buffer_(kChunk) {}
+LogFollower::LogFollower(FollowerConfig c) : c_(std::move(c)) {}
 
 LogFollower::~LogFollower() { close_file(); }
 
@@ -55,6 +55,13 @@ void LogFollower::advance(Clock::time_point deadline) {
   pending_.problem.clear();
   pending_.state_problem.clear();
   Budget budget{c_.max_read, deadline};
+  // The read buffer lives for one run only: an agent with 200 log probes would otherwise keep
+  // 200 of them between runs.
+  buffer_.resize(kChunk);
+  struct Release {
+    std::vector<char>& b;
+    ~Release() { std::vector<char>().swap(b); }
+  } release{buffer_};
 
   struct stat st {};
   const bool present = ::stat(c_.path.c_str(), &st) == 0;
