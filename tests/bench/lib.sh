@@ -18,12 +18,14 @@ make_certs() {
   for a in "$@"; do "$root/certs/dozor-certs" agent "$work/certs" "$a" >/dev/null; done
 }
 
+# start_collector [YAML]: YAML (e.g. rules or tickets settings) is appended to collector.yaml.
 start_collector() {
   agents_port=$(free_port) http_port=$(free_port)
   cat >"$work/collector.yaml" <<YAML
 listen: { agents: "127.0.0.1:$agents_port", http: "127.0.0.1:$http_port" }
 store: sqlite:collector.db
 tls: { ca: certs/ca.pem, cert: certs/collector.pem, key: certs/collector.key }
+${1:-}
 YAML
   "$build/server/dozor-collector" --config "$work/collector.yaml" 2>"$work/collector.log" &
   collector_pid=$!
@@ -40,4 +42,73 @@ YAML
 # cpu_seconds PID: user + system CPU time the process has used so far.
 cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f\n", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# unix_now: the wall clock in seconds, to the microsecond (as wait_ticket prints it).
+unix_now() { date +%s.%6N; }
+
+# wait_ticket TIMEOUT FIELD=VALUE...: polls GET /api/v1/tickets?status=active every 20 ms until an
+# active ticket has every FIELD=VALUE (e.g. agent=a1 rule=agent-silent); prints the unix time it
+# was first seen. Returns 1 after TIMEOUT seconds.
+wait_ticket() {
+  python3 - "$http_port" "$@" <<'PY'
+import json, sys, time, urllib.request
+port, timeout = sys.argv[1], float(sys.argv[2])
+want = dict(a.split("=", 1) for a in sys.argv[3:])
+url = f"http://127.0.0.1:{port}/api/v1/tickets?status=active"
+end = time.time() + timeout
+while time.time() < end:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        tickets = json.load(r)["tickets"]
+    if any(all(str(t.get(k)) == v for k, v in want.items()) for t in tickets):
+        print(f"{time.time():.6f}")
+        sys.exit(0)
+    time.sleep(0.02)
+sys.exit(1)
+PY
+}
+
+# wait_probe TIMEOUT AGENT PROBE STATUS: until /api/v1/agents shows that probe in that status.
+wait_probe() {
+  python3 - "$http_port" "$@" <<'PY'
+import json, sys, time, urllib.request
+port, timeout, agent, probe, status = sys.argv[1], float(sys.argv[2]), *sys.argv[3:6]
+end = time.time() + timeout
+while time.time() < end:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/agents", timeout=5) as r:
+        agents = json.load(r)
+    if any(a["id"] == agent and any(p["name"] == probe and p["status"] == status
+                                    for p in a["probes"]) for a in agents):
+        sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+PY
+}
+
+# wait_agent_up TIMEOUT AGENT: until /api/v1/agents shows the agent up (it has reported).
+wait_agent_up() {
+  python3 - "$http_port" "$@" <<'PY'
+import json, sys, time, urllib.request
+port, timeout, agent = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+end = time.time() + timeout
+while time.time() < end:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/agents", timeout=5) as r:
+        if any(a["id"] == agent and a["up"] for a in json.load(r)):
+            sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+PY
+}
+
+# median X...: the median of the numbers given.
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+
+# kill_at SIGNAL PID: sends SIGNAL to PID (a child of this script), sets killed_at to the unix
+# time right after, and waits for it, without bash's "Killed" notice.
+kill_at() {
+  exec 3>&2 2>/dev/null
+  kill "-$1" "$2"
+  killed_at=$(unix_now)
+  wait "$2" || true
+  exec 2>&3 3>&-
 }

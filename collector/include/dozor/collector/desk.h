@@ -162,7 +162,8 @@ class Desk : public OutboxQueue {
   void event(Ticket& t, const std::string& event, const std::string& text, double now);
   void save(const Ticket& t);
   void save(const Incident& inc);
-  void publish_open();
+  void publish_open();  // every label set, from live_ (after a load)
+  void count_open(const Ticket& t, int delta);
   double deadline_for(const Ticket& t, double from) const;
   const ServiceCalendar& calendar(const std::string& site) const;
   bool silenced(const std::string& site, const std::string& agent, const std::string& probe,
