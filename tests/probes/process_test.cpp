@@ -42,10 +42,19 @@ class Children {
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     pid_t pid = 0;
-    // posix_spawn returns once the child has exec'd, so /proc shows its new command line.
     if (::posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0)
       throw std::runtime_error("cannot spawn " + argv[0]);
     pids_.push_back(pid);
+    // posix_spawn returns when the exec has begun, a moment before the kernel shows the new
+    // command line in /proc: wait for it, so that a busy machine does not miss a child.
+    const std::string proc = "/proc/" + std::to_string(pid) + "/cmdline";
+    for (int i = 0; i < 400; ++i) {
+      std::ifstream in(proc);
+      std::string first;
+      std::getline(in, first, '\0');
+      if (first == argv[0]) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     return pid;
   }
 
