@@ -34,7 +34,8 @@ DeskConfig parse_desk_config(const YAML::Node& root, const std::string& file,
 
   auto section = [&](const char* name, std::span<const OptionSpec> specs) {
     YAML::Node n = root[name];
-    return read_options(n && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Map), specs, file, name, errors);
+    return read_options(n && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Map), specs, file, name,
+                        errors);
   };
   Options service = section("service", kService);
   auto known = [&](const std::string& name) {

@@ -73,7 +73,7 @@ class LogFollower {
   LogPosition pos_;  // of fd_; all zero while no file is open
   bool resumed_ = false;
   std::optional<LogPosition> saved_;  // as last written to the state file
-  std::vector<char> buffer_;  // during advance() only
+  std::vector<char> buffer_;          // during advance() only
   Reading pending_;
 };
 

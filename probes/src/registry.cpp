@@ -7,9 +7,9 @@
 #include "command/command.h"
 #include "disk/disk.h"
 #include "file/file.h"
-#include "log/log.h"
 #include "host/host.h"
 #include "http/http.h"
+#include "log/log.h"
 #include "modbus/modbus.h"
 #include "postgres/postgres.h"
 #include "process/process.h"
@@ -21,18 +21,9 @@ namespace dozor::probes {
 std::span<const ProbeType> probe_types() {
   // Adding a probe: its folder, and one line here.
   static const ProbeType kTypes[] = {
-      tcp::probe_type(),
-      http::probe_type(),
-      disk::probe_type(),
-      command::probe_type(),
-      service::probe_type(),
-      file::probe_type(),
-      log::probe_type(),
-      bas::probe_type(),
-      modbus::probe_type(),
-      postgres::probe_type(),
-      cert::probe_type(),
-      process::probe_type(),
+      tcp::probe_type(),     http::probe_type(),     disk::probe_type(), command::probe_type(),
+      service::probe_type(), file::probe_type(),     log::probe_type(),  bas::probe_type(),
+      modbus::probe_type(),  postgres::probe_type(), cert::probe_type(), process::probe_type(),
       host::probe_type(),
   };
   return kTypes;

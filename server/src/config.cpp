@@ -102,8 +102,8 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
     YAML::Node n = root[std::string(s.name)];
     if (!n && s.required)
       errors.push_back({file, 1, std::string(s.name), "missing required section"});
-    return read_options(n && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Map), s.specs, file, std::string(s.name),
-                        errors);
+    return read_options(n && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Map), s.specs, file,
+                        std::string(s.name), errors);
   };
   Options listen = section(kSections[0]);
   Options tls = section(kSections[1]);

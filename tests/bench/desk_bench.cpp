@@ -27,7 +27,8 @@
 // before the first timed iteration, and kept for the repetitions of one benchmark; the loop only
 // writes seq, ts and status into the prebuilt report (100 stores) before handing it over.
 //
-//   build/tests/bench/desk_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true
+//   build/tests/bench/desk_bench --benchmark_repetitions=5
+//   --benchmark_enable_random_interleaving=true
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -62,9 +63,9 @@ using dozor::protocol::Status;
 constexpr int kAgents = 100;
 constexpr int kProbes = 100;
 constexpr int kKeys = kAgents * kProbes;
-constexpr int kFlipsPerRound = 50;   // turn critical; as many turn ok: 1% of results change
-constexpr int kStride = 7919;        // prime: spreads a round's failing keys over the agents
-constexpr double kRound = 30;        // seconds between two results of one key
+constexpr int kFlipsPerRound = 50;     // turn critical; as many turn ok: 1% of results change
+constexpr int kStride = 7919;          // prime: spreads a round's failing keys over the agents
+constexpr double kRound = 30;          // seconds between two results of one key
 constexpr double kStart = 1795435200;  // 2026-11-23 12:00 UTC
 
 int warmup_rounds() {
@@ -97,8 +98,8 @@ class Fleet {
     for (int a = 0; a < kAgents; ++a) {
       dozor::protocol::Report rep;
       // Heartbeat 30 s: the agent reports every round, so none falls silent.
-      rep.agent = {"0.1.0", agent_id(a) + ".lan", site(a), kStart - 3600, kRound,
-                   "spool-" + agent_id(a)};
+      rep.agent = {"0.1.0", agent_id(a) + ".lan",  site(a), kStart - 3600,
+                   kRound,  "spool-" + agent_id(a)};
       for (int p = 0; p < kProbes; ++p) {
         Result r;
         r.probe = "probe-" + std::to_string(p);
@@ -155,8 +156,8 @@ class Fleet {
 };
 
 fs::path scratch(const std::string& name) {
-  auto dir = fs::temp_directory_path() /
-             ("dozor-desk-bench-" + std::to_string(getpid()) + "-" + name);
+  auto dir =
+      fs::temp_directory_path() / ("dozor-desk-bench-" + std::to_string(getpid()) + "-" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -237,8 +238,13 @@ void BM_Ingest(benchmark::State& state) {
   report_counters(state, w.metrics, opened, resolved, reopened, w.desk->tickets(all).size());
   state.counters["rounds"] = static_cast<double>(w.fleet.rounds());
 }
-BENCHMARK(BM_Ingest)->ArgName("forecast")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)
-    ->MinTime(3.0)->UseRealTime();
+BENCHMARK(BM_Ingest)
+    ->ArgName("forecast")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(3.0)
+    ->UseRealTime();
 
 // ---------------------------------------------------------------- the rules alone
 
@@ -333,9 +339,14 @@ void BM_Observe(benchmark::State& state) {
   report_counters(state, w.metrics, opened, resolved, reopened, w.desk.tickets(all).size());
   state.counters["incidents"] = static_cast<double>(w.desk.incident_count());
 }
-BENCHMARK(BM_Observe)->ArgNames({"forecast", "reopen_min"})->Args({0, 60})->Args({1, 60})
-    ->Args({0, 1})->Unit(benchmark::kMicrosecond)
-    ->MinTime(3.0)->UseRealTime();
+BENCHMARK(BM_Observe)
+    ->ArgNames({"forecast", "reopen_min"})
+    ->Args({0, 60})
+    ->Args({1, 60})
+    ->Args({0, 1})
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(3.0)
+    ->UseRealTime();
 
 // ---------------------------------------------------------------- the timers
 

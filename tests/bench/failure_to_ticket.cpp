@@ -153,9 +153,9 @@ int main(int argc, char** argv) {
 
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) { return ms[std::min(ms.size() - 1, std::size_t(p * ms.size()))]; };
-  std::printf("failure_to_ticket: %zu failures, p50 %.2f ms, p99 %.2f ms, max %.2f ms "
-              "(%.1f polls a failure before the ticket showed)\n",
-              ms.size(), pct(0.5), pct(0.99), ms.back(),
-              static_cast<double>(polls) / (count + warmup));
+  std::printf(
+      "failure_to_ticket: %zu failures, p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+      "(%.1f polls a failure before the ticket showed)\n",
+      ms.size(), pct(0.5), pct(0.99), ms.back(), static_cast<double>(polls) / (count + warmup));
   return 0;
 }
