@@ -16,24 +16,12 @@ window=${1:-120}
 runs=${2:-3}
 interval=30
 
-# The helpers of lib.sh this script needs, kept here.
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=${BUILD_DIR:-$root/build}
-work=$(mktemp -d)
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() {
-  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
-cpu_seconds() {
-  awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f\n", ($14 + $15) / hz}' "/proc/$1/stat"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 # CPU seconds of the children the process has reaped: plugins, systemctl.
 children_cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f\n", ($16 + $17) / hz}' "/proc/$1/stat"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 # The collector's count of results accepted from agents.
 ingested() {
   curl -fs "http://127.0.0.1:$http_port/metrics" |
@@ -46,22 +34,9 @@ for p in check_dummy check_disk; do
 done
 
 # Certificates and the collector.
-"$root/certs/dozor-certs" ca "$work/certs" >/dev/null
-"$root/certs/dozor-certs" collector "$work/certs" collector 127.0.0.1 >/dev/null
-"$root/certs/dozor-certs" agent "$work/certs" mixed-agent >/dev/null
-agents_port=$(free_port) http_port=$(free_port) closed_port=$(free_port)
-cat >"$work/collector.yaml" <<YAML
-listen: { agents: "127.0.0.1:$agents_port", http: "127.0.0.1:$http_port" }
-store: sqlite:collector.db
-tls: { ca: certs/ca.pem, cert: certs/collector.pem, key: certs/collector.key }
-YAML
-"$build/server/dozor-collector" --config "$work/collector.yaml" 2>"$work/collector.log" &
-pids+=($!)
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && break
-  sleep 0.05
-done
-curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null || { cat "$work/collector.log" >&2; exit 1; }
+make_certs mixed-agent
+start_collector
+closed_port=$(free_port)
 
 # What the file, log and process probes look at: a backup folder, an exchange queue, a log that
 # grows by a line a second (every tenth an error), and three sleeping processes.
