@@ -18,6 +18,7 @@
 #include <stdexcept>
 
 #include "probe_runner.h"
+#include "temp_dir.h"
 
 namespace dozor::probes {
 namespace {
@@ -102,28 +103,6 @@ Issued issue(const std::string& cn, double from_days, double to_days, const Issu
   if (!X509_sign(x, signing_key, EVP_sha256())) throw std::runtime_error("cannot sign");
   return out;
 }
-
-/// A directory under /tmp for one test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "dozor-cert-test-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    const auto p = path_ / name;
-    std::ofstream(p) << text;
-    return p.string();
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 // ---- a real TLS server on 127.0.0.1:<ephemeral> -------------------------------------------------
 

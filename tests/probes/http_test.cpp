@@ -24,6 +24,7 @@
 #include <stdexcept>
 
 #include "probe_runner.h"
+#include "temp_dir.h"
 
 namespace dozor::probes {
 namespace {
@@ -93,28 +94,6 @@ TestCert make_cert(double days, const std::string& san = "IP:127.0.0.1,DNS:local
   EVP_PKEY_free(key);
   return out;
 }
-
-/// A directory under /tmp for one test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "dozor-http-test-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    const auto p = path_ / name;
-    std::ofstream(p) << text;
-    return p.string();
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 // ---- a real HTTP(S) server on 127.0.0.1:<ephemeral>
 // ----------------------------------------------
