@@ -233,6 +233,17 @@ TEST_F(PostgresProbeTest, WrongPasswordIsCriticalWithoutThePassword) {
   EXPECT_TRUE(r.metrics.empty());
 }
 
+// The probe's defaults (gssencmode=disable, client_encoding) give way to conninfo's own keys.
+TEST_F(PostgresProbeTest, ConninfoOverridesTheProbesDefaults) {
+  const std::string yaml = "{ name: erp-db, type: postgres, timeout: 5s, conninfo: '" +
+                           cluster_->monitor_conninfo() +
+                           " gssencmode=require', password_env: " + kPasswordEnv + " }";
+  const Result r = run(yaml).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  // No Kerberos here: libpq cannot do what conninfo asked for.
+  EXPECT_NE(r.summary.find("GSSAPI encryption required"), std::string::npos) << r.summary;
+}
+
 TEST_F(PostgresProbeTest, QueryValueThresholds) {
   Result r = run(probe_yaml("query: 'SELECT 42', warning: 40, critical: 50")).result;
   EXPECT_EQ(r.status, Status::warning) << to_text(r);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
 
 #include "probe_runner.h"
@@ -26,6 +27,24 @@ TEST(Registry, TypeNamesAreUniqueAndDocumented) {
   }
   EXPECT_TRUE(names.count("tcp") && names.count("http") && names.count("disk"));
   EXPECT_EQ(find_probe_type("ftp"), nullptr);
+}
+
+bool libpq_mapped() {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("/libpq.so") != std::string::npos) return true;
+  return false;
+}
+
+// libpq and what it pulls in (Kerberos, LDAP, GnuTLS) cost ~3 MiB of RSS: only an agent with a
+// postgres probe pays it. This executable does not link libpq, as the agent does not.
+TEST(Registry, LibpqIsLoadedOnlyForAPostgresProbe) {
+  std::vector<ConfigError> errors;
+  ASSERT_TRUE(build("name: t\ntype: tcp\nhost: 127.0.0.1\nport: 1\n", errors));
+  EXPECT_FALSE(libpq_mapped());
+  ASSERT_TRUE(build("name: db\ntype: postgres\nconninfo: host=127.0.0.1 dbname=erp\n", errors));
+  EXPECT_TRUE(errors.empty());
+  EXPECT_TRUE(libpq_mapped());
 }
 
 TEST(Registry, UnknownTypeNamesKeyAndListsKnownTypes) {
