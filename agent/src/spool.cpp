@@ -34,7 +34,9 @@ double unix_now() {
 Spool::Spool(SpoolConfig config)
     : config_(std::move(config)),
       db_(config_.path, "NORMAL"),
-      insert_((db_.exec(kSchema), db_.handle()),
+      // SQLite's default page cache of 2 MiB per connection would be the agent's largest heap
+      // user; the spool appends and reads in seq order, which 512 KiB serves as well.
+      insert_((db_.exec("PRAGMA cache_size=-512"), db_.exec(kSchema), db_.handle()),
               "INSERT INTO results(seq, ts, probe, body) VALUES (?, ?, ?, ?)"),
       select_oldest_(db_.handle(),
                      "SELECT seq, body FROM results WHERE seq >= ? ORDER BY seq LIMIT ?"),
