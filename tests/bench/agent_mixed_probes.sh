@@ -7,7 +7,9 @@
 # collector's /healthz), disk, file (globs in a scratch folder), log (a scratch log this script
 # appends to), process (sleep, dozor*), host, cert (the collector's TLS port with the test CA),
 # command (monitoring-plugins' check_dummy and check_disk), service (unknown without systemd).
-# postgres, bas and modbus need a server, 1C's rac or a device: not included.
+# bas and modbus need 1C's rac or a device: not included. POSTGRES=N (default 0) starts a scratch
+# PostgreSQL cluster and makes N of the tcp probes postgres probes instead: the agent then also
+# maps libpq and its libraries, which it loads only for a postgres probe.
 # Each run starts a fresh agent, waits one interval plus 5 s (the first runs and TLS set-up are
 # not the steady state), then counts CPU over SECONDS: a window of 120 s holds exactly 4 runs of
 # every probe. It prints each run, then the medians.
@@ -15,6 +17,8 @@ set -euo pipefail
 window=${1:-120}
 runs=${2:-3}
 interval=30
+postgres=${POSTGRES:-0}
+((postgres >= 0 && postgres <= 20)) || { echo "POSTGRES must be 0-20" >&2; exit 2; }
 
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -37,6 +41,7 @@ done
 make_certs mixed-agent
 start_collector
 closed_port=$(free_port)
+if ((postgres > 0)); then start_postgres; fi
 
 # What the file, log and process probes look at: a backup folder, an exchange queue, a log that
 # grows by a line a second (every tenth an error), and three sleeping processes.
@@ -66,7 +71,8 @@ spool: { path: spool.db }
 probes:
 YAML
   every="interval: ${interval}s"
-  for i in $(seq 20); do echo "  - { name: tcp-open-$i, type: tcp, host: 127.0.0.1, port: $agents_port, timeout: 2s, $every }"; done
+  for i in $(seq $((20 - postgres))); do echo "  - { name: tcp-open-$i, type: tcp, host: 127.0.0.1, port: $agents_port, timeout: 2s, $every }"; done
+  for i in $(seq "$postgres"); do echo "  - { name: pg-$i, type: postgres, conninfo: 'host=127.0.0.1 port=$pg_port dbname=postgres user=dozor', $every }"; done
   for i in $(seq 10); do echo "  - { name: tcp-closed-$i, type: tcp, host: 127.0.0.1, port: $closed_port, timeout: 2s, $every }"; done
   for i in $(seq 20); do echo "  - { name: http-$i, type: http, url: \"http://127.0.0.1:$http_port/healthz\", expect_body: ok, $every }"; done
   for i in $(seq 15); do
@@ -89,7 +95,7 @@ YAML
 } >"$work/agent.yaml"
 "$build/agent/dozor-agent" --config "$work/agent.yaml" --check-config >/dev/null
 
-echo "agent_mixed_probes: 200 probes every ${interval}s; window ${window}s after $((interval + 5))s; $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "agent_mixed_probes: 200 probes ($postgres postgres) every ${interval}s; window ${window}s after $((interval + 5))s; $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cpus=() rsss=() psss=() privs=() results=()
 for run in $(seq "$runs"); do
   rm -f "$work"/spool.db* "$work"/state/*

@@ -4,7 +4,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${BUILD_DIR:-$root/build}
 work=$(mktemp -d)
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+pg_stop=()
+cleanup() {
+  if ((${#pg_stop[@]})); then "${pg_stop[@]}" >/dev/null 2>&1 || true; fi
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() {
@@ -37,6 +43,27 @@ YAML
   echo "collector did not start:" >&2
   cat "$work/collector.log" >&2
   return 1
+}
+
+# start_postgres: a scratch PostgreSQL cluster (Debian's postgresql package) on
+# 127.0.0.1:$pg_port, user dozor with trust authentication, stopped on exit. Sets pg_port.
+start_postgres() {
+  local bin dir="$work/pg" as=()
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [[ -n $bin && -x $bin/initdb ]] || { echo "no PostgreSQL server: scripts/setup --test" >&2; return 1; }
+  mkdir -p "$dir"
+  if ((EUID == 0)); then  # initdb and postgres refuse to run as root
+    chmod 755 "$work"
+    chown postgres "$dir"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U dozor --auth=trust >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; return 1; }
+  pg_port=$(free_port)
+  pg_stop=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop)
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null ||
+    { cat "$dir/server.log" >&2; return 1; }
 }
 
 # cpu_seconds PID: user + system CPU time the process has used so far.
