@@ -139,15 +139,14 @@ class Session {
     // client_encoding, as summaries travel as UTF-8 JSON whatever the database's encoding (1C
     // bases in WIN1251); gssencmode, as libpq's "prefer" sets up Kerberos on every connect
     // (0.7 MiB of the agent's memory with 10 postgres probes) for an encryption few sites use.
-    const char* keys[] = {"client_encoding",
-                          "gssencmode",
-                          "dbname",
-                          "fallback_application_name",
-                          password ? "password" : nullptr,
-                          nullptr};
-    const char* values[] = {
-        "UTF8", "disable", conninfo.c_str(), "dozor-agent", password ? password->c_str() : nullptr,
-        nullptr};
+    // clang-format off
+    const char* keys[] =   {"client_encoding", "gssencmode", "dbname",
+                            "fallback_application_name", password ? "password" : nullptr,
+                            nullptr};
+    const char* values[] = {"UTF8",            "disable",    conninfo.c_str(),
+                            "dozor-agent",               password ? password->c_str() : nullptr,
+                            nullptr};
+    // clang-format on
     conn_ = pq().PQconnectStartParams(keys, values, 1);
     if (!conn_) return fail("libpq is out of memory");
     if (pq().PQstatus(conn_) == CONNECTION_BAD) return fail(first_line(pq().PQerrorMessage(conn_)));
