@@ -13,54 +13,18 @@
 //   failure_to_ticket COLLECTOR_URL HTTP_HOST:PORT CA CERT KEY [COUNT [SPOOL_FILE]]
 //
 // tests/bench/failure_to_ticket.sh starts the collector and makes the certificates.
-#include <algorithm>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
-#include <future>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
-#include "dozor/agent/config.h"
-#include "dozor/agent/spool.h"
-#include "dozor/agent/uplink.h"
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using Clock = std::chrono::steady_clock;
-using dozor::protocol::Status;
+#include "bench_agent.h"
 
 namespace {
 
-// A plain HTTP/1.1 keep-alive client for the collector's API.
-class Api {
- public:
-  Api(const std::string& host, const std::string& port) : stream_(io_) {
-    asio::ip::tcp::resolver resolver(io_);
-    stream_.connect(resolver.resolve(host, port));
-  }
-  std::string get(const std::string& target) {
-    http::request<http::empty_body> req{http::verb::get, target, 11};
-    req.set(http::field::host, "bench");
-    http::write(stream_, req);
-    http::response<http::string_body> res;
-    http::read(stream_, buffer_, res);
-    return std::move(res.body());
-  }
-
- private:
-  asio::io_context io_;
-  beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
-};
+using dozor::bench::Clock;
+using dozor::protocol::Status;
 
 std::string probe_name(int i) {
   char buf[32];
@@ -68,56 +32,22 @@ std::string probe_name(int i) {
   return buf;
 }
 
+dozor::protocol::Result result(const std::string& probe, Status status) {
+  dozor::protocol::Result r;
+  r.probe = probe;
+  r.type = "bench";
+  r.status = status;
+  r.summary = status == Status::ok ? "connected" : "connection refused";
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 6) {
-    std::fprintf(stderr, "usage: %s COLLECTOR_URL HTTP_HOST:PORT CA CERT KEY [COUNT [SPOOL]]\n",
-                 argv[0]);
-    return 2;
-  }
-  dozor::agent::CollectorLink link;
-  std::string message;
-  if (!dozor::agent::parse_collector_url(argv[1], link, message)) {
-    std::fprintf(stderr, "%s\n", message.c_str());
-    return 2;
-  }
-  link.ca = argv[3];
-  link.cert = argv[4];
-  link.key = argv[5];
-  const std::string http_at = argv[2];
-  const int count = argc > 6 ? std::stoi(argv[6]) : 100;
+  dozor::bench::Agent agent(argc, argv, 100);
+  const int count = agent.count();
   const int warmup = 3;
-
-  asio::io_context io(1);
-  const std::string spool_path = argc > 7 ? argv[7] : "failure_to_ticket.spool.db";
-  dozor::agent::Spool spool({spool_path});
-  dozor::protocol::AgentInfo info{"bench", "bench", "bench", 0, 5, spool.id()};
-  dozor::agent::Uplink uplink(io, link, info, spool);
-  uplink.start();
-  auto guard = asio::make_work_guard(io);
-  std::thread io_thread([&] { io.run(); });
-
-  // Hands a result to the spool on the I/O thread, as the scheduler does; returns when it was.
-  auto send = [&](const std::string& probe, Status status) {
-    std::promise<Clock::time_point> queued;
-    asio::post(io, [&] {
-      const auto t0 = Clock::now();
-      dozor::protocol::Result r;
-      r.probe = probe;
-      r.type = "bench";
-      r.status = status;
-      r.summary = status == Status::ok ? "connected" : "connection refused";
-      r.ts = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-                 .count();
-      spool.push(std::move(r));
-      uplink.notify();
-      queued.set_value(t0);
-    });
-    return queued.get_future().get();
-  };
-
-  Api api(http_at.substr(0, http_at.rfind(':')), http_at.substr(http_at.rfind(':') + 1));
+  dozor::bench::HttpClient api(agent.http_at());
   const std::string active = "/api/v1/tickets?status=active";
   const auto deadline = Clock::now() + std::chrono::seconds(60 + 2 * (count + warmup));
   std::vector<double> ms;
@@ -125,7 +55,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i <= count + warmup; ++i) {
     const std::string probe = probe_name(i);
     const std::string needle = "\"probe\": \"" + probe + "\"";
-    const auto t0 = send(probe, Status::critical);
+    const auto t0 = agent.send(result(probe, Status::critical));
     while (api.get(active).find(needle) == std::string::npos) {
       ++polls;
       if (Clock::now() > deadline) {
@@ -136,7 +66,7 @@ int main(int argc, char** argv) {
     const auto t1 = Clock::now();
     if (i > warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     // Untimed: the probe recovers and its ticket resolves, so the active list is empty again.
-    send(probe, Status::ok);
+    agent.send(result(probe, Status::ok));
     while (api.get(active).find(needle) != std::string::npos) {
       if (Clock::now() > deadline) {
         std::fprintf(stderr, "failure_to_ticket: ticket for %s did not resolve\n", probe.c_str());
@@ -145,17 +75,11 @@ int main(int argc, char** argv) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));  // failures one at a time
   }
-  asio::post(io, [&] {
-    uplink.stop();
-    guard.reset();
-  });
-  io_thread.join();
-
-  std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, std::size_t(p * ms.size()))]; };
+  const double p50 = dozor::bench::percentile(ms, 0.5);
   std::printf(
       "failure_to_ticket: %zu failures, p50 %.2f ms, p99 %.2f ms, max %.2f ms "
       "(%.1f polls a failure before the ticket showed)\n",
-      ms.size(), pct(0.5), pct(0.99), ms.back(), static_cast<double>(polls) / (count + warmup));
+      ms.size(), p50, dozor::bench::percentile(ms, 0.99), ms.back(),
+      static_cast<double>(polls) / (count + warmup));
   return 0;
 }
