@@ -1,6 +1,5 @@
 #include "http/http.h"
 
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -73,15 +72,6 @@ constexpr OptionSpec kOptions[] = {
     {"max_body", OptionKind::size, "1MiB", false,
      "read at most this much of the body; the rest is ignored"},
 };
-
-std::string base64(const std::string& in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
 std::optional<double> seconds_option(const Options& o, std::string_view key) {
   if (!o.has(key)) return std::nullopt;

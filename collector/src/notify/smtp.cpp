@@ -3,8 +3,6 @@
 // Plain SMTP only: no STARTTLS, no AUTH. Point it at a relay on the collector's host or a trusted
 // network (a local Postfix or the company's relay that accepts the collector by address).
 
-#include <openssl/evp.h>
-
 #include <array>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/host_name.hpp>
@@ -18,6 +16,7 @@
 #include <stdexcept>
 
 #include "dozor/protocol/units.h"
+#include "dozor/protocol/url.h"
 #include "notifiers.h"
 #include "transport.h"
 
@@ -50,15 +49,6 @@ std::size_t utf8_cut(const std::string& s, std::size_t from, std::size_t max) {
   std::size_t end = std::min(s.size(), from + max);
   while (end > from && end < s.size() && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
   return end == from ? std::min(s.size(), from + max) : end;
-}
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
 }
 
 // Headers are ASCII (RFC 5322); a site or summary in Ukrainian goes as RFC 2047 encoded-words of

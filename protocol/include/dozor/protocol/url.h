@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace dozor {
 
@@ -27,5 +28,8 @@ struct HttpUrl {
 /// An http:// or https:// URL; nullopt and `why` when malformed, of another scheme, or carrying
 /// credentials (they belong in the caller's own options, not in a URL that gets logged).
 std::optional<HttpUrl> parse_http_url(const std::string& text, std::string& why);
+
+/// RFC 4648 base64 with padding: HTTP Basic credentials, MIME encoded-words in mail headers.
+std::string base64(std::string_view bytes);
 
 }  // namespace dozor
