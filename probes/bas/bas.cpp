@@ -11,6 +11,7 @@
 #include "bas/rac_output.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/url.h"
+#include "src/human_units.h"
 #include "src/subprocess.h"
 
 namespace dozor::probes::bas {
@@ -441,7 +442,7 @@ class BasProbe final : public Probe {
                "', session " + std::to_string(longest->number) + ")");
     if (lowest_perf)
       flag(threshold_status_below(*lowest_perf, c_.performance_warning, c_.performance_critical),
-           "worker available performance down to " + number(*lowest_perf));
+           "worker available performance down to " + human_number(*lowest_perf));
     if (excess > 0)
       flag(excess >= seconds(c_.memory_excess_critical) ? Status::critical : Status::warning,
            "a worker over the memory limit for " +
@@ -467,12 +468,6 @@ class BasProbe final : public Probe {
   }
 
   static double seconds(milliseconds d) { return static_cast<double>(d.count()) / 1000; }
-
-  static std::string number(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-  }
 
   Config c_;
   std::weak_ptr<BlockingCall<Survey>> last_;

@@ -8,6 +8,7 @@
 
 #include "modbus/link.h"
 #include "modbus/plan.h"
+#include "src/human_units.h"
 
 namespace dozor::probes::modbus {
 namespace {
@@ -146,12 +147,6 @@ Cycle poll_device(Link& link, const Config& c, DeviceState& st, Clock::time_poin
   return out;
 }
 
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 class ModbusProbe final : public Probe {
  public:
   explicit ModbusProbe(std::shared_ptr<const Config> c)
@@ -191,8 +186,8 @@ class ModbusProbe final : public Probe {
     std::string out = "unit " + std::to_string(c_->unit) + " on " + c_->link.url() + ": " +
                       std::to_string(p.requests.size()) + " requests per cycle (lower bound " +
                       std::to_string(p.lower_bound) + ", one per point " +
-                      std::to_string(p.one_per_point) + "), model " + fmt(p.cost_seconds * 1000) +
-                      " ms per cycle";
+                      std::to_string(p.one_per_point) + "), model " +
+                      human_number(p.cost_seconds * 1000) + " ms per cycle";
     for (const auto& r : p.requests) {
       out += "\n  read " + range_text(r) + " (" + std::to_string(r.count) +
              (is_bit_type(r.reg) ? " bits" : " registers") + "):";
@@ -243,7 +238,7 @@ class ModbusProbe final : public Probe {
       } else if (p.stale && now - seen.since >= *p.stale) {
         status = worst(status, Status::critical);
         notes.push_back(p.name + " unchanged for " +
-                        fmt(std::floor(seconds_between(seen.since, now))) + " s");
+                        human_number(std::floor(seconds_between(seen.since, now))) + " s");
       }
       if (v.is_text) {
         texts += (texts.empty() ? "" : ", ") + p.name + "='" + v.text + "'";
@@ -252,12 +247,13 @@ class ModbusProbe final : public Probe {
       r.metrics.push_back({p.name, v.number, p.unit});
       if (p.critical && !p.critical->contains(v.number)) {
         status = worst(status, Status::critical);
-        notes.push_back(p.name + " " + fmt(v.number) + p.unit + " outside critical [" +
-                        fmt(p.critical->low) + ", " + fmt(p.critical->high) + "]");
+        notes.push_back(p.name + " " + human_number(v.number) + p.unit + " outside critical [" +
+                        human_number(p.critical->low) + ", " + human_number(p.critical->high) +
+                        "]");
       } else if (p.warning && !p.warning->contains(v.number)) {
         status = worst(status, Status::warning);
-        notes.push_back(p.name + " " + fmt(v.number) + p.unit + " outside warning [" +
-                        fmt(p.warning->low) + ", " + fmt(p.warning->high) + "]");
+        notes.push_back(p.name + " " + human_number(v.number) + p.unit + " outside warning [" +
+                        human_number(p.warning->low) + ", " + human_number(p.warning->high) + "]");
       }
     }
     add_health(r, 1, cycle);

@@ -305,12 +305,6 @@ std::string format_seconds(double s) {
   return buf;
 }
 
-std::string format_number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 /// One reading in the summary, with the verdict of its thresholds.
 struct Finding {
   std::string text;
@@ -399,7 +393,7 @@ class PostgresProbe final : public Probe {
     findings.push_back(judge(
         pct, threshold_status(connections_pct, c_.connections_warning, c_.connections_critical),
         c_.connections_warning, c_.connections_critical,
-        [](double v) { return format_number(v) + "%"; }));
+        [](double v) { return human_number(v) + "%"; }));
     findings.push_back(judge(human_bytes(rd.database_bytes),
                              threshold_status(rd.database_bytes, c_.size_warning, c_.size_critical),
                              c_.size_warning, c_.size_critical, &human_bytes));
@@ -426,7 +420,7 @@ class PostgresProbe final : public Probe {
       const Status s = c_.below ? threshold_status_below(*rd.value, c_.warning, c_.critical)
                                 : threshold_status(*rd.value, c_.warning, c_.critical);
       findings.push_back(
-          judge("value " + format_number(*rd.value), s, c_.warning, c_.critical, &format_number));
+          judge("value " + human_number(*rd.value), s, c_.warning, c_.critical, &human_number));
     }
 
     // What crossed a threshold comes first, worst first, so that it survives a cut-off summary.

@@ -18,4 +18,11 @@ inline std::string human_bytes(double bytes) {
   return buf;
 }
 
+/// A number for a summary as printf's %g writes it: "42", "0.5", "1.5e+06".
+inline std::string human_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 }  // namespace dozor::probes
