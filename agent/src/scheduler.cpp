@@ -29,7 +29,8 @@ asio::awaitable<protocol::Result> run_probe(const probes::ProbeSpec& spec, asio:
   try {
     r = co_await spec.probe->run(ctx);
   } catch (const std::exception& e) {
-    r = probes::make_result(protocol::Status::unknown, std::string("probe failed: ") + e.what());
+    // A probe's own failures are results; an exception is what none of them foresaw.
+    r = probes::make_result(protocol::Status::unknown, spec.type + " probe failed: " + e.what());
   }
   r.duration = probes::seconds_between(start, Clock::now());
   r.ts = ts;

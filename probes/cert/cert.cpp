@@ -86,15 +86,6 @@ class CertProbe final : public Probe {
   explicit CertProbe(Config c) : c_(std::move(c)) {}
 
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    try {
-      co_return co_await check(ctx);
-    } catch (const std::exception& e) {
-      co_return make_result(Status::unknown, std::string("cert probe failed: ") + e.what());
-    }
-  }
-
- private:
-  asio::awaitable<Result> check(ProbeContext& ctx) {
     const auto start = Clock::now();
     const std::string where =
         (c_.host.find(':') != std::string::npos ? "[" + c_.host + "]" : c_.host) + ":" + c_.port;
@@ -134,6 +125,7 @@ class CertProbe final : public Probe {
     co_return evaluate(where, cert, tls::verify_failure(ssl_handle), took);
   }
 
+ private:
   static std::string describe(const error_code& ec, const ProbeContext& ctx) {
     if (ec == beast::error::timeout) return "timed out after " + format_duration(ctx.timeout);
     return ec.message();

@@ -52,15 +52,6 @@ class DiskProbe final : public Probe {
   explicit DiskProbe(Config c) : c_(std::move(c)) {}
 
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    try {
-      co_return co_await check(ctx);
-    } catch (const std::exception& e) {
-      co_return make_result(Status::unknown, std::string("disk probe failed: ") + e.what());
-    }
-  }
-
- private:
-  asio::awaitable<Result> check(ProbeContext& ctx) {
     // A statvfs still stuck from an earlier run holds a pool thread; do not take another one.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::critical,
@@ -85,6 +76,7 @@ class DiskProbe final : public Probe {
     co_return evaluate(rd.fs);
   }
 
+ private:
   Result evaluate(const struct statvfs& fs) const {
     const double block = static_cast<double>(fs.f_frsize ? fs.f_frsize : fs.f_bsize);
     const double total = static_cast<double>(fs.f_blocks) * block;

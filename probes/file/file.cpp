@@ -115,15 +115,6 @@ class FileProbe final : public Probe {
   explicit FileProbe(Config c) : c_(std::move(c)) {}
 
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    try {
-      co_return co_await check(ctx);
-    } catch (const std::exception& e) {
-      co_return make_result(Status::unknown, std::string("file probe failed: ") + e.what());
-    }
-  }
-
- private:
-  asio::awaitable<Result> check(ProbeContext& ctx) {
     // A glob still stuck from an earlier run holds a pool thread; do not take another one.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::critical,
@@ -139,6 +130,7 @@ class FileProbe final : public Probe {
     co_return evaluate(*listing);
   }
 
+ private:
   Result evaluate(const Listing& l) const {
     Result r;
     const std::size_t n = l.files.size();

@@ -82,15 +82,6 @@ class HostProbe final : public Probe {
   explicit HostProbe(Config c) : c_(std::move(c)) {}
 
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    try {
-      co_return co_await check(ctx);
-    } catch (const std::exception& e) {
-      co_return make_result(Status::unknown, std::string("host probe failed: ") + e.what());
-    }
-  }
-
- private:
-  asio::awaitable<Result> check(ProbeContext& ctx) {
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::unknown,
                             "reading " + c_.proc_root + " still hanging since an earlier run");
@@ -105,6 +96,7 @@ class HostProbe final : public Probe {
     co_return evaluate(*texts);
   }
 
+ private:
   Result evaluate(const Texts& t) {
     const auto cpu = parse_proc_stat(t.stat);
     const auto mem = parse_meminfo(t.meminfo);

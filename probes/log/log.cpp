@@ -39,15 +39,6 @@ class LogProbe final : public Probe {
       : c_(std::move(c)), follower_(std::make_shared<LogFollower>(c_.follow)) {}
 
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    try {
-      co_return co_await check(ctx);
-    } catch (const std::exception& e) {
-      co_return make_result(Status::unknown, std::string("log probe failed: ") + e.what());
-    }
-  }
-
- private:
-  asio::awaitable<Result> check(ProbeContext& ctx) {
     // A read still stuck from an earlier run (a hung mount) owns the follower.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::unknown,
@@ -68,6 +59,7 @@ class LogProbe final : public Probe {
     co_return evaluate(follower_->take());
   }
 
+ private:
   Result evaluate(const Reading& rd) const {
     Result r;
     r.metrics.push_back({"matches", static_cast<double>(rd.matches), ""});

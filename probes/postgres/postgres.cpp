@@ -326,21 +326,12 @@ class PostgresProbe final : public Probe {
  public:
   explicit PostgresProbe(Config c) : c_(std::move(c)) {}
 
-  asio::awaitable<Result> run(ProbeContext& ctx) override {
-    try {
-      co_return co_await check(ctx);
-    } catch (const std::exception& e) {
-      co_return make_result(Status::unknown, std::string("postgres probe failed: ") + e.what());
-    }
-  }
-
   std::string plan() const override {
     return "SELECT 1, then database size, connections, oldest transaction and standby lag" +
            (c_.query.empty() ? std::string() : ", then the query: " + c_.query);
   }
 
- private:
-  asio::awaitable<Result> check(ProbeContext& ctx) {
+  asio::awaitable<Result> run(ProbeContext& ctx) override {
     // A session still stuck from an earlier run holds a pool thread; do not take another one.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::critical,
@@ -373,6 +364,7 @@ class PostgresProbe final : public Probe {
     co_return evaluate(*reading);
   }
 
+ private:
   Result evaluate(const Reading& rd) const {
     Result r;
     r.metrics.push_back({"select_seconds", rd.select_seconds, "s"});

@@ -147,15 +147,6 @@ class ProcessProbe final : public Probe {
   }
 
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    try {
-      co_return co_await check(ctx);
-    } catch (const std::exception& e) {
-      co_return make_result(Status::unknown, std::string("process probe failed: ") + e.what());
-    }
-  }
-
- private:
-  asio::awaitable<Result> check(ProbeContext& ctx) {
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::unknown, "reading /proc still hanging since an earlier run");
     if (!ctx.blocking) co_return make_result(Status::unknown, "no blocking pool to read /proc on");
@@ -172,6 +163,7 @@ class ProcessProbe final : public Probe {
     co_return evaluate(*result);
   }
 
+ private:
   Result evaluate(const Scan& now) {
     const auto count = static_cast<std::int64_t>(now.matches.size());
     double rss = 0;
