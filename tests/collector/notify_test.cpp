@@ -513,7 +513,7 @@ TEST(NotifyWebhookTest, AClosedPortOrASilentReceiverFailsWithinTheTimeout) {
   const auto start = Steady::now();
   error = deliver_error(io, *notifier, n);
   EXPECT_NE(error.find("timed out after 300ms"), std::string::npos) << error;
-  EXPECT_LT(Steady::now() - start, 2s);
+  EXPECT_LT(Steady::now() - start, 300ms + 2s);  // given up at its timeout, not left hanging
 }
 
 TEST(NotifyWebhookTest, HttpsVerifiesTheReceiverAgainstTheCaFile) {
@@ -800,7 +800,9 @@ TEST(NotifySmtpTest, ARefusingOrAbsentServerThrows) {
   EXPECT_NE(error.find("connect to 127.0.0.1:" + std::to_string(closed)), std::string::npos)
       << error;
 
-  // A server that turns everyone away in its greeting (RFC 5321 3.1).
+  // A server that turns everyone away in its greeting (RFC 5321 3.1). Written here because
+  // aiosmtpd cannot play it: its SMTP._handle_client always sends "220 <host> <ident>" before
+  // any handler hook runs (aiosmtpd 1.4.3, smtp.py), so a 554 greeting needs its own socket.
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
   const int port = acceptor.local_endpoint().port();
   asio::co_spawn(
@@ -836,7 +838,8 @@ TEST(NotifyDispatcherTest, DeliversEverythingInOrderOnceTheReceiverComesUp) {
   c.retry_max = 400ms;
   std::vector<std::unique_ptr<Notifier>> ns;
   ns.push_back(make_notifier(c));
-  Dispatcher dispatcher(io, outbox, metrics, std::move(ns), wall_clock);
+  // Polled once a minute: only the retry timers and stop() can move it within the test.
+  Dispatcher dispatcher(io, outbox, metrics, std::move(ns), wall_clock, 60s);
   EXPECT_EQ(failed_total(metrics, "hook"), 0);  // listed before any failure
   dispatcher.start();
 
@@ -850,8 +853,8 @@ TEST(NotifyDispatcherTest, DeliversEverythingInOrderOnceTheReceiverComesUp) {
   dispatcher.stop();
   const auto stopping = Steady::now();
   io.restart();
-  io.run_for(5s);  // returns once the coroutines have ended
-  EXPECT_LT(Steady::now() - stopping, 1s);
+  io.run_for(30s);  // returns once the coroutines have ended: stop() cut the minute's sleep
+  EXPECT_LT(Steady::now() - stopping, 3s);
 
   const auto posts = receiver.posts();
   ASSERT_EQ(posts.size(), 20u);
@@ -886,18 +889,17 @@ TEST(NotifyDispatcherTest, WakeDeliversAtOnceAndSkipsUnwantedEvents) {
   c.events = {"opened"};
   std::vector<std::unique_ptr<Notifier>> ns;
   ns.push_back(make_notifier(c));
-  Dispatcher dispatcher(io, outbox, metrics, std::move(ns), wall_clock);
+  Dispatcher dispatcher(io, outbox, metrics, std::move(ns), wall_clock, 60s);
   dispatcher.start();
-  run_for(io, 200ms);  // the first round found nothing; the next poll is a second away
+  run_for(io, 200ms);  // the first round found nothing; the next poll is a minute away
 
   outbox.add("hook", notification(1, "opened", ticket(1)));
   outbox.add("hook", notification(2, "resolved", ticket(1)));
   outbox.add("hook", notification(3, "opened", ticket(2)));
-  const auto woken = Steady::now();
   std::thread([&dispatcher] { dispatcher.wake(); }).join();  // from another thread
+  // Well before the poll: only the wake can have delivered them.
   ASSERT_TRUE(run_until(
-      io, [&] { return outbox.size("hook") == 0; }, 5s));
-  EXPECT_LT(Steady::now() - woken, 700ms);
+      io, [&] { return outbox.size("hook") == 0; }, 10s));
 
   const auto posts = receiver.posts();
   ASSERT_EQ(posts.size(), 2u);

@@ -295,6 +295,37 @@ def post_raw(sock, path, body, content_type="application/json"):
     return status, text
 
 
+def timing(test):
+    """Marks a test whose pass mark is a duration: ctest runs those alone (RUN_SERIAL), so that a
+    loaded machine does not decide it (tests/CMakeLists.txt)."""
+    test.dozor_timing = True
+    return test
+
+
+def main():
+    """Runs the calling module's tests (or those named on the command line). DOZOR_TIMING=1 runs
+    only the @timing ones, DOZOR_TIMING=0 all others. A skipped test fails the run: scripts/setup
+    --test installs everything a test needs."""
+    which = os.environ.get("DOZOR_TIMING")
+    loader = unittest.TestLoader()
+    module = sys.modules["__main__"]
+    suite = (loader.loadTestsFromNames(sys.argv[1:], module) if len(sys.argv) > 1
+             else loader.loadTestsFromModule(module))
+
+    def flat(s):
+        for t in s:
+            yield from (flat(t) if isinstance(t, unittest.TestSuite) else [t])
+
+    def is_timing(t):
+        return getattr(getattr(t, t._testMethodName), "dozor_timing", False)
+
+    tests = [t for t in flat(suite) if which is None or is_timing(t) == (which == "1")]
+    result = unittest.TextTestRunner(verbosity=2).run(unittest.TestSuite(tests))
+    if result.skipped:
+        print(f"{len(result.skipped)} test(s) skipped: a skip is a failure here", file=sys.stderr)
+    sys.exit(0 if tests and result.wasSuccessful() and not result.skipped else 1)
+
+
 class IntegrationCase(unittest.TestCase):
     """Gives each test a temporary folder and stops what it started, printing logs on failure."""
 

@@ -3,12 +3,11 @@ import json
 import os
 import shutil
 import sys
-import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (Agent, Certs, Collector, IntegrationCase, Process, TcpService, free_port,
-                     http_get, wait_for)
+                     http_get, main, wait_for)
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -52,4 +51,4 @@ class PrometheusScrape(IntegrationCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main()

@@ -7,11 +7,10 @@ import ssl
 import subprocess
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (AGENT, COLLECTOR, Agent, Certs, Collector, IntegrationCase, TcpService,
-                     free_port, post_raw, sample, tls_client, wait_for)
+                     free_port, main, post_raw, sample, tls_client, wait_for)
 
 
 class Spine(IntegrationCase):
@@ -200,4 +199,4 @@ class CommandLine(IntegrationCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main()

@@ -11,12 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (DOZORCTL, Agent, Alertmanager, Certs, Collector, IntegrationCase,
                      SmtpSink, TcpService, WebhookReceiver, api_token_file, free_port,
-                     metric_samples, parse_time, sample, wait_for)
+                     main, metric_samples, parse_time, sample, timing, wait_for)
 
 SITE = "acme-kyiv"
 HEARTBEAT = 1.0  # the agents' heartbeat (s)
@@ -106,6 +105,7 @@ class Tickets(IntegrationCase):
 
     # ------------------------------------------------------------------ scenarios
 
+    @timing
     def test_1_failure_opens_emergency_ticket_and_recovery_resolves_it(self):
         erp = self.service()
         self.start_collector()
@@ -258,6 +258,7 @@ class Tickets(IntegrationCase):
             events = [r["body"]["event"] for r in accepted if r["body"]["ticket"]["id"] == i]
             self.assertEqual(events, ["opened", "resolved"])
 
+    @timing
     def test_4_silent_agent_gets_p1_ticket_within_three_heartbeats(self):
         erp = self.service()
         self.start_collector()
@@ -436,4 +437,4 @@ class Tickets(IntegrationCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main()

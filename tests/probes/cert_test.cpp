@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 
 #include "probe_runner.h"
@@ -106,7 +107,8 @@ Issued issue(const std::string& cn, double from_days, double to_days, const Issu
 
 // ---- a real TLS server on 127.0.0.1:<ephemeral> -------------------------------------------------
 
-/// Completes the server side of each handshake with `leaf`, then closes.
+/// Completes the server side of each handshake with `leaf`, then closes; remembers the SNI name
+/// of the last handshake.
 class TlsPeer {
  public:
   explicit TlsPeer(const Issued& leaf) : tls_(ssl::context::tls_server) {
@@ -120,6 +122,11 @@ class TlsPeer {
   }
   ~TlsPeer() { peer_.stop(); }
   int port() const { return acceptor_.local_endpoint().port(); }
+  /// The server name the last client sent ("" for none), as OpenSSL read it from the ClientHello.
+  std::string server_name() {
+    std::lock_guard lock(mutex_);
+    return server_name_;
+  }
 
  private:
   asio::awaitable<void> serve() {
@@ -131,6 +138,11 @@ class TlsPeer {
       ssl::stream<tcp::socket> stream(std::move(socket), tls_);
       co_await stream.async_handshake(ssl::stream_base::server,
                                       asio::redirect_error(asio::use_awaitable, ec));
+      const char* sni = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name);
+      {
+        std::lock_guard lock(mutex_);
+        server_name_ = sni ? sni : "";
+      }
       stream.next_layer().close(ec);
     }
   }
@@ -138,6 +150,8 @@ class TlsPeer {
   PeerThread peer_;  // first: stopped before the acceptor and context go away
   ssl::context tls_;
   tcp::acceptor acceptor_{peer_.ioc()};
+  std::mutex mutex_;
+  std::string server_name_;
 };
 
 class CertProbe : public ::testing::Test {
@@ -177,8 +191,20 @@ TEST_F(CertProbe, ThirtyDaysIsOk) {
 
 TEST_F(CertProbe, ServerNameIsSentAndVerified) {
   TlsPeer peer(leaf(30.5));
-  const Result r = run(yaml(peer.port(), ", server_name: localhost")).result;
+  Result r = run(yaml(peer.port(), ", server_name: localhost")).result;
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
+  EXPECT_EQ(peer.server_name(), "localhost");
+
+  // A name the certificate does not carry is sent all the same, and fails verification.
+  r = run(yaml(peer.port(), ", server_name: erp.example")).result;
+  EXPECT_EQ(peer.server_name(), "erp.example");
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_TRUE(contains(r.summary, "not trusted: hostname mismatch")) << r.summary;
+
+  // An IP address is verified (the leaf names 127.0.0.1), never sent as SNI (RFC 6066, 3).
+  r = run(yaml(peer.port())).result;
+  EXPECT_EQ(r.status, Status::ok) << to_text(r);
+  EXPECT_EQ(peer.server_name(), "");
 }
 
 TEST_F(CertProbe, ExpiryThresholds) {
@@ -275,7 +301,7 @@ TEST_F(CertProbe, SilentPeerTimesOut) {
   EXPECT_EQ(run_.result.status, Status::critical) << to_text(run_.result);
   EXPECT_EQ(run_.result.summary,
             "TLS handshake with 127.0.0.1:" + std::to_string(port) + ": timed out after 500ms");
-  EXPECT_LT(run_.seconds, 2.0);
+  EXPECT_LT(run_.seconds, 0.5 + 2.0);
 }
 
 TEST_F(CertProbe, ConfigErrors) {

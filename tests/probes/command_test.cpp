@@ -21,11 +21,10 @@ using command::PluginOutput;
 // Debian's monitoring-plugins (monitoring-plugins-basic, scripts/setup --test).
 const std::string kPlugins = "/usr/lib/nagios/plugins/";
 
+/// The command probe with plugins written as /bin/sh scripts in a scratch folder.
 class CommandProbe : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(kPlugins + "check_dummy"))
-      GTEST_SKIP() << "monitoring-plugins-basic is not installed (scripts/setup --test)";
     char tmpl[] = "/tmp/dozor-command-test-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -49,6 +48,17 @@ class CommandProbe : public ::testing::Test {
   std::string dir_;
 };
 
+/// The command probe against Debian's real plugins. Their absence is a failure, not a skip:
+/// `scripts/test` installs them.
+class CommandPlugin : public CommandProbe {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(std::filesystem::exists(kPlugins + "check_dummy"))
+        << "monitoring-plugins-basic is not installed: run scripts/setup --test";
+    CommandProbe::SetUp();
+  }
+};
+
 /// A TCP listener on 127.0.0.1; the kernel completes connections into its backlog.
 struct Listener {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -66,7 +76,7 @@ struct Listener {
   ~Listener() { ::close(fd); }
 };
 
-TEST_F(CommandProbe, DummyStatusesAndText) {
+TEST_F(CommandPlugin, DummyStatusesAndText) {
   const struct {
     int code;
     Status status;
@@ -87,7 +97,7 @@ TEST_F(CommandProbe, DummyStatusesAndText) {
   }
 }
 
-TEST_F(CommandProbe, DiskOfRoot) {
+TEST_F(CommandPlugin, DiskOfRoot) {
   const Result r = run_command("[" + kPlugins + "check_disk, -w, 10%, -c, 5%, -p, /]");
   // How full this machine's disk is decides the status; the exit code must agree with it.
   ASSERT_TRUE(metric(r, "exit_code")) << to_text(r);
@@ -105,7 +115,7 @@ TEST_F(CommandProbe, DiskOfRoot) {
   }
 }
 
-TEST_F(CommandProbe, TcpToListenerAndClosedPort) {
+TEST_F(CommandPlugin, TcpToListenerAndClosedPort) {
   Listener listener;
   Result r = run_command("[" + kPlugins + "check_tcp, -H, 127.0.0.1, -p, '" +
                          std::to_string(listener.port) + "']");
@@ -127,7 +137,7 @@ TEST_F(CommandProbe, TcpToListenerAndClosedPort) {
                            ": Connection refused");
 }
 
-TEST_F(CommandProbe, Procs) {
+TEST_F(CommandPlugin, Procs) {
   const Result r = run_command("[" + kPlugins + "check_procs]");
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
   EXPECT_TRUE(r.summary.starts_with("PROCS OK: ")) << r.summary;
@@ -144,7 +154,7 @@ TEST_F(CommandProbe, HangingPluginIsKilledWithItsChildren) {
   const Result& r = run_.result;
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
   EXPECT_EQ(r.summary, "timed out after 1s (process group killed)");
-  EXPECT_LT(run_.seconds, 2.0);
+  EXPECT_LT(run_.seconds, 1.0 + 2.0);  // killed, not left to its 30 s; timeout + 2 s of slack
   std::ifstream in(pgid_file);
   pid_t pgid = 0;
   ASSERT_TRUE(in >> pgid);

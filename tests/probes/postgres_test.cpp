@@ -357,7 +357,7 @@ TEST(PostgresProbe, SilentPeerTimesOut) {
   EXPECT_EQ(run_.result.status, Status::critical) << to_text(run_.result);
   EXPECT_EQ(run_.result.summary, "timed out after 1s connecting to 127.0.0.1:" + port);
   EXPECT_GE(run_.seconds, 0.8);
-  EXPECT_LT(run_.seconds, 1.5);
+  EXPECT_LT(run_.seconds, 1.0 + 2.0);  // given up at the timeout, not at libpq's own
 }
 
 TEST(PostgresProbe, UnsetPasswordVariableIsUnknown) {

@@ -11,8 +11,8 @@ namespace {
 using namespace probe_testing;
 
 // systemd does not run in the test machine, so no real unit can be active here. The real
-// systemctl is run for its error path; the states come from a stand-in systemctl that prints
-// `systemctl show` answers as systemd 252 prints them (probes/service/testdata).
+// systemctl is run for its error path (RealSystemctl); the states come from a stand-in systemctl
+// that prints `systemctl show` answers as systemd 252 prints them (probes/service/testdata).
 const std::string kFakeSystemctl =
     (std::filesystem::path(DOZOR_SOURCE_DIR) / "probes/service/testdata/systemctl")
         .lexically_normal()
@@ -68,11 +68,20 @@ TEST(ServiceProbe, SystemctlFailingIsUnknownWithItsMessage) {
             "no capture for unknown-to-the-fake.service");
 }
 
-TEST(ServiceProbe, RealSystemctlWithoutSystemd) {
-  if (std::filesystem::exists("/run/systemd/system"))
-    GTEST_SKIP() << "systemd runs here; this test is about a machine without it";
-  if (!std::filesystem::exists("/usr/bin/systemctl") && !std::filesystem::exists("/bin/systemctl"))
-    GTEST_SKIP() << "no systemctl installed";
+// The real systemctl (Debian's systemd package; scripts/setup --test installs it). Where systemd
+// does not run (containers, this test machine) it must fail clearly; where it runs, journald is
+// a unit every systemd machine has active.
+TEST(ServiceProbe, RealSystemctl) {
+  ASSERT_TRUE(std::filesystem::exists("/usr/bin/systemctl") ||
+              std::filesystem::exists("/bin/systemctl"))
+      << "no systemctl installed: run scripts/setup --test";
+  if (std::filesystem::exists("/run/systemd/system")) {
+    const Result r =
+        run("{ name: journald, type: service, unit: systemd-journald.service }").result;
+    EXPECT_EQ(r.status, Status::ok) << to_text(r);
+    EXPECT_EQ(metric(r, "active"), 1.0);
+    return;
+  }
   const Result r = run("{ name: ssh, type: service, unit: ssh.service }").result;
   EXPECT_EQ(r.status, Status::unknown) << to_text(r);
   EXPECT_NE(r.summary.find("System has not been booted with systemd"), std::string::npos)

@@ -78,7 +78,6 @@ using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
 constexpr std::size_t kBatch = 100;
-constexpr milliseconds kPoll{1'000};  // rows queued without a wake(), e.g. by another collector
 
 milliseconds from_seconds(double s) {
   return milliseconds(static_cast<long long>(std::ceil(std::max(0.0, s) * 1000)));
@@ -109,13 +108,19 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
     int failures_in_row = 0;
   };
 
-  State(asio::io_context& io, OutboxQueue& q, Metrics& m, Clock c)
-      : io(io), queue(q), metrics(m), clock(std::move(c)), rng(std::random_device{}()) {}
+  State(asio::io_context& io, OutboxQueue& q, Metrics& m, Clock c, milliseconds poll)
+      : io(io),
+        queue(q),
+        metrics(m),
+        clock(std::move(c)),
+        poll(poll),
+        rng(std::random_device{}()) {}
 
   asio::io_context& io;
   OutboxQueue& queue;
   Metrics& metrics;
   Clock clock;
+  milliseconds poll;
   std::vector<std::unique_ptr<Lane>> lanes;
   std::minstd_rand rng;
   bool started = false;
@@ -144,7 +149,7 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
   }
 
   asio::awaitable<void> sleep(Lane& lane) {
-    milliseconds wait = kPoll;
+    milliseconds wait = poll;
     const double now = clock();
     // While blocked, the resend waits too: the receiver is failing.
     if (lane.blocked_until > now)
@@ -229,8 +234,9 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
 };
 
 Dispatcher::Dispatcher(boost::asio::io_context& io, OutboxQueue& queue, Metrics& metrics,
-                       std::vector<std::unique_ptr<Notifier>> notifiers, Clock clock)
-    : state_(std::make_shared<State>(io, queue, metrics, std::move(clock))) {
+                       std::vector<std::unique_ptr<Notifier>> notifiers, Clock clock,
+                       std::chrono::milliseconds poll)
+    : state_(std::make_shared<State>(io, queue, metrics, std::move(clock), poll)) {
   if (!state_->clock) {
     state_->clock = [] {
       return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())

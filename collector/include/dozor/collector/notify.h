@@ -104,8 +104,10 @@ std::unique_ptr<Notifier> make_notifier(const NotifierConfig& config);
 class Dispatcher {
  public:
   using Clock = std::function<double()>;  // unix seconds
+  /// `poll`: how often the outbox is read without a wake(), for rows another collector queued.
   Dispatcher(boost::asio::io_context& io, OutboxQueue& queue, Metrics& metrics,
-             std::vector<std::unique_ptr<Notifier>> notifiers, Clock clock);
+             std::vector<std::unique_ptr<Notifier>> notifiers, Clock clock,
+             std::chrono::milliseconds poll = std::chrono::seconds(1));
   ~Dispatcher();
   void start();
   /// New rows were queued: look now rather than at the next poll. Any thread.
