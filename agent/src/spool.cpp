@@ -1,5 +1,6 @@
 #include "dozor/agent/spool.h"
 
+#include <algorithm>
 #include <random>
 
 #include "dozor/protocol/codec.h"
@@ -60,12 +61,14 @@ void Spool::load() {
           .run();
     }
   }
-  std::uint64_t floor = 0;  // highest seq ever removed
+  std::uint64_t floor = 0;     // highest seq ever removed in order
+  std::uint64_t rejected = 0;  // highest seq ever refused on its own
   {
-    sqlite::Statement q(db_.handle(),
-                        "SELECT key, value FROM meta WHERE key IN ('floor', 'dropped')");
+    sqlite::Statement q(
+        db_.handle(), "SELECT key, value FROM meta WHERE key IN ('floor', 'dropped', 'rejected')");
     while (q.step()) {
-      (q.text(0) == "floor" ? floor : dropped_) = static_cast<std::uint64_t>(q.integer(1));
+      const auto v = static_cast<std::uint64_t>(q.integer(1));
+      (q.text(0) == "floor" ? floor : q.text(0) == "dropped" ? dropped_ : rejected) = v;
     }
   }
   sqlite::Statement stats(db_.handle(),
@@ -73,8 +76,8 @@ void Spool::load() {
   stats.step();
   count_ = static_cast<std::uint64_t>(stats.integer(0));
   const auto max_seq = static_cast<std::uint64_t>(stats.integer(2));
-  first_seq_ = count_ ? static_cast<std::uint64_t>(stats.integer(1)) : floor + 1;
-  next_seq_ = std::max(max_seq, floor) + 1;
+  next_seq_ = std::max({max_seq, floor, rejected}) + 1;
+  first_seq_ = count_ ? static_cast<std::uint64_t>(stats.integer(1)) : next_seq_;
   bytes_ = static_cast<std::uint64_t>(stats.real(3)) + count_ * cost(0);
   tx.commit();
 }
@@ -173,7 +176,32 @@ std::vector<Spool::Entry> Spool::newest_per_probe(std::uint64_t after) {
 }
 
 void Spool::ack(std::uint64_t seq) { remove(seq, false); }
-void Spool::discard(std::uint64_t seq) { remove(seq, true); }
+
+void Spool::reject(std::uint64_t seq) {
+  sqlite::Statement row(db_.handle(), "SELECT length(body) FROM results WHERE seq = ?");
+  row.bind(1, static_cast<std::int64_t>(seq));
+  if (!row.step()) return;
+  const auto body_bytes = static_cast<std::size_t>(row.integer(0));
+  sqlite::Transaction tx(db_);
+  sqlite::Statement(db_.handle(), "DELETE FROM results WHERE seq = ?")
+      .bind(1, static_cast<std::int64_t>(seq))
+      .run();
+  set_meta("dropped", static_cast<std::int64_t>(dropped_ + 1));
+  // The newest seq must not be handed out again after a restart.
+  if (seq == last_seq()) set_meta("rejected", static_cast<std::int64_t>(seq));
+  tx.commit();
+  ++dropped_;
+  --count_;
+  bytes_ -= std::min(bytes_, cost(body_bytes));
+  if (count_ && seq == first_seq_) {
+    sqlite::Statement first(db_.handle(), "SELECT MIN(seq) FROM results");
+    first.step();
+    first_seq_ = static_cast<std::uint64_t>(first.integer(0));
+  } else if (!count_) {
+    first_seq_ = next_seq_;
+  }
+  std::erase_if(newest_, [seq](const auto& kv) { return kv.second == seq; });
+}
 
 void Spool::remove(std::uint64_t seq, bool dropped) {
   seq = std::min(seq, last_seq());

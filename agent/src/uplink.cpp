@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -12,9 +13,14 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <charconv>
+#include <fstream>
+#include <iterator>
+#include <optional>
 #include <random>
 
 #include "dozor/protocol/codec.h"
+#include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/version.h"
 
 namespace dozor::agent {
@@ -42,6 +48,54 @@ milliseconds jittered(milliseconds backoff) {
   return milliseconds(half + std::uniform_int_distribution<long>(0, half)(rng));
 }
 
+// The index of the result a `400 invalid_report` names ("results[3].metrics[0].value: ..."), when
+// it names one of the `sent` results: that result can never be stored as it is.
+std::optional<std::size_t> refused_result(const http::response<http::string_body>& res,
+                                          std::size_t sent) {
+  if (res.result() != http::status::bad_request) return std::nullopt;
+  const auto error = protocol::decode_error(res.body());
+  if (!error || error.value->reason != "invalid_report") return std::nullopt;
+  const std::string_view text = error.value->message;
+  constexpr std::string_view prefix = "results[";
+  if (!text.starts_with(prefix)) return std::nullopt;
+  std::size_t index = 0;
+  const auto* end = text.data() + text.size();
+  const auto [p, ec] = std::from_chars(text.data() + prefix.size(), end, index);
+  if (ec != std::errc() || p == end || *p != ']' || index >= sent) return std::nullopt;
+  return index;
+}
+
+// What a refusal says, for the log: the collector's JSON error, or the start of a proxy's page.
+std::string refusal_text(const http::response<http::string_body>& res) {
+  if (const auto error = protocol::decode_error(res.body()))
+    return error.value->reason + ": " + error.value->message;
+  std::string text = res.body().substr(0, 120);
+  std::replace_if(
+      text.begin(), text.end(), [](unsigned char c) { return c < 0x20; }, ' ');
+  return text.empty() ? std::string(res.reason()) : text;
+}
+
+// `Retry-After: <seconds>` of a 429 or 503, bounded to 1 s..10 min; zero when absent.
+milliseconds retry_after_header(const http::response<http::string_body>& res) {
+  const auto value = res[http::field::retry_after];
+  long seconds = 0;
+  if (std::from_chars(value.data(), value.data() + value.size(), seconds).ec != std::errc() ||
+      seconds <= 0)
+    return milliseconds::zero();
+  return milliseconds(std::clamp(seconds, 1L, 600L) * 1000);
+}
+
+// The bytes of the link's CA, certificate and key: a renewal rewrites them under the same names.
+std::string tls_material(const CollectorLink& link) {
+  std::string all;
+  for (const auto* path : {&link.ca, &link.cert, &link.key}) {
+    std::ifstream in(*path, std::ios::binary);
+    all.append(std::istreambuf_iterator<char>(in), {});
+    all.push_back('\0');
+  }
+  return all;
+}
+
 bool is_ip_address(const std::string& host) {
   boost::system::error_code ec;
   asio::ip::make_address(host, ec);
@@ -54,7 +108,7 @@ ssl::context make_client_tls(const CollectorLink& link) {
   ssl::context ctx(ssl::context::tls_client);
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  protocol::apply_tls_profile(ctx.native_handle());
   ctx.load_verify_file(link.ca);
   ctx.use_certificate_chain_file(link.cert);
   ctx.use_private_key_file(link.key, ssl::context::pem);
@@ -71,6 +125,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         info(std::move(i)),
         spool(s),
         tls(std::make_shared<ssl::context>(make_client_tls(link))),
+        material(tls_material(link)),
         wake(io),
         backoff_timer(io) {}
 
@@ -79,6 +134,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   protocol::AgentInfo info;
   Spool& spool;
   std::shared_ptr<ssl::context> tls;
+  std::string material;     // the TLS files as `tls` was made from them
   asio::steady_timer wake;  // sleeps until the next heartbeat; notify() cuts it short
   asio::steady_timer backoff_timer;
   std::unique_ptr<Stream> stream;
@@ -87,6 +143,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   std::size_t batch_limit = kMaxBatch;
   Clock::time_point last_sent{};
   std::uint64_t failures_in_row = 0;
+  milliseconds retry_after{0};  // the collector's (or a proxy's) Retry-After, for one backoff
 
   milliseconds heartbeat() const { return milliseconds(static_cast<long>(info.heartbeat * 1000)); }
 
@@ -102,7 +159,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       stream.reset();
       if (stopping) break;
       if (relink) continue;
-      backoff_timer.expires_after(jittered(backoff));
+      backoff_timer.expires_after(std::max(jittered(backoff), std::exchange(retry_after, {})));
       boost::system::error_code ec;
       co_await backoff_timer.async_wait(redirect_error(use_awaitable, ec));
       backoff = std::min(backoff * 2, kMaxBackoff);
@@ -174,6 +231,9 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       results.reserve(batch.size());
       for (auto& e : batch) results.push_back(std::move(e.json));
       protocol::Report head{info, {}, spool.dropped(), spool.oldest_seq()};
+      head.agent.sent_at =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       http::request<http::string_body> req{http::verb::post, link.path_prefix + "/v1/report", 11};
       req.set(http::field::host, link.host);
       req.set(http::field::user_agent, std::string("dozor-agent/") + kVersion);
@@ -205,14 +265,17 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         batch_limit = std::max<std::size_t>(1, batch_limit / 2);
         spdlog::warn("collector {}: report too large, batches now at most {} results", link.url,
                      batch_limit);
-      } else if (res.result_int() >= 400 && res.result_int() < 500 && !batch.empty()) {
-        // Retrying a report the collector refuses would block every later result: drop it,
-        // and count it so the operator sees the loss.
-        spdlog::error("collector {}: refused results {}-{}: {} {}", link.url, batch.front().seq,
-                      batch.back().seq, res.result_int(), res.body());
-        spool.discard(batch.back().seq);
+      } else if (const auto bad = refused_result(res, batch.size())) {
+        // The collector named the one result it cannot take: only that one goes (counted as
+        // dropped), so that it does not block every result after it.
+        spdlog::error("collector {}: refused result seq {} as invalid, dropped it: {}", link.url,
+                      batch[*bad].seq, refusal_text(res));
+        spool.reject(batch[*bad].seq);
       } else {
-        failed("report answered " + std::to_string(res.result_int()));
+        // Anything else (401/403/404 from a proxy, 429, 5xx, a refusal of the whole report):
+        // nothing is dropped; the results wait in the spool and are sent again after a backoff.
+        retry_after = retry_after_header(res);
+        failed("report answered " + std::to_string(res.result_int()) + ": " + refusal_text(res));
         co_return;
       }
       if (!res.keep_alive()) co_return;
@@ -255,8 +318,11 @@ void Uplink::drain(std::chrono::milliseconds limit, std::function<void()> done) 
 
 void Uplink::reconfigure(const CollectorLink& link, std::chrono::milliseconds heartbeat) {
   state_->info.heartbeat = std::chrono::duration<double>(heartbeat).count();
-  if (link == state_->link) return;
+  // The files are read again whatever the config says: a renewed certificate keeps its path.
+  auto material = tls_material(link);
+  if (link == state_->link && material == state_->material) return;
   state_->tls = std::make_shared<ssl::context>(make_client_tls(link));
+  state_->material = std::move(material);
   state_->link = link;
   state_->relink = true;
   state_->wake.cancel();

@@ -1,6 +1,9 @@
 #include "dozor/collector/health.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <cmath>
 
 #include "dozor/collector/desk.h"
 #include "dozor/collector/store.h"
@@ -62,12 +65,21 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     a.id = agent_id;
     a.first_seen = now;
   }
+  IngestOutcome out;
+  std::vector<std::uint64_t> added_above;
+  std::vector<std::string> changed;
+  std::vector<const protocol::Result*> accepted;
   if (report.agent.spool_id != a.spool_id) {
-    // A new spool (reinstalled agent, deleted file) numbers its results from 1 again.
+    // A new spool (reinstalled agent, deleted file) numbers its results from 1 again: any of
+    // its results is newer than what the old spool sent.
     a.spool_id = report.agent.spool_id;
     a.watermark = 0;
     a.above.clear();
     a.last_seq = 0;
+    for (auto& [name, p] : a.probes) {
+      p.seq = 0;
+      changed.push_back(name);
+    }
   }
   const std::string old_site = a.site;
   a.site = report.agent.site;
@@ -76,16 +88,30 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   a.started_at = report.agent.started_at;
   a.heartbeat = report.agent.heartbeat;
   a.last_report = now;
+  const bool had_skew = std::abs(a.clock_skew) > kSkewWarning;
+  if (report.agent.sent_at > 0) a.clock_skew = report.agent.sent_at - now;
+  if (std::abs(a.clock_skew) > kSkewWarning && !had_skew)
+    spdlog::warn(
+        "agent {}: its clock is {:+.1f} s off the collector's; results are ordered by "
+        "seq, and readings dated more than {:.0f} s ahead are dated on receipt",
+        agent_id, a.clock_skew, kMaxAhead);
+  // A reading dated further ahead of our clock than any honest skew, or before 2001, is the
+  // agent's clock gone wrong: it is dated when it arrived.
+  std::vector<protocol::Result> redated;
+  const std::vector<protocol::Result>* results = &report.results;
+  auto absurd = [now](const protocol::Result& r) { return r.ts > now + kMaxAhead || r.ts < 1e9; };
+  if (std::any_of(report.results.begin(), report.results.end(), absurd)) {
+    redated = report.results;
+    for (auto& r : redated)
+      if (absurd(r)) r.ts = now;
+    results = &redated;
+  }
   // Counted from the seqs themselves rather than from the report's `dropped`: a result dropped
   // while already on its way here was delivered, not lost.
   const std::uint64_t lost = skip_below(a, report.oldest_seq);
   a.dropped += lost;
 
-  IngestOutcome out;
-  std::vector<std::uint64_t> added_above;
-  std::vector<std::string> changed;
-  std::vector<const protocol::Result*> accepted;
-  for (const auto& r : report.results) {
+  for (const auto& r : *results) {
     if (r.seq <= a.watermark || a.above.count(r.seq)) {
       ++out.duplicates;
       continue;
@@ -102,7 +128,9 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
       added_above.push_back(r.seq);
     }
     ProbeState& p = a.probes[r.probe];
-    if (r.ts < p.ts) continue;  // an older reading never overwrites a newer one
+    // An older reading never overwrites a newer one. Within a spool the seq says which is
+    // newer, whatever the agent's clock said (a clock a year ahead, then corrected by NTP).
+    if (r.seq < p.seq) continue;
     p = {r.type, r.status, r.summary, r.ts, r.duration, r.seq, r.metrics};
     if (std::find(changed.begin(), changed.end(), r.probe) == changed.end())
       changed.push_back(r.probe);
@@ -124,7 +152,8 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
 
   if (!old_site.empty() && old_site != a.site) {
     // The site label changed: drop the series under the old one rather than show both.
-    for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report}) {
+    for (auto* fam :
+         {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew}) {
       const prometheus::Labels old{{"agent", a.id}, {"site", old_site}};
       if (fam->Has(old)) fam->Remove(&fam->Add(old));
     }
@@ -133,6 +162,8 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
         .Increment(static_cast<double>(lost));
   for (const auto& name : changed) publish(a, name, a.probes.at(name));
+  if (report.agent.sent_at > 0)
+    metrics_.agent_clock_skew.Add({{"agent", a.id}, {"site", a.site}}).Set(a.clock_skew);
   metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
   if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));
   refresh_locked(a, now);

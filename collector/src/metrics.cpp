@@ -23,6 +23,8 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                       "1 while the agent reports within 3 heartbeats, else 0")),
       agent_last_report(family(BuildGauge(), *r, "dozor_agent_last_report_timestamp_seconds",
                                "Unix time of the agent's last report")),
+      agent_clock_skew(family(BuildGauge(), *r, "dozor_agent_clock_skew_seconds",
+                              "The agent's clock minus the collector's, at its last report")),
       agent_spool_dropped(family(BuildCounter(), *r, "dozor_agent_spool_dropped_total",
                                  "Results the agent's spool dropped before delivery")),
       agent_connections(family(BuildCounter(), *r, "dozor_agent_connections_total",

@@ -162,6 +162,7 @@ json report_head(const Report& report) {
                 {"started_at", report.agent.started_at},
                 {"heartbeat", report.agent.heartbeat}};
   if (!report.agent.spool_id.empty()) agent["spool_id"] = report.agent.spool_id;
+  if (report.agent.sent_at > 0) agent["sent_at"] = report.agent.sent_at;
   json j = {{"agent", std::move(agent)}, {"dropped", report.dropped}};
   if (report.oldest_seq) j["oldest_seq"] = report.oldest_seq;
   return j;
@@ -218,7 +219,8 @@ Decoded<Report> decode_report(std::string_view body) {
         !rd.string(*agent, "agent", "site", rep.agent.site) ||
         !rd.number(*agent, "agent", "started_at", rep.agent.started_at) ||
         !rd.number(*agent, "agent", "heartbeat", rep.agent.heartbeat, false) ||
-        !rd.string(*agent, "agent", "spool_id", rep.agent.spool_id, false))
+        !rd.string(*agent, "agent", "spool_id", rep.agent.spool_id, false) ||
+        !rd.number(*agent, "agent", "sent_at", rep.agent.sent_at, false))
       return false;
     if (rep.agent.heartbeat <= 0) return rd.fail("agent.heartbeat", "must be positive");
     const json* results = rd.field(j, "", "results", true);
@@ -235,6 +237,13 @@ Decoded<Ack> decode_ack(std::string_view body) {
   return decode<Ack>(body, [](Reader& rd, const json& j, Ack& ack) {
     if (!j.is_object()) return rd.fail("", "expected a JSON object");
     return rd.unsigned_int(j, "", "acked_seq", ack.acked_seq);
+  });
+}
+
+Decoded<Refusal> decode_error(std::string_view body) {
+  return decode<Refusal>(body, [](Reader& rd, const json& j, Refusal& r) {
+    if (!j.is_object()) return rd.fail("", "expected a JSON object");
+    return rd.string(j, "", "reason", r.reason) && rd.string(j, "", "error", r.message);
   });
 }
 

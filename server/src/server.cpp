@@ -1,5 +1,6 @@
 #include "dozor/server/server.h"
 
+#include <openssl/bn.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dozor/protocol/codec.h"
+#include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
 #include "http.h"
@@ -40,7 +42,32 @@ std::string peer_common_name(SSL* ssl) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
-json agents_json(const std::vector<collector::AgentState>& agents) {
+// The certificate an agent presented: its serial (hex, as openssl prints it) and expiry.
+struct PeerCertificate {
+  std::string serial;
+  double not_after = 0;
+};
+
+PeerCertificate peer_certificate(SSL* ssl) {
+  PeerCertificate out;
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (!cert) return out;
+  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
+    if (char* hex = BN_bn2hex(bn)) {
+      out.serial = hex;
+      OPENSSL_free(hex);
+    }
+    BN_free(bn);
+  }
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
+    out.not_after = static_cast<double>(timegm(&tm));
+  X509_free(cert);
+  return out;
+}
+
+json agents_json(const std::vector<collector::AgentState>& agents,
+                 const std::map<std::string, PeerCertificate>& certificates) {
   json arr = json::array();
   for (const auto& a : agents) {
     json probes = json::array();
@@ -61,10 +88,15 @@ json agents_json(const std::vector<collector::AgentState>& agents) {
                    {"first_seen", format_timestamp(a.first_seen)},
                    {"started_at", format_timestamp(a.started_at)},
                    {"heartbeat_seconds", a.heartbeat},
+                   {"clock_skew_seconds", a.clock_skew},
                    {"last_seq", a.last_seq},
                    {"results", a.results},
                    {"dropped", a.dropped},
                    {"probes", std::move(probes)}});
+    // Known once the agent has connected since this collector started.
+    if (auto c = certificates.find(a.id); c != certificates.end())
+      arr.back()["certificate"] = {{"serial", c->second.serial},
+                                   {"not_after", format_timestamp(c->second.not_after)}};
   }
   return arr;
 }
@@ -104,7 +136,7 @@ asio::ssl::context make_agent_tls(const ServerConfig& config) {
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
                   ssl::context::single_dh_use);
-  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  protocol::apply_tls_profile(ctx.native_handle());
   ctx.use_certificate_chain_file(config.tls_cert);
   ctx.use_private_key_file(config.tls_key, ssl::context::pem);
   ctx.load_verify_file(config.tls_ca);
@@ -141,6 +173,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::size_t agent_connections = 0;
   std::size_t http_connections = 0;
   std::map<beast::tcp_stream*, bool> idle;  // every open connection: waiting for a request?
+  std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented
   bool stopping = false;
 
   void listen(tcp::acceptor& acc, const Endpoint& ep) {
@@ -266,6 +299,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       co_return;
     }
     spdlog::debug("agent {} connected from {}", agent, remote);
+    certificates[agent] = peer_certificate(stream.native_handle());
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
     co_await serve(stream, true, [&](const Request& req) { return handle_report(agent, req); });
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
@@ -334,7 +368,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
     if (path == "/healthz") return reply(http::status::ok, "ok\n", "text/plain");
     if (path == "/api/v1/agents")
-      return reply(http::status::ok, agents_json(health.agents(clock())).dump(2) + "\n");
+      return reply(http::status::ok,
+                   agents_json(health.agents(clock()), certificates).dump(2) + "\n");
     return error_reply(http::status::not_found, "not_found",
                        "no such endpoint; try /metrics, /healthz, /api/v1/agents, /api/v1/tickets");
   }

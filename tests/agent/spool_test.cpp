@@ -131,12 +131,30 @@ TEST_F(SpoolTest, NewestPerProbeIsWhatABacklogMustNotHoldBack) {
   EXPECT_EQ(s.newest_per_probe(0).size(), 1u);
 }
 
-TEST_F(SpoolTest, DiscardCountsAsDropped) {
-  Spool s(config_);
-  for (int i = 0; i < 4; ++i) s.push(result("p"));
-  s.discard(3);
-  EXPECT_EQ(s.count(), 1u);
+TEST_F(SpoolTest, RejectDropsOneResultAndKeepsTheOthers) {
+  {
+    Spool s(config_);
+    for (int i = 0; i < 5; ++i) s.push(result(i == 4 ? "fresh" : "p"));
+    const auto bytes = s.bytes();
+    s.reject(2);  // in the middle
+    EXPECT_EQ(s.count(), 4u);
+    EXPECT_EQ(s.dropped(), 1u);
+    EXPECT_LT(s.bytes(), bytes);
+    EXPECT_EQ(s.oldest_seq(), 1u);
+    s.reject(1);  // the oldest: what a report calls its oldest moves past it
+    EXPECT_EQ(s.oldest_seq(), 3u);
+    s.reject(5);  // the newest, also the newest of its probe
+    EXPECT_TRUE(s.newest_per_probe(0).empty() || s.newest_per_probe(0).front().seq != 5u);
+    s.reject(42);  // not held: nothing happens
+    EXPECT_EQ(s.dropped(), 3u);
+    std::vector<std::uint64_t> seqs;
+    for (const auto& e : s.oldest(10, 1 << 20)) seqs.push_back(e.seq);
+    EXPECT_EQ(seqs, (std::vector<std::uint64_t>{3, 4}));
+  }
+  Spool s(config_);  // after a restart: the count holds, and seq 5 is never handed out again
   EXPECT_EQ(s.dropped(), 3u);
+  EXPECT_EQ(s.count(), 2u);
+  EXPECT_EQ(s.push(result("p")), 6u);
 }
 
 // A process killed at any moment loses nothing push() returned for.

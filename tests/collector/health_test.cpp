@@ -55,12 +55,54 @@ TEST(Health, RetriesCountOnce) {
   EXPECT_EQ(h.agent("a", 103)->results, 3u);
 }
 
-TEST(Health, AnOlderResultNeverOverwritesANewerOne) {
+TEST(Health, AnOlderSeqNeverOverwritesANewerOne) {
   Metrics m;
   Health h(m);
-  h.ingest("a", report({{2, 200}}, Status::ok), 201);
-  h.ingest("a", report({{3, 150}}, Status::critical), 202);  // newer seq, older reading
-  EXPECT_EQ(h.agent("a", 202)->probes.at("erp-port").status, Status::ok);
+  h.ingest("a", report({{9, 109}}, Status::critical), 110);  // fresh, ahead of the backlog
+  h.ingest("a", report({{3, 103}, {4, 104}}, Status::ok), 111);
+  EXPECT_EQ(h.agent("a", 111)->probes.at("erp-port").status, Status::critical);
+  EXPECT_EQ(h.agent("a", 111)->probes.at("erp-port").seq, 9u);
+}
+
+TEST(Health, TheSeqDecidesWhatIsCurrentWhateverTheAgentsClock) {
+  Metrics m;
+  Health h(m);
+  const double now = 1'800'000'000, year = 365 * 86400.0;
+  // The agent's clock was a year ahead, then NTP corrected it.
+  h.ingest("a", report({{1, now + year}}, Status::critical), now);
+  h.ingest("a", report({{2, now + 5}}, Status::ok), now + 5);
+  EXPECT_EQ(h.agent("a", now + 5)->probes.at("erp-port").status, Status::ok);
+  EXPECT_EQ(h.agent("a", now + 5)->probes.at("erp-port").seq, 2u);
+}
+
+TEST(Health, ClockSkewIsMeasuredAtReceiptAndAbsurdDatesAreDatedOnReceipt) {
+  Metrics m;
+  Health h(m);
+  const double now = 1'800'000'000, year = 365 * 86400.0;
+  auto rep = report({{1, now + year}, {2, now - 60}}, Status::critical);
+  rep.agent.sent_at = now + year;  // a year ahead
+  h.ingest("a", rep, now);
+  auto a = h.agent("a", now);
+  EXPECT_DOUBLE_EQ(a->clock_skew, year);
+  EXPECT_DOUBLE_EQ(a->probes.at("erp-port").ts, now - 60);  // seq 2, an honest date
+  EXPECT_NE(m.scrape().find("dozor_agent_clock_skew_seconds{agent=\"a\",site=\"acme-kyiv\"} "
+                            "31536000"),
+            std::string::npos)
+      << m.scrape();
+  rep = report({{3, now + year}}, Status::critical);
+  h.ingest("a", rep, now + 1);
+  EXPECT_DOUBLE_EQ(h.agent("a", now + 1)->probes.at("erp-port").ts, now + 1);  // on receipt
+}
+
+TEST(Health, ANewSpoolStartsTheSeqOver) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({{50, 150}}, Status::critical), 151);
+  auto fresh = report({{1, 160}}, Status::ok);
+  fresh.agent.spool_id = "spool-2";  // the agent was reinstalled
+  auto out = h.ingest("a", fresh, 161);
+  EXPECT_EQ(out.acked_seq, 1u);
+  EXPECT_EQ(h.agent("a", 161)->probes.at("erp-port").status, Status::ok);
 }
 
 TEST(Health, UpWithinThreeHeartbeatsThenDownSince) {

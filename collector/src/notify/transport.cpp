@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
 
@@ -147,7 +148,7 @@ HttpPost::HttpPost(HttpUrl url, const std::string& ca_file, std::chrono::millise
     : url_(std::move(url)), timeout_(timeout) {
   if (!url_.tls) return;
   tls_ = std::make_shared<ssl::context>(ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(tls_->native_handle(), TLS1_2_VERSION);
+  protocol::apply_tls_profile(tls_->native_handle());
   error_code ec;
   if (ca_file.empty()) {
     tls_->set_default_verify_paths(ec);

@@ -43,8 +43,9 @@ class Spool {
   std::vector<Entry> newest_per_probe(std::uint64_t after);
   /// The collector stored everything up to `seq`.
   void ack(std::uint64_t seq);
-  /// Gives up on everything up to `seq` (the collector refuses it): counted as dropped.
-  void discard(std::uint64_t seq);
+  /// Gives up on the one result `seq`, which the collector refused as invalid: counted as
+  /// dropped. The results around it stay.
+  void reject(std::uint64_t seq);
   /// Drops results older than max_age; returns how many.
   std::uint64_t expire(double now_unix);
 

@@ -34,8 +34,9 @@ struct AgentState {
   double heartbeat = 5;
   double first_seen = 0;
   double last_report = 0;
-  std::string spool_id;           // a new spool restarts the agent's seq at 1
-  std::uint64_t watermark = 0;    // every seq up to here is stored: what the ack says
+  double clock_skew = 0;        // the agent's clock minus ours when its last report came (sent_at)
+  std::string spool_id;         // a new spool restarts the agent's seq at 1
+  std::uint64_t watermark = 0;  // every seq up to here is stored: what the ack says
   std::set<std::uint64_t> above;  // seqs stored beyond the watermark (fresh results sent early)
   std::uint64_t last_seq = 0;     // highest seq accepted
   std::uint64_t results = 0;      // unique results accepted since first seen
@@ -64,6 +65,10 @@ class Health {
  public:
   /// An agent is up while its last report is younger than this many heartbeats.
   static constexpr double kUpHeartbeats = 3;
+  /// An agent whose clock is further off than this is logged (dozor_agent_clock_skew_seconds).
+  static constexpr double kSkewWarning = 30;
+  /// A result dated further ahead of the collector's clock than this is dated on receipt.
+  static constexpr double kMaxAhead = 300;
 
   /// `started_at`: when this collector started; agents that were up before a restart stay up
   /// for one window from then, so that a restart does not mark every site down at once.

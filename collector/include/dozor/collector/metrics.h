@@ -26,6 +26,7 @@ class Metrics {
 
   prometheus::Family<prometheus::Gauge>& agent_up;
   prometheus::Family<prometheus::Gauge>& agent_last_report;
+  prometheus::Family<prometheus::Gauge>& agent_clock_skew;
   prometheus::Family<prometheus::Counter>& agent_spool_dropped;
   prometheus::Family<prometheus::Counter>& agent_connections;
   prometheus::Family<prometheus::Gauge>& probe_status;

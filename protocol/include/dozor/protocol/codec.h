@@ -38,6 +38,7 @@ std::string encode_error(std::string_view reason, std::string_view message);
 /// Strict: unknown fields are ignored, missing or mistyped ones are errors naming the field.
 Decoded<Report> decode_report(std::string_view body);
 Decoded<Ack> decode_ack(std::string_view body);
+Decoded<Refusal> decode_error(std::string_view body);
 Decoded<std::vector<Result>> decode_results(std::string_view body);
 Decoded<Result> decode_result(std::string_view body);
 

@@ -46,6 +46,7 @@ struct AgentInfo {
   double started_at = 0;  // unix seconds
   double heartbeat = 5;   // seconds between reports when there is nothing to send
   std::string spool_id;   // names the agent's spool; a new one restarts the seq count at 1
+  double sent_at = 0;     // the agent's clock when it sent the report (0: not said)
   bool operator==(const AgentInfo&) const = default;
 };
 
@@ -66,6 +67,13 @@ struct Report {
 struct Ack {
   std::uint64_t acked_seq = 0;
   bool operator==(const Ack&) const = default;
+};
+
+/// The body of a refusal: a machine-readable reason (`invalid_report`, `bad_json`, ...) and a
+/// message that names the field, e.g. "results[3].metrics[0].value: expected a number".
+struct Refusal {
+  std::string reason;
+  std::string message;
 };
 
 }  // namespace dozor::protocol
