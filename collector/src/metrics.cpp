@@ -41,6 +41,9 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
       ingest_duplicates(family(BuildCounter(), *r, "dozor_ingest_duplicates_total",
                                "Results ignored because they were already stored")
                             .Add({})),
+      store_errors(family(BuildCounter(), *r, "dozor_store_errors_total",
+                          "Writes the store failed (reports not acked, timers retried)")
+                       .Add({})),
       tickets_open(family(BuildGauge(), *r, "dozor_tickets_open",
                           "Tickets open or acknowledged, not yet resolved")),
       ticket_events(family(BuildCounter(), *r, "dozor_ticket_events_total",

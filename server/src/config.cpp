@@ -23,8 +23,14 @@ constexpr OptionSpec kLimits[] = {
     {"max_body", OptionKind::size, "4MiB", false, "largest report body accepted"},
     {"read_timeout", OptionKind::duration, "10s", false, "time allowed to send one request"},
     {"idle_timeout", OptionKind::duration, "60s", false, "keep-alive connection without request"},
-    {"handshake_timeout", OptionKind::duration, "10s", false, "time allowed for the TLS handshake"},
-    {"max_connections", OptionKind::integer, "4096", false, "concurrent connections per listener"},
+    {"handshake_timeout", OptionKind::duration, "3s", false,
+     "time from accept to a completed TLS handshake"},
+    {"max_connections", OptionKind::integer, "4096", false,
+     "concurrent connections of agents that completed the handshake (and of the HTTP port)"},
+    {"pending_per_source", OptionKind::integer, "16", false,
+     "connections still before or in their handshake, from one address"},
+    {"pending_total", OptionKind::integer, "512", false,
+     "connections still before or in their handshake, from all addresses"},
 };
 
 constexpr OptionSpec kApi[] = {
@@ -139,9 +145,16 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   c.read_timeout = limits.duration("read_timeout");
   c.idle_timeout = limits.duration("idle_timeout");
   c.handshake_timeout = limits.duration("handshake_timeout");
-  auto max_conn = limits.integer("max_connections");
-  if (max_conn < 1) limits.error("max_connections", "must be at least 1");
-  c.max_connections = static_cast<std::size_t>(std::max<std::int64_t>(1, max_conn));
+  auto count = [&limits](const char* key) {
+    const auto n = limits.integer(key);
+    if (n < 1 || n > 1'000'000) limits.error(key, "expected 1-1000000");
+    return static_cast<std::size_t>(std::clamp<std::int64_t>(n, 1, 1'000'000));
+  };
+  c.max_connections = count("max_connections");
+  c.pending_per_source = count("pending_per_source");
+  c.pending_total = count("pending_total");
+  if (c.pending_per_source > c.pending_total)
+    limits.error("pending_per_source", "must not exceed pending_total");
   c.log_level = log.string("level");
   check_log_level(log);
   if (api.has("token_file") && api.has("token"))

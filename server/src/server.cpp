@@ -1,5 +1,6 @@
 #include "dozor/server/server.h"
 
+#include <malloc.h>
 #include <openssl/bn.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -16,6 +17,7 @@
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/tls_profile.h"
@@ -116,6 +118,57 @@ struct Live {
   std::size_t& n_;
 };
 
+// Logs the refusals of one source address at most once a minute, with how many came meanwhile, so
+// that a flood writes a line a minute rather than a line a connection. Bounded in addresses.
+class RefusalLog {
+ public:
+  void note(const std::string& source, std::string_view why) {
+    const auto now = std::chrono::steady_clock::now();
+    auto& e = by_source_[source];
+    ++e.count;
+    if (now < e.quiet_until) return;
+    spdlog::info("connection from {} refused: {}{}", source, why,
+                 e.count > 1 ? fmt::format(" ({} refusals since the last message)", e.count) : "");
+    e.count = 0;
+    e.quiet_until = now + std::chrono::minutes(1);
+    if (by_source_.size() > kMaxSources) {
+      std::erase_if(by_source_, [now](const auto& kv) { return kv.second.quiet_until <= now; });
+      if (by_source_.size() > kMaxSources) by_source_.clear();  // a flood from everywhere
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxSources = 4096;
+  struct Entry {
+    std::uint64_t count = 0;
+    std::chrono::steady_clock::time_point quiet_until{};
+  };
+  std::unordered_map<std::string, Entry> by_source_;
+};
+
+// Holds one of the budget of connections that have not completed their handshake.
+struct Pending {
+  Pending(std::size_t& total, std::unordered_map<std::string, std::size_t>& by_source,
+          std::string source)
+      : total_(total), by_source_(by_source), source_(std::move(source)) {
+    ++total_;
+    ++by_source_[source_];
+  }
+  ~Pending() { release(); }
+  void release() {
+    if (released_) return;
+    released_ = true;
+    --total_;
+    if (--by_source_[source_] == 0) by_source_.erase(source_);
+  }
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
+  std::size_t& total_;
+  std::unordered_map<std::string, std::size_t>& by_source_;
+  std::string source_;
+  bool released_ = false;
+};
+
 // Marks a connection as waiting for its next request, so that a shutdown may close it at once.
 struct Idle {
   Idle(std::map<beast::tcp_stream*, bool>& idle, beast::tcp_stream& s) : idle_(idle), s_(&s) {
@@ -170,8 +223,24 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::shared_ptr<ssl::context> tls;
   tcp::acceptor agents_acceptor;
   tcp::acceptor http_acceptor;
-  std::size_t agent_connections = 0;
+  std::size_t agent_connections = 0;  // past the handshake
   std::size_t http_connections = 0;
+  std::size_t pending = 0;  // agent connections not yet past the handshake
+  std::unordered_map<std::string, std::size_t> pending_by_source;
+  RefusalLog refusals;
+  std::string store_failure;  // the last store error, until a write succeeds again: /healthz 503
+
+  void store_failed(const std::string& what) {
+    metrics.store_errors.Increment();
+    if (store_failure.empty())
+      spdlog::error("store: {}; /healthz answers 503 until it writes", what);
+    store_failure = what;
+  }
+  void store_ok() {
+    if (store_failure.empty()) return;
+    spdlog::info("store: writing again");
+    store_failure.clear();
+  }
   std::map<beast::tcp_stream*, bool> idle;  // every open connection: waiting for a request?
   std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented
   bool stopping = false;
@@ -188,11 +257,23 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   asio::awaitable<void> tick_loop() {
     auto self = shared_from_this();
     asio::steady_timer timer(io);
+    auto next_trim = std::chrono::steady_clock::now();
+    std::size_t peak = 0;  // connections at the most since the last trim
     while (!stopping) {
       try {
         health.tick(clock());
       } catch (const std::exception& e) {
-        spdlog::error("ticket timers: {}", e.what());  // retried at the next tick
+        store_failed(std::string("ticket timers: ") + e.what());  // retried at the next tick
+      }
+      // Give the heap back to the system once a minute, and at once when a spike of
+      // connections (a flood, every agent reconnecting) has passed.
+      const std::size_t open = pending + agent_connections + http_connections;
+      peak = std::max(peak, open);
+      if (const auto now = std::chrono::steady_clock::now();
+          now >= next_trim || (peak >= 64 && open < peak / 2)) {
+        malloc_trim(0);
+        next_trim = now + std::chrono::minutes(1);
+        peak = open;
       }
       timer.expires_after(kTick);
       boost::system::error_code ec;
@@ -202,24 +283,46 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool agents) {
     auto self = shared_from_this();
+    asio::steady_timer pause(io);
+    auto backoff = std::chrono::milliseconds(10);
     for (;;) {
       boost::system::error_code ec;
       tcp::socket sock = co_await acc.async_accept(redirect_error(use_awaitable, ec));
       if (ec == asio::error::operation_aborted || stopping) co_return;
       if (ec) {
-        spdlog::warn("accept: {}", ec.message());
+        // Out of descriptors (EMFILE, ENFILE) or memory: the connection waits in the backlog;
+        // pause rather than spin on an accept that fails at once.
+        metrics.rejected("accept_error");
+        refusals.note("*", "accept: " + ec.message());
+        pause.expires_after(backoff);
+        co_await pause.async_wait(redirect_error(use_awaitable, ec));
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
         continue;
       }
-      std::size_t& live = agents ? agent_connections : http_connections;
-      if (live >= config.max_connections) {
-        if (agents) metrics.rejected("too_many_connections");
-        sock.close();
-        continue;
-      }
-      if (agents)
-        asio::co_spawn(io, agent_session(std::move(sock)), asio::detached);
-      else
+      backoff = std::chrono::milliseconds(10);
+      if (!agents) {
+        if (http_connections >= config.max_connections) {
+          sock.close(ec);
+          continue;
+        }
         asio::co_spawn(io, http_session(std::move(sock)), asio::detached);
+        continue;
+      }
+      const auto remote = sock.remote_endpoint(ec);
+      if (ec) continue;  // gone already
+      std::string source = remote.address().to_string();
+      const char* over = pending >= config.pending_total ? "pending_total"
+                         : pending_by_source.count(source) &&
+                                 pending_by_source[source] >= config.pending_per_source
+                             ? "pending_per_source"
+                             : nullptr;
+      if (over) {
+        metrics.rejected(over);
+        refusals.note(source, std::string("over limits.") + over);
+        sock.close(ec);
+        continue;
+      }
+      asio::co_spawn(io, agent_session(std::move(sock), std::move(source)), asio::detached);
     }
   }
 
@@ -273,14 +376,29 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
   }
 
-  asio::awaitable<void> agent_session(tcp::socket sock) {
+  asio::awaitable<void> agent_session(tcp::socket sock, std::string remote) {
     auto self = shared_from_this();
-    Live live(agent_connections);
-    auto tls_context = tls;  // a reload must not free the context under this connection
-    const auto remote = sock.remote_endpoint().address().to_string();
-    beast::ssl_stream<beast::tcp_stream> stream(std::move(sock), *tls_context);
+    Pending pending_slot(pending, pending_by_source, remote);
+    const auto deadline = std::chrono::steady_clock::now() + config.handshake_timeout;
     boost::system::error_code ec;
-    beast::get_lowest_layer(stream).expires_after(config.handshake_timeout);
+    // Until its first byte, a connection costs a socket and this frame, not a TLS session:
+    // idle connections of a flood stay cheap.
+    auto raw = std::make_shared<tcp::socket>(std::move(sock));
+    asio::steady_timer first_byte(io, deadline);
+    first_byte.async_wait([raw](const boost::system::error_code& e) {
+      boost::system::error_code ignored;
+      if (!e) raw->cancel(ignored);
+    });
+    co_await raw->async_wait(tcp::socket::wait_read, redirect_error(use_awaitable, ec));
+    first_byte.cancel();
+    if (ec) {
+      metrics.rejected("handshake_timeout");
+      refusals.note(remote, "no TLS handshake within limits.handshake_timeout");
+      co_return;
+    }
+    auto tls_context = tls;  // a reload must not free the context under this connection
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(*raw), *tls_context);
+    beast::get_lowest_layer(stream).expires_at(deadline);
     co_await stream.async_handshake(ssl::stream_base::server, redirect_error(use_awaitable, ec));
     if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       // A plain TCP check of this port (a tcp probe, a load balancer): no handshake was tried.
@@ -288,16 +406,25 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       co_return;
     }
     if (ec) {
-      metrics.rejected("tls_handshake");
-      spdlog::info("agent connection from {} refused: TLS handshake: {}", remote, ec.message());
+      const bool timeout = ec == beast::error::timeout;
+      metrics.rejected(timeout ? "handshake_timeout" : "tls_handshake");
+      refusals.note(remote, timeout ? "TLS handshake not finished within limits.handshake_timeout"
+                                    : "TLS handshake: " + ec.message());
       co_return;
     }
+    pending_slot.release();
     const std::string agent = peer_common_name(stream.native_handle());
     if (agent.empty()) {
       metrics.rejected("no_identity");
-      spdlog::info("agent connection from {} refused: certificate has no CN", remote);
+      refusals.note(remote, "certificate has no CN");
       co_return;
     }
+    if (agent_connections >= config.max_connections) {
+      metrics.rejected("too_many_connections");
+      refusals.note(remote, "over limits.max_connections (agent " + agent + ")");
+      co_return;
+    }
+    Live live(agent_connections);
     spdlog::debug("agent {} connected from {}", agent, remote);
     certificates[agent] = peer_certificate(stream.native_handle());
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
@@ -336,11 +463,12 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
     try {
       auto outcome = health.ingest(agent, *decoded.value, clock());
+      store_ok();
       return reply(http::status::ok, protocol::encode(protocol::Ack{outcome.acked_seq}));
     } catch (const std::exception& e) {
       // Not stored, so not acked: the agent keeps the results and sends them again.
       metrics.rejected("store_error");
-      spdlog::error("report from {} not stored: {}", agent, e.what());
+      store_failed(std::string("report from ") + agent + " not stored: " + e.what());
       return error_reply(http::status::service_unavailable, "store_error", "report not stored");
     }
   }
@@ -366,7 +494,12 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       health.refresh(clock());
       return reply(http::status::ok, metrics.scrape(), "text/plain; version=0.0.4; charset=utf-8");
     }
-    if (path == "/healthz") return reply(http::status::ok, "ok\n", "text/plain");
+    if (path == "/healthz") {
+      if (!store_failure.empty())
+        return reply(http::status::service_unavailable, "store failing: " + store_failure + "\n",
+                     "text/plain");
+      return reply(http::status::ok, "ok\n", "text/plain");
+    }
     if (path == "/api/v1/agents")
       return reply(http::status::ok,
                    agents_json(health.agents(clock()), certificates).dump(2) + "\n");

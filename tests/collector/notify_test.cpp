@@ -267,6 +267,7 @@ class MemoryOutbox final : public OutboxQueue {
     return out;
   }
   void delivered(const std::string& notifier, std::uint64_t id) override {
+    if (store_fails) throw std::runtime_error("disk I/O error");
     std::erase_if(rows_[notifier], [id](const Row& r) { return r.n.id == id; });
   }
   void failed(const std::string& notifier, std::uint64_t id, double retry_at,
@@ -282,6 +283,7 @@ class MemoryOutbox final : public OutboxQueue {
 
   std::vector<Failure> failures;
   std::vector<json> active;
+  bool store_fails = false;  // delivered() throws, as a full disk or a read-only store does
 
  private:
   struct Row {
@@ -877,6 +879,29 @@ TEST(NotifyDispatcherTest, DeliversEverythingInOrderOnceTheReceiverComesUp) {
       EXPECT_GE(f.at, outbox.failures[k - 1].retry_at - 0.002);  // not before its time
     }
   }
+}
+
+TEST(NotifyDispatcherTest, AStoreThatCannotRecordADeliveryNeverCausesARepeat) {
+  TempDir dir;
+  Receiver receiver(dir);
+  asio::io_context io;
+  Metrics metrics;
+  MemoryOutbox outbox;
+  outbox.store_fails = true;
+  outbox.add("hook", notification(1, "opened", ticket(1)));
+  std::vector<std::unique_ptr<Notifier>> ns;
+  ns.push_back(make_notifier(webhook("http://127.0.0.1:" + std::to_string(receiver.port()) + "/")));
+  Dispatcher dispatcher(io, outbox, metrics, std::move(ns), wall_clock, 50ms);
+  dispatcher.start();
+  run_for(io, 600ms);  // a dozen polls while the store cannot record the delivery
+  EXPECT_EQ(outbox.size("hook"), 1u);
+  outbox.store_fails = false;
+  ASSERT_TRUE(run_until(
+      io, [&] { return outbox.size("hook") == 0; }, 5s));
+  dispatcher.stop();
+  io.restart();
+  io.run_for(2s);
+  EXPECT_EQ(receiver.posts().size(), 1u);  // delivered once, recorded when the store came back
 }
 
 TEST(NotifyDispatcherTest, WakeDeliversAtOnceAndSkipsUnwantedEvents) {

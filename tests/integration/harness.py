@@ -148,7 +148,8 @@ class Process:
 
 
 class Collector(Process):
-    def __init__(self, workdir, certs_files, agents_port=None, http_port=None, extra=""):
+    def __init__(self, workdir, certs_files, agents_port=None, http_port=None, extra="",
+                 store="sqlite:collector.db"):
         self.agents_port = agents_port or free_port()
         self.http_port = http_port or free_port()
         self.config = os.path.join(workdir, "collector.yaml")
@@ -157,7 +158,7 @@ class Collector(Process):
                     f'http: "127.0.0.1:{self.http_port}" }}\n'
                     f'tls: {{ ca: {certs_files["ca"]}, cert: {certs_files["cert"]}, '
                     f'key: {certs_files["key"]} }}\n'
-                    f'store: sqlite:collector.db\n{extra}')
+                    f'store: {store}\n{extra}')
         self.workdir = workdir
         self.restart()
 
@@ -432,7 +433,8 @@ def spool_state(path):
             return 0, 0, 0  # not created yet
         held, max_seq = db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM results").fetchone()
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        return held, max(max_seq, int(meta.get("floor", 0))), int(meta.get("dropped", 0))
+        last = max(max_seq, int(meta.get("floor", 0)), int(meta.get("rejected", 0)))
+        return held, last, int(meta.get("dropped", 0))
     finally:
         db.close()
 

@@ -1,5 +1,6 @@
 """A hostile, broken world between the agent and the collector: a reverse proxy that refuses,
 a certificate renewed under the same path. Real binaries, real TLS, Debian's nginx."""
+import contextlib
 import json
 import os
 import signal
@@ -8,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from harness import (Agent, Certs, Collector, IntegrationCase, Process, main, sample, spool_state,
-                     wait_for)
+from harness import (Agent, Certs, Collector, IntegrationCase, Process, TcpService,
+                     WebhookReceiver, main, sample, spool_state, timing, wait_for)
 
 NGINX = "/usr/sbin/nginx"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -65,6 +66,95 @@ class Nginx(Process):
 }}""")
 
 
+def http_status(collector, path):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{collector.http_port}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def http_text(collector, path):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{collector.http_port}{path}", timeout=5) as r:
+            return r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.read().decode()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+class Flood:
+    """Idle TCP connections from one address (no bytes sent), reopened as soon as the collector
+    closes them, plus connections that start a TLS handshake and stall: what one hostile or
+    broken host does to an internet-facing port. Runs in a thread until stop()."""
+
+    def __init__(self, port, source, idle=2000, stalled=50):
+        import resource
+        import threading
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, idle + stalled + 512)),
+                                                    hard))
+        self.port, self.source, self.idle, self.stalled = port, source, idle, stalled
+        self.connects = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _open(self, first_bytes=b""):
+        import socket
+        s = socket.socket()
+        s.setblocking(False)
+        s.bind((self.source, 0))
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        self.connects += 1
+        if first_bytes:
+            try:
+                s.send(first_bytes)
+            except OSError:
+                pass
+        return s
+
+    def _run(self):
+        import selectors
+        # A TLS record header of a ClientHello, and nothing after it.
+        hello = bytes([0x16, 0x03, 0x01, 0x02, 0x00])
+        socks = [self._open() for _ in range(self.idle)] + \
+                [self._open(hello) for _ in range(self.stalled)]
+        sel = selectors.DefaultSelector()
+        for s in socks:
+            sel.register(s, selectors.EVENT_READ)
+        while self.running:
+            for key, _ in sel.select(timeout=0.05):
+                s = key.fileobj
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                if data:
+                    continue
+                sel.unregister(s)  # closed by the collector: come back at once
+                s.close()
+                s = self._open(hello if len(sel.get_map()) % 40 == 0 else b"")
+                sel.register(s, selectors.EVENT_READ)
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+
 class Hostile(IntegrationCase):
     def setUp(self):
         super().setUp()
@@ -73,6 +163,105 @@ class Hostile(IntegrationCase):
 
     def agent_state(self, name="agent-01"):
         return self.collector.agents().get(name)
+
+    @timing  # its pass mark is "within 5 s"; and the flood would load the tests beside it
+    def test_a_flood_from_one_host_locks_no_agent_out(self):
+        erp = TcpService(accept=True)
+        probe = f"{{ name: erp-port, type: tcp, host: 127.0.0.1, port: {erp.port}, interval: 1s }}"
+        old = self.start(Agent(self.dir, "agent-01", self.collector.url,
+                               self.certs.agent("agent-01"), [probe]))
+        wait_for("agent-01 up", lambda: (self.agent_state() or {}).get("up"))
+        new_files = self.certs.agent("agent-02")
+        collector_pid = self.collector.proc.pid
+        rss_before = rss_kib(collector_pid)
+        log_before = len(self.collector.output().splitlines())
+
+        flood = Flood(self.collector.agents_port, "127.0.0.2", idle=5000)
+        try:
+            wait_for("the flood under way", lambda: flood.connects > 2500, timeout=20)
+            rss_flood = rss_kib(collector_pid)
+            # Meanwhile one agent reconnects and a new one starts: both report within 5 s.
+            old.stop(signal.SIGKILL)
+            old.restart()
+            restarted = time.monotonic()
+            new = self.start(Agent(self.dir, "agent-02", self.collector.url, new_files, [probe]))
+            started = time.monotonic()
+            before = self.agent_state()["results"]
+            wait_for("agent-01 reporting again",
+                     lambda: self.agent_state()["results"] > before, timeout=5, interval=0.02)
+            back = time.monotonic() - restarted
+            wait_for("agent-02 reporting", lambda: (self.agent_state("agent-02") or {}).get(
+                "results", 0) > 0, timeout=5, interval=0.02)
+            first = time.monotonic() - started
+            time.sleep(4)  # past the silent window of the old agent, still flooded
+            connects = flood.connects
+        finally:
+            flood.stop()
+        print(f"\n  flood: {connects} connections from 127.0.0.2; agent-01 back after {back:.2f} s, "
+              f"agent-02 first report after {first:.2f} s; collector RSS {rss_before} KiB before, "
+              f"{rss_flood} KiB during")
+        self.assertEqual([t for t in self.collector.tickets() if t["rule"] == "agent-silent"], [])
+        self.assertLess(rss_flood - rss_before, 16 * 1024)  # the flood holds 16 pending at most
+        metrics = self.collector.metrics()
+        self.assertGreater(sample(metrics, "dozor_ingest_rejected_total",
+                                  reason="pending_per_source"), 1000)
+        lines = self.collector.output().splitlines()[log_before:]
+        self.assertLess(len(lines), 20, "\n".join(lines[:30]))  # a line per source a minute
+        self.assertTrue(all(a["up"] for a in self.collector.agents().values()))
+        new.stop()
+
+    def test_a_full_store_is_visible_and_repeats_no_notification(self):
+        # The collector's store on a tmpfs of its own, filled up while a ticket resolves, then
+        # given room again.
+        store = os.path.join(self.dir, "store")
+        os.makedirs(store)
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", store],
+                               capture_output=True, text=True)
+        self.assertEqual(mount.returncode, 0, f"this test mounts a tmpfs (root): {mount.stderr}")
+        try:
+            self.full_store(store)
+        finally:
+            subprocess.run(["umount", "-l", store], capture_output=True)
+
+    def full_store(self, store):
+        self.collector.stop()
+        hook = self.start(WebhookReceiver(self.dir))
+        self.collector = self.start(Collector(
+            self.dir, self.certs.files("collector"), store=f"sqlite:{store}/collector.db", extra=(
+                "rules:\n  - { name: probe-critical, recover_for: 1s }\n"
+                f"notifiers:\n  - {{ name: hook, type: webhook, url: \"{hook.url}\" }}\n")))
+        erp = TcpService(accept=True)
+        probe = (f"{{ name: erp-port, type: tcp, host: 127.0.0.1, port: {erp.port}, "
+                 "interval: 300ms, timeout: 300ms }")
+        agent = self.start(Agent(self.dir, "agent-01", self.collector.url,
+                                 self.certs.agent("agent-01"), [probe]))
+        wait_for("erp-port ok", lambda: any(p["status"] == "ok" for p in (
+            self.agent_state() or {"probes": []})["probes"]))
+        erp.stop()
+        wait_for("the ticket's opening delivered", lambda: len(hook.accepted()) == 1)
+
+        filler = os.path.join(store, "filler")
+        with open(filler, "wb") as f:
+            with contextlib.suppress(OSError):  # ENOSPC: the disk is full
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+        erp.start()  # recovers while nothing can be written
+        wait_for("/healthz 503", lambda: http_status(self.collector, "/healthz") == 503)
+        self.assertIn("store failing", http_text(self.collector, "/healthz"))
+        time.sleep(2)
+        self.assertGreater(sample(self.collector.metrics(), "dozor_store_errors_total"), 0)
+        self.assertEqual(len(hook.accepted()), 1)  # nothing resolved without its commit
+
+        os.unlink(filler)
+        wait_for("/healthz ok", lambda: http_status(self.collector, "/healthz") == 200, timeout=20)
+        wait_for("the resolution delivered", lambda: len(hook.accepted()) == 2, timeout=20)
+        time.sleep(2)
+        events = [r["body"]["event"] for r in hook.accepted()]
+        self.assertEqual(events, ["opened", "resolved"])  # each once
+        self.assertEqual(agent.stop(signal.SIGTERM), 0)
+        held, last_seq, _ = spool_state(agent.spool)
+        self.assertEqual((held, self.agent_state()["results"]), (0, last_seq))  # nothing lost
 
     def test_proxy_refusals_lose_nothing(self):
         # The agent reports through nginx, which first refuses (403, 429 with Retry-After, 502)

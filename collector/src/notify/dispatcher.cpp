@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "dozor/protocol/units.h"
 #include "notifiers.h"
@@ -106,6 +107,7 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
     double blocked_until = 0;  // unix seconds: the oldest row waits for its retry until then
     Steady::time_point next_resend{};
     int failures_in_row = 0;
+    std::set<std::uint64_t> unrecorded;  // delivered, not yet recorded in the outbox
   };
 
   State(asio::io_context& io, OutboxQueue& q, Metrics& m, Clock c, milliseconds poll)
@@ -169,6 +171,12 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
       const auto rows = queue.due(c.name, clock(), kBatch);
       for (const auto& n : rows) {
         if (stopping) co_return;
+        if (lane.unrecorded.count(n.id)) {
+          // Delivered before, but the outbox could not record it: record it, never re-send.
+          queue.delivered(c.name, n.id);
+          lane.unrecorded.erase(n.id);
+          continue;
+        }
         if (!c.wants(n.event)) {
           queue.delivered(c.name, n.id);
           continue;
@@ -183,7 +191,12 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
           failed(lane, n, what(error));
           co_return;
         }
-        queue.delivered(c.name, n.id);
+        try {
+          queue.delivered(c.name, n.id);
+        } catch (...) {
+          lane.unrecorded.insert(n.id);  // the store failed; the receiver has it already
+          throw;
+        }
         if (lane.failures_in_row > 0)
           spdlog::info("notifier {}: delivering again after {} failed attempts", c.name,
                        lane.failures_in_row);

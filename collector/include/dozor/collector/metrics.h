@@ -34,6 +34,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& probe_duration;
   prometheus::Counter& ingest_results;
   prometheus::Counter& ingest_duplicates;
+  prometheus::Counter& store_errors;  // writes the store refused (disk full, read-only, ...)
   prometheus::Family<prometheus::Gauge>& tickets_open;     // site, class, priority
   prometheus::Family<prometheus::Counter>& ticket_events;  // event
   prometheus::Histogram& ticket_reaction;                  // open -> acknowledge, service time

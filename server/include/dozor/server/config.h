@@ -24,10 +24,14 @@ struct ServerConfig {
   std::string tls_ca, tls_cert, tls_key;
   std::string store_path = "/var/lib/dozor/collector.db";  // from "store: sqlite:PATH"
   std::uint64_t max_body = 4 << 20;
-  std::chrono::milliseconds read_timeout{10'000};  // whole request, once its first byte came
-  std::chrono::milliseconds idle_timeout{60'000};  // keep-alive connection with no request
-  std::chrono::milliseconds handshake_timeout{10'000};
-  std::size_t max_connections = 4096;
+  std::chrono::milliseconds read_timeout{10'000};      // whole request, once its first byte came
+  std::chrono::milliseconds idle_timeout{60'000};      // keep-alive connection with no request
+  std::chrono::milliseconds handshake_timeout{3'000};  // from accept to a completed handshake
+  std::size_t max_connections = 4096;  // agents past the handshake (HTTP port: all connections)
+  // Connections that have not completed their handshake: a budget of their own, so that
+  // strangers never take the room of authenticated agents, and one address not all of it.
+  std::size_t pending_per_source = 16;
+  std::size_t pending_total = 512;
   std::string log_level = "info";
   std::string api_token;       // bearer token for the API's writes; empty: writes refused
   collector::DeskConfig desk;  // rules, calendars, service targets, tickets, notifiers
