@@ -18,6 +18,7 @@
 #include <iterator>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/tls_profile.h"
@@ -144,6 +145,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   Clock::time_point last_sent{};
   std::uint64_t failures_in_row = 0;
   milliseconds retry_after{0};  // the collector's (or a proxy's) Retry-After, for one backoff
+  std::set<std::string> refusals_logged;
 
   milliseconds heartbeat() const { return milliseconds(static_cast<long>(info.heartbeat * 1000)); }
 
@@ -164,6 +166,23 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       co_await backoff_timer.async_wait(redirect_error(use_awaitable, ec));
       backoff = std::min(backoff * 2, kMaxBackoff);
     }
+  }
+
+  asio::awaitable<void> slow_down(const http::response<http::string_body>& res) {
+    const auto wait = std::max(retry_after_header(res), milliseconds(1000));
+    failed("report answered 429: " + refusal_text(res) + "; waiting " +
+           std::to_string(wait.count()) + " ms");
+    backoff_timer.expires_after(wait);
+    boost::system::error_code ec;
+    co_await backoff_timer.async_wait(redirect_error(use_awaitable, ec));
+  }
+
+  // A result the collector acked without keeping it (over one of its limits). Said once per
+  // message, so that a probe over a limit at every run does not fill the journal.
+  void refused(const protocol::RefusedResult& r) {
+    if (refusals_logged.size() < 256 && refusals_logged.insert(r.message).second)
+      spdlog::error("collector {}: refused result seq {} ({}): {}; fix the probe's config",
+                    link.url, r.seq, r.reason, r.message);
   }
 
   void failed(const std::string& what) {
@@ -200,11 +219,12 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       failed("TLS handshake: " + ec.message());
       co_return false;
     }
+    // The count runs on until a report is accepted: a proxy refusing every report is one
+    // failure in a row, not a new one at each reconnect.
     if (failures_in_row > 0)
       spdlog::info("collector {}: connected after {} failed attempts", link.url, failures_in_row);
     else
       spdlog::info("collector {}: connected", link.url);
-    failures_in_row = 0;
     co_return true;
   }
 
@@ -261,10 +281,17 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         }
         spool.dropped_reported(head.dropped);
         spool.ack(ack.value->acked_seq);
+        failures_in_row = 0;  // a refusal after this one is news again
+        for (const auto& r : ack.value->refused) refused(r);
       } else if (res.result() == http::status::payload_too_large && batch_limit > 1) {
         batch_limit = std::max<std::size_t>(1, batch_limit / 2);
         spdlog::warn("collector {}: report too large, batches now at most {} results", link.url,
                      batch_limit);
+      } else if (res.result() == http::status::too_many_requests && res.keep_alive()) {
+        // The collector's rate limit: wait as long as it asks, on the same connection; what
+        // comes meanwhile goes in the next report.
+        co_await slow_down(res);
+        continue;
       } else if (const auto bad = refused_result(res, batch.size())) {
         // The collector named the one result it cannot take: only that one goes (counted as
         // dropped), so that it does not block every result after it.

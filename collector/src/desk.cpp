@@ -1048,6 +1048,39 @@ std::vector<json> Desk::active_tickets() {
 
 // ---------------------------------------------------------------- configuration
 
+void Desk::forget(const std::string& agent, const std::string& probe, double now) {
+  std::lock_guard lock(mu_);
+  auto gone = [&](const std::string& a, const std::string& p) {
+    return a == agent && (probe.empty() || p == probe);
+  };
+  for (auto it = series_.begin(); it != series_.end();) {
+    const auto slash = it->first.find('/');
+    if (!gone(it->first.substr(0, slash), it->first.substr(slash + 1))) {
+      ++it;
+      continue;
+    }
+    site_series_[it->second->site].erase(it->first);
+    it = series_.erase(it);
+  }
+  for (auto it = incidents_.begin(); it != incidents_.end();) {
+    Incident& inc = *it->second;
+    if (!gone(inc.agent, inc.probe)) {
+      ++it;
+      continue;
+    }
+    auto t = live_.find(inc.ticket);
+    if (t != live_.end() && t->second.active() && members_[inc.ticket].count(inc.key)) {
+      inc.summary =
+          (probe.empty() ? "agent " + agent : "probe " + agent + "/" + probe) + " forgotten";
+      inc.clear_since = now;
+      detach(inc, now);
+    }
+    sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
+    pending_.erase(inc.key);
+    it = incidents_.erase(it);
+  }
+}
+
 void Desk::reconfigure(DeskConfig config, double now) {
   std::lock_guard lock(mu_);
   config_ = std::move(config);

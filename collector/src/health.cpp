@@ -45,7 +45,10 @@ Health::Health(Metrics& metrics, Store* store, double started_at)
   for (auto& a : agents) {
     if (last_alive - a.last_report <= kUpHeartbeats * a.heartbeat)
       a.grace_until = started_at + kUpHeartbeats * a.heartbeat;
-    for (const auto& [name, p] : a.probes) publish(a, name, p);
+    for (const auto& [name, p] : a.probes) {
+      publish(a, name, p);
+      a.series += p.metrics.size();
+    }
     if (a.dropped)
       metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
           .Increment(static_cast<double>(a.dropped));
@@ -69,6 +72,7 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   std::vector<std::uint64_t> added_above;
   std::vector<std::string> changed;
   std::vector<const protocol::Result*> accepted;
+  std::vector<std::pair<std::string, std::string>> gone;  // (probe, metric) no longer reported
   if (report.agent.spool_id != a.spool_id) {
     // A new spool (reinstalled agent, deleted file) numbers its results from 1 again: any of
     // its results is newer than what the old spool sent.
@@ -116,9 +120,7 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
       ++out.duplicates;
       continue;
     }
-    ++out.accepted;
-    accepted.push_back(&r);
-    ++a.results;
+    // A refused result is acked like a stored one: sending it again cannot help.
     a.last_seq = std::max(a.last_seq, r.seq);
     if (r.seq == a.watermark + 1) {
       ++a.watermark;
@@ -127,10 +129,24 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
       a.above.insert(r.seq);
       added_above.push_back(r.seq);
     }
+    if (auto refusal = over_limit(a, r)) {
+      ++a.refused;
+      a.last_refusal = refusal->message;
+      out.refused.push_back(std::move(*refusal));
+      continue;
+    }
+    ++out.accepted;
+    accepted.push_back(&r);
+    ++a.results;
     ProbeState& p = a.probes[r.probe];
     // An older reading never overwrites a newer one. Within a spool the seq says which is
     // newer, whatever the agent's clock said (a clock a year ahead, then corrected by NTP).
     if (r.seq < p.seq) continue;
+    for (const auto& m : p.metrics)  // series the new reading no longer has leave /metrics
+      if (std::none_of(r.metrics.begin(), r.metrics.end(),
+                       [&m](const protocol::Metric& n) { return n.name == m.name; }))
+        gone.emplace_back(r.probe, m.name);
+    a.series = a.series + r.metrics.size() - p.metrics.size();
     p = {r.type, r.status, r.summary, r.ts, r.duration, r.seq, r.metrics};
     if (std::find(changed.begin(), changed.end(), r.probe) == changed.end())
       changed.push_back(r.probe);
@@ -161,6 +177,13 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   if (lost > 0)
     metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
         .Increment(static_cast<double>(lost));
+  for (const auto& [probe, metric] : gone) {
+    const prometheus::Labels labels{
+        {"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", metric}};
+    if (metrics_.probe_value.Has(labels))
+      metrics_.probe_value.Remove(&metrics_.probe_value.Add(labels));
+  }
+  for (const auto& r : out.refused) metrics_.rejected(r.reason);
   for (const auto& name : changed) publish(a, name, a.probes.at(name));
   if (report.agent.sent_at > 0)
     metrics_.agent_clock_skew.Add({{"agent", a.id}, {"site", a.site}}).Set(a.clock_skew);
@@ -170,6 +193,125 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   out.acked_seq = a.watermark;
   agents_[agent_id] = std::move(a);
   return out;
+}
+
+std::optional<Refusal> Health::over_limit(const AgentState& a, const protocol::Result& r) const {
+  auto refuse = [&r](const char* limit, std::size_t bound, const std::string& what) {
+    return Refusal{r.seq, std::string("limit_") + limit,
+                   what + " (limits." + limit + ": " + std::to_string(bound) + ")"};
+  };
+  // Names are quoted shortened: the refusal itself must stay small.
+  auto quoted = [](const std::string& name) {
+    return "'" + (name.size() > 48 ? name.substr(0, 48) + "..." : name) + "'";
+  };
+  const std::size_t n = limits_.name_length;
+  if (r.probe.size() > n)
+    return refuse(
+        "name_length", n,
+        "probe name " + quoted(r.probe) + " of " + std::to_string(r.probe.size()) + " bytes");
+  for (const auto& m : r.metrics)
+    if (m.name.size() > n)
+      return refuse("name_length", n,
+                    "probe " + quoted(r.probe) + ": metric name " + quoted(m.name) + " of " +
+                        std::to_string(m.name.size()) + " bytes");
+  for (const auto& [key, value] : r.labels)
+    if (key.size() > n || value.size() > n)
+      return refuse("name_length", n, "probe " + quoted(r.probe) + ": label " + quoted(key));
+  if (r.metrics.size() > limits_.metrics_per_result)
+    return refuse(
+        "metrics_per_result", limits_.metrics_per_result,
+        "probe " + quoted(r.probe) + " sent " + std::to_string(r.metrics.size()) + " metrics");
+  const auto known = a.probes.find(r.probe);
+  if (known == a.probes.end() && a.probes.size() >= limits_.probes_per_agent)
+    return refuse("probes_per_agent", limits_.probes_per_agent,
+                  "new probe " + quoted(r.probe) + ": the agent has " +
+                      std::to_string(a.probes.size()) + " probes");
+  const std::size_t held = known == a.probes.end() ? 0 : known->second.metrics.size();
+  if (r.metrics.size() > held && a.series - held + r.metrics.size() > limits_.series_per_agent)
+    return refuse("series_per_agent", limits_.series_per_agent,
+                  "probe " + quoted(r.probe) + " with " + std::to_string(r.metrics.size()) +
+                      " metrics: the agent holds " + std::to_string(a.series) + " series");
+  return std::nullopt;
+}
+
+void Health::set_limits(const AgentLimits& limits) {
+  std::lock_guard lock(mu_);
+  limits_ = limits;
+}
+
+void Health::unpublish(const AgentState& a, const std::string& probe, const ProbeState& p) {
+  auto drop = [](auto& family, const prometheus::Labels& labels) {
+    if (family.Has(labels)) family.Remove(&family.Add(labels));
+  };
+  drop(metrics_.probe_status,
+       {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"type", p.type}});
+  drop(metrics_.probe_duration, {{"agent", a.id}, {"site", a.site}, {"probe", probe}});
+  for (const auto& m : p.metrics)
+    drop(metrics_.probe_value,
+         {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", m.name}});
+}
+
+void Health::unpublish_agent(const AgentState& a) {
+  for (const auto& [name, p] : a.probes) unpublish(a, name, p);
+  const prometheus::Labels labels{{"agent", a.id}, {"site", a.site}};
+  for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew})
+    if (fam->Has(labels)) fam->Remove(&fam->Add(labels));
+  if (metrics_.agent_spool_dropped.Has(labels))
+    metrics_.agent_spool_dropped.Remove(&metrics_.agent_spool_dropped.Add(labels));
+  const prometheus::Labels by_agent{{"agent", a.id}};
+  if (metrics_.agent_connections.Has(by_agent))
+    metrics_.agent_connections.Remove(&metrics_.agent_connections.Add(by_agent));
+}
+
+void Health::forget_stored(const std::string& agent, const std::vector<std::string>& probes,
+                           double now) {
+  auto forget_all = [&] {
+    if (store_) store_->forget(agent, probes);
+    if (!desk_) return;
+    if (probes.empty()) desk_->forget(agent, "", now);
+    for (const auto& name : probes) desk_->forget(agent, name, now);
+  };
+  if (!store_) return forget_all();
+  sqlite::Transaction tx(store_->db());
+  forget_all();
+  tx.commit();
+}
+
+bool Health::forget(const std::string& agent_id, double now) {
+  std::lock_guard lock(mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return false;
+  forget_stored(agent_id, {}, now);
+  unpublish_agent(it->second);
+  agents_.erase(it);
+  return true;
+}
+
+void Health::forget_stale(double now) {
+  if (now < next_forget_) return;
+  next_forget_ = now + 60;  // a minute is fine-grained enough for a bound of days
+  const double before = now - limits_.forget_after;
+  for (auto it = agents_.begin(); it != agents_.end();) {
+    AgentState& a = it->second;
+    if (a.last_report < before) {  // silent for as long: the agent itself goes
+      forget_stored(a.id, {}, now);
+      unpublish_agent(a);
+      it = agents_.erase(it);
+      continue;
+    }
+    std::vector<std::string> stale;
+    for (const auto& [name, p] : a.probes)
+      if (p.ts < before) stale.push_back(name);
+    if (!stale.empty()) {
+      forget_stored(a.id, stale, now);
+      for (const auto& name : stale) {
+        unpublish(a, name, a.probes.at(name));
+        a.series -= a.probes.at(name).metrics.size();
+        a.probes.erase(name);
+      }
+    }
+    ++it;
+  }
 }
 
 void Health::publish(const AgentState& a, const std::string& probe, const ProbeState& p) {
@@ -204,6 +346,7 @@ void Health::refresh(double now) {
 
 void Health::tick(double now) {
   std::lock_guard lock(mu_);
+  forget_stale(now);
   std::vector<const AgentState*> all;
   all.reserve(agents_.size());
   for (auto& [id, a] : agents_) {

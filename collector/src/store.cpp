@@ -120,4 +120,18 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
   }
 }
 
+void Store::forget(const std::string& agent, const std::vector<std::string>& probes) {
+  if (!probes.empty()) {
+    sqlite::Statement q(db_.handle(), "DELETE FROM probes WHERE agent = ? AND probe = ?");
+    for (const auto& name : probes) {
+      q.bind(1, std::string_view(agent)).bind(2, std::string_view(name)).run();
+    }
+    return;
+  }
+  for (const char* sql :
+       {"DELETE FROM probes WHERE agent = ?", "DELETE FROM agent_seqs WHERE agent = ?",
+        "DELETE FROM agents WHERE id = ?"})
+    sqlite::Statement(db_.handle(), sql).bind(1, std::string_view(agent)).run();
+}
+
 }  // namespace dozor::collector

@@ -162,7 +162,7 @@ json report_head(const Report& report) {
                 {"started_at", report.agent.started_at},
                 {"heartbeat", report.agent.heartbeat}};
   if (!report.agent.spool_id.empty()) agent["spool_id"] = report.agent.spool_id;
-  if (report.agent.sent_at > 0) agent["sent_at"] = report.agent.sent_at;
+  if (report.agent.sent_at != 0) agent["sent_at"] = report.agent.sent_at;
   json j = {{"agent", std::move(agent)}, {"dropped", report.dropped}};
   if (report.oldest_seq) j["oldest_seq"] = report.oldest_seq;
   return j;
@@ -196,7 +196,16 @@ std::string encode_with_results(const Report& report, const std::vector<std::str
   return out;
 }
 
-std::string encode(const Ack& ack) { return dump(json{{"acked_seq", ack.acked_seq}}); }
+std::string encode(const Ack& ack) {
+  json j{{"acked_seq", ack.acked_seq}};
+  if (!ack.refused.empty()) {
+    json refused = json::array();
+    for (const auto& r : ack.refused)
+      refused.push_back({{"seq", r.seq}, {"reason", r.reason}, {"message", r.message}});
+    j["refused"] = std::move(refused);
+  }
+  return dump(j);
+}
 
 std::string encode_results(const std::vector<Result>& results, bool pretty) {
   json arr = json::array();
@@ -236,7 +245,22 @@ Decoded<Report> decode_report(std::string_view body) {
 Decoded<Ack> decode_ack(std::string_view body) {
   return decode<Ack>(body, [](Reader& rd, const json& j, Ack& ack) {
     if (!j.is_object()) return rd.fail("", "expected a JSON object");
-    return rd.unsigned_int(j, "", "acked_seq", ack.acked_seq);
+    if (!rd.unsigned_int(j, "", "acked_seq", ack.acked_seq)) return false;
+    const json* refused = rd.field(j, "", "refused", false);
+    if (!refused) return true;
+    if (!refused->is_array()) return rd.fail("refused", "expected an array");
+    for (std::size_t i = 0; i < refused->size(); ++i) {
+      const std::string path = "refused[" + std::to_string(i) + "]";
+      const json& item = (*refused)[i];
+      if (!item.is_object()) return rd.fail(path, "expected an object");
+      RefusedResult r;
+      if (!rd.unsigned_int(item, path, "seq", r.seq) ||
+          !rd.string(item, path, "reason", r.reason) ||
+          !rd.string(item, path, "message", r.message, false))
+        return false;
+      ack.refused.push_back(std::move(r));
+    }
+    return true;
   });
 }
 

@@ -189,6 +189,17 @@ Response add_silence(Desk& desk, const Request& req, double now) {
 
 }  // namespace
 
+std::optional<Response> refuse_write(const Request& req, const std::string& token) {
+  if (token.empty())
+    return error_reply(http::status::forbidden, "forbidden",
+                       "writes are off: set api.token_file in collector.yaml");
+  if (authorized(req, token)) return std::nullopt;
+  auto res = error_reply(http::status::unauthorized, "unauthorized",
+                         "send Authorization: Bearer <api token>");
+  res.set(http::field::www_authenticate, "Bearer");
+  return res;
+}
+
 std::optional<Response> handle_desk_api(Desk& desk, const std::string& token, const Request& req,
                                         double now) {
   const std::string_view target = req.target();
@@ -223,17 +234,8 @@ std::optional<Response> handle_desk_api(Desk& desk, const std::string& token, co
     res.set(http::field::allow, allow);
     return res;
   }
-  if (!read) {
-    if (token.empty())
-      return error_reply(http::status::forbidden, "forbidden",
-                         "writes are off: set api.token_file in collector.yaml");
-    if (!authorized(req, token)) {
-      auto res = error_reply(http::status::unauthorized, "unauthorized",
-                             "send Authorization: Bearer <api token>");
-      res.set(http::field::www_authenticate, "Bearer");
-      return res;
-    }
-  }
+  if (!read)
+    if (auto refused = refuse_write(req, token)) return refused;
 
   if (tickets_path) {
     if (!id) return tickets(desk, req);

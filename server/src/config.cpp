@@ -31,6 +31,16 @@ constexpr OptionSpec kLimits[] = {
      "connections still before or in their handshake, from one address"},
     {"pending_total", OptionKind::integer, "512", false,
      "connections still before or in their handshake, from all addresses"},
+    {"probes_per_agent", OptionKind::integer, "1000", false, "probes one agent may have"},
+    {"metrics_per_result", OptionKind::integer, "200", false, "metrics in one result"},
+    {"series_per_agent", OptionKind::integer, "10000", false,
+     "(probe, metric) series one agent may hold"},
+    {"name_length", OptionKind::integer, "128", false,
+     "bytes of a probe or metric name, a label name or value"},
+    {"reports_per_second", OptionKind::integer, "20", false,
+     "reports one agent may send a second (bursts of as many); more get 429"},
+    {"forget_after", OptionKind::duration, "7d", false,
+     "a probe (or an agent) not reported for this long is forgotten"},
 };
 
 constexpr OptionSpec kApi[] = {
@@ -155,6 +165,14 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   c.pending_total = count("pending_total");
   if (c.pending_per_source > c.pending_total)
     limits.error("pending_per_source", "must not exceed pending_total");
+  c.agent_limits.probes_per_agent = count("probes_per_agent");
+  c.agent_limits.metrics_per_result = count("metrics_per_result");
+  c.agent_limits.series_per_agent = count("series_per_agent");
+  c.agent_limits.name_length = count("name_length");
+  c.reports_per_second = count("reports_per_second");
+  c.agent_limits.forget_after =
+      std::chrono::duration<double>(limits.duration("forget_after")).count();
+  if (c.agent_limits.forget_after < 3600) limits.error("forget_after", "must be at least 1h");
   c.log_level = log.string("level");
   check_log_level(log);
   if (api.has("token_file") && api.has("token"))

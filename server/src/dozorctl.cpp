@@ -394,10 +394,22 @@ int main(int argc, char** argv) {
   std::uint64_t id = 0;
   std::string by = user(), comment;
 
-  app.add_subcommand("agents", "every agent: up or DOWN, last report, failing probes")
-      ->callback([&] {
-        command = {[](Api& api) { return api.get("/agents"); }, show_agents};
-      });
+  std::string agent_id;
+  auto* agents =
+      app.add_subcommand("agents", "every agent: up or DOWN, last report, failing probes");
+  auto* forget = agents->add_subcommand(
+      "forget",
+      "remove an agent (a client that left, a machine renamed): its state, series, "
+      "incidents; it comes back if it reports again");
+  forget->add_option("id", agent_id, "agent id (its certificate's CN)")->required();
+  agents->callback([&] {
+    if (forget->parsed()) {
+      command = {[&](Api& api) { return api.del("/agents/" + query_escape(agent_id)); },
+                 [&](const json&) { std::cout << "agent " << agent_id << " forgotten\n"; }};
+      return;
+    }
+    command = {[](Api& api) { return api.get("/agents"); }, show_agents};
+  });
 
   std::string status = "active", site;
   auto* tickets = app.add_subcommand("tickets", "tickets, newest first (default: active ones)");

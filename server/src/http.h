@@ -31,6 +31,10 @@ inline Response error_reply(http::status status, std::string_view reason,
   return reply(status, protocol::encode_error(reason, message) + "\n");
 }
 
+/// The refusal of a write without the API token (403 when writes are off, 401 with a wrong or
+/// missing token); nullopt when the request may write.
+std::optional<Response> refuse_write(const Request& req, const std::string& token);
+
 /// Answers /api/v1/tickets... and /api/v1/silences...; nullopt for any other path. Writes need
 /// `Authorization: Bearer <token>`; with no token configured they are refused.
 std::optional<Response> handle_desk_api(collector::Desk& desk, const std::string& token,

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
     health = std::make_unique<collector::Health>(metrics, store.get(), unix_now());
     desk = std::make_unique<collector::Desk>(config->desk, metrics, store->db());
     health->set_desk(desk.get());
+    health->set_limits(config->agent_limits);
   } catch (const std::exception& e) {
     spdlog::error("cannot open the store: {}", e.what());
     return 1;
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
               front->reload(*fresh);
               spdlog::set_level(spdlog::level::from_str(fresh->log_level));
               desk->reconfigure(fresh->desk, unix_now());
+              health->set_limits(fresh->agent_limits);
               dispatcher->stop();
               dispatcher = start_dispatcher(fresh->desk);
               if (fresh->agents.to_string() != config->agents.to_string() ||

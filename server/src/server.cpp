@@ -14,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <charconv>
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -94,6 +95,9 @@ json agents_json(const std::vector<collector::AgentState>& agents,
                    {"last_seq", a.last_seq},
                    {"results", a.results},
                    {"dropped", a.dropped},
+                   {"refused", a.refused},
+                   {"last_refusal", a.last_refusal},
+                   {"series", a.series},
                    {"probes", std::move(probes)}});
     // Known once the agent has connected since this collector started.
     if (auto c = certificates.find(a.id); c != certificates.end())
@@ -101,6 +105,22 @@ json agents_json(const std::vector<collector::AgentState>& agents,
                                    {"not_after", format_timestamp(c->second.not_after)}};
   }
   return arr;
+}
+
+// %XX escapes of a path segment decoded (dozorctl escapes an agent id that way).
+std::string url_unescape(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    int byte = 0;
+    if (s[i] == '%' && i + 2 < s.size() &&
+        std::from_chars(s.data() + i + 1, s.data() + i + 3, byte, 16).ptr == s.data() + i + 3) {
+      out.push_back(static_cast<char>(byte));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
 }
 
 bool is_disconnect(const boost::system::error_code& ec) {
@@ -118,16 +138,17 @@ struct Live {
   std::size_t& n_;
 };
 
-// Logs the refusals of one source address at most once a minute, with how many came meanwhile, so
-// that a flood writes a line a minute rather than a line a connection. Bounded in addresses.
+// Logs the refusals of one source (an address, an agent) at most once a minute, with how many
+// came meanwhile, so that a flood writes a line a minute rather than a line a connection.
+// Bounded in sources.
 class RefusalLog {
  public:
-  void note(const std::string& source, std::string_view why) {
+  void note(const std::string& source, std::string_view message) {
     const auto now = std::chrono::steady_clock::now();
     auto& e = by_source_[source];
     ++e.count;
     if (now < e.quiet_until) return;
-    spdlog::info("connection from {} refused: {}{}", source, why,
+    spdlog::info("{}{}", message,
                  e.count > 1 ? fmt::format(" ({} refusals since the last message)", e.count) : "");
     e.count = 0;
     e.quiet_until = now + std::chrono::minutes(1);
@@ -243,6 +264,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   }
   std::map<beast::tcp_stream*, bool> idle;  // every open connection: waiting for a request?
   std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented
+  std::unordered_map<std::string, std::pair<double, double>> report_tokens;  // tokens, at
   bool stopping = false;
 
   void listen(tcp::acceptor& acc, const Endpoint& ep) {
@@ -293,7 +315,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         // Out of descriptors (EMFILE, ENFILE) or memory: the connection waits in the backlog;
         // pause rather than spin on an accept that fails at once.
         metrics.rejected("accept_error");
-        refusals.note("*", "accept: " + ec.message());
+        refusals.note("*", "accept: " + ec.message() + "; pausing");
         pause.expires_after(backoff);
         co_await pause.async_wait(redirect_error(use_awaitable, ec));
         backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
@@ -318,7 +340,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
                              : nullptr;
       if (over) {
         metrics.rejected(over);
-        refusals.note(source, std::string("over limits.") + over);
+        refusals.note(source,
+                      "connection from " + source + " refused: over limits." + std::string(over));
         sock.close(ec);
         continue;
       }
@@ -393,7 +416,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     first_byte.cancel();
     if (ec) {
       metrics.rejected("handshake_timeout");
-      refusals.note(remote, "no TLS handshake within limits.handshake_timeout");
+      refusals.note(remote, "connection from " + remote +
+                                " refused: no TLS handshake within limits.handshake_timeout");
       co_return;
     }
     auto tls_context = tls;  // a reload must not free the context under this connection
@@ -408,20 +432,23 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     if (ec) {
       const bool timeout = ec == beast::error::timeout;
       metrics.rejected(timeout ? "handshake_timeout" : "tls_handshake");
-      refusals.note(remote, timeout ? "TLS handshake not finished within limits.handshake_timeout"
-                                    : "TLS handshake: " + ec.message());
+      refusals.note(remote, "connection from " + remote + " refused: " +
+                                (timeout ? "TLS handshake not finished within "
+                                           "limits.handshake_timeout"
+                                         : "TLS handshake: " + ec.message()));
       co_return;
     }
     pending_slot.release();
     const std::string agent = peer_common_name(stream.native_handle());
     if (agent.empty()) {
       metrics.rejected("no_identity");
-      refusals.note(remote, "certificate has no CN");
+      refusals.note(remote, "connection from " + remote + " refused: certificate has no CN");
       co_return;
     }
     if (agent_connections >= config.max_connections) {
       metrics.rejected("too_many_connections");
-      refusals.note(remote, "over limits.max_connections (agent " + agent + ")");
+      refusals.note(remote, "connection from " + remote +
+                                " refused: over limits.max_connections (agent " + agent + ")");
       co_return;
     }
     Live live(agent_connections);
@@ -442,6 +469,20 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // A token bucket per agent: reports_per_second a second, bursts of as many.
+  bool take_report_token(const std::string& agent) {
+    const double now =
+        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    const auto rate = static_cast<double>(config.reports_per_second);
+    auto [it, fresh] = report_tokens.try_emplace(agent, std::pair{rate, now});
+    auto& [tokens, at] = it->second;
+    tokens = std::min(rate, tokens + (now - at) * rate);
+    at = now;
+    if (tokens < 1) return false;
+    tokens -= 1;
+    return true;
+  }
+
   Response handle_report(const std::string& agent, const Request& req) {
     if (req.target() != "/v1/report") {
       metrics.rejected("not_found");
@@ -454,6 +495,15 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       res.set(http::field::allow, "POST");
       return res;
     }
+    if (!take_report_token(agent)) {
+      metrics.rejected("limit_reports_per_second");
+      refusals.note(agent, "agent " + agent + ": report refused: over limits.reports_per_second");
+      auto res = error_reply(http::status::too_many_requests, "limit_reports_per_second",
+                             "more than " + std::to_string(config.reports_per_second) +
+                                 " reports a second (limits.reports_per_second)");
+      res.set(http::field::retry_after, "1");
+      return res;
+    }
     auto decoded = protocol::decode_report(req.body());
     if (!decoded) {
       const char* reason = decoded.error.field.empty() ? "bad_json" : "invalid_report";
@@ -464,7 +514,12 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     try {
       auto outcome = health.ingest(agent, *decoded.value, clock());
       store_ok();
-      return reply(http::status::ok, protocol::encode(protocol::Ack{outcome.acked_seq}));
+      protocol::Ack ack{outcome.acked_seq, {}};
+      for (auto& r : outcome.refused) {
+        refusals.note(agent, "agent " + agent + ": result refused: " + r.message);
+        ack.refused.push_back({r.seq, std::move(r.reason), std::move(r.message)});
+      }
+      return reply(http::status::ok, protocol::encode(ack));
     } catch (const std::exception& e) {
       // Not stored, so not acked: the agent keeps the results and sends them again.
       metrics.rejected("store_error");
@@ -484,6 +539,21 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
                       e.what());
         return error_reply(http::status::service_unavailable, "store_error", e.what());
       }
+    }
+    if (path.starts_with("/api/v1/agents/") && req.method() == http::verb::delete_) {
+      if (auto refused = refuse_write(req, config.api_token)) return *refused;
+      const std::string id = url_unescape(path.substr(std::string_view("/api/v1/agents/").size()));
+      try {
+        if (!health.forget(id, clock()))
+          return error_reply(http::status::not_found, "not_found", "no agent " + id);
+      } catch (const std::exception& e) {
+        store_failed(std::string("forgetting agent ") + id + ": " + e.what());
+        return error_reply(http::status::service_unavailable, "store_error", e.what());
+      }
+      certificates.erase(id);
+      report_tokens.erase(id);
+      spdlog::info("agent {} forgotten through the API", id);
+      return reply(http::status::ok, json{{"id", id}, {"forgotten", true}}.dump() + "\n");
     }
     if (req.method() != http::verb::get && req.method() != http::verb::head) {
       auto res = error_reply(http::status::method_not_allowed, "method_not_allowed", "use GET");

@@ -94,6 +94,56 @@ TEST(Health, ClockSkewIsMeasuredAtReceiptAndAbsurdDatesAreDatedOnReceipt) {
   EXPECT_DOUBLE_EQ(h.agent("a", now + 1)->probes.at("erp-port").ts, now + 1);  // on receipt
 }
 
+TEST(Health, OverALimitIsRefusedByNameAndAckedWithTheRest) {
+  Metrics m;
+  Health h(m);
+  h.set_limits({.probes_per_agent = 2, .metrics_per_result = 3, .series_per_agent = 4,
+                .name_length = 16, .forget_after = 86400});
+  auto rep = report({{1, 100}, {2, 101}, {3, 102}, {4, 103}, {5, 104}});
+  rep.results[1].probe = "second";
+  rep.results[2].probe = "third";                                  // a third probe: over
+  rep.results[3].probe = "a-very-long-probe-name";                 // over name_length
+  rep.results[4].metrics.assign(4, protocol::Metric{"x", 1, ""});  // over metrics_per_result
+  auto out = h.ingest("a", rep, 110);
+  EXPECT_EQ(out.acked_seq, 5u);  // all acked: the refused ones would never be stored
+  EXPECT_EQ(out.accepted, 2u);
+  ASSERT_EQ(out.refused.size(), 3u);
+  EXPECT_EQ(out.refused[0].reason, "limit_probes_per_agent");
+  EXPECT_EQ(out.refused[0].message,
+            "new probe 'third': the agent has 2 probes (limits.probes_per_agent: 2)");
+  EXPECT_EQ(out.refused[1].reason, "limit_name_length");
+  EXPECT_EQ(out.refused[2].reason, "limit_metrics_per_result");
+  // series: erp-port and second hold 1 each; 3 more would make 5 > 4.
+  auto wide = report({{6, 105}});
+  wide.results[0].metrics = {{"y", 1, ""}, {"z", 1, ""}, {"w", 1, ""}};
+  out = h.ingest("a", wide, 111);
+  EXPECT_EQ(out.accepted, 1u);  // erp-port: 1 -> 3 series, the agent 4: within the limit
+  wide.results[0].seq = 7;
+  wide.results[0].probe = "second";
+  out = h.ingest("a", wide, 112);
+  ASSERT_EQ(out.refused.size(), 1u);
+  EXPECT_EQ(out.refused[0].reason, "limit_series_per_agent");
+  EXPECT_EQ(h.agent("a", 112)->refused, 4u);
+  EXPECT_NE(m.scrape().find("dozor_ingest_rejected_total{reason=\"limit_series_per_agent\"} 1"),
+            std::string::npos);
+}
+
+TEST(Health, ProbesAndAgentsNotHeardOfForForgetAfterAreForgotten) {
+  Metrics m;
+  Health h(m);
+  h.set_limits({.forget_after = 3600});
+  auto rep = report({{1, 1000}, {2, 1000}});
+  rep.results[1].probe = "gone";
+  h.ingest("a", rep, 1000);
+  h.ingest("a", report({{3, 4000}}), 4000);  // erp-port goes on, "gone" is not heard of again
+  h.tick(4700);
+  EXPECT_EQ(h.agent("a", 4700)->probes.count("gone"), 0u);
+  EXPECT_EQ(m.scrape().find("probe=\"gone\""), std::string::npos);
+  h.tick(9000);  // the agent itself silent for over an hour
+  EXPECT_FALSE(h.agent("a", 9000));
+  EXPECT_EQ(m.scrape().find("agent=\"a\""), std::string::npos);
+}
+
 TEST(Health, ANewSpoolStartsTheSeqOver) {
   Metrics m;
   Health h(m);

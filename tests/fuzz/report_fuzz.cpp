@@ -1,5 +1,5 @@
 // Fuzz target for everything the collector and the agent decode from the network: report bodies
-// (collector) and acks (agent). A body either decodes or yields an error naming a field; what
+// (collector), and acks and refusals (agent). A body either decodes or yields an error naming a field; what
 // decodes survives a round trip through the encoder unchanged.
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +22,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   auto ack = decode_ack(body);
   if (ack && decode_ack(encode(*ack.value)).value != ack.value) std::abort();
+
+  // A refusal, which the agent reads to find the one result it must drop.
+  auto refusal = decode_error(body);
+  if (refusal) {
+    auto again = decode_error(encode_error(refusal.value->reason, refusal.value->message));
+    if (!again || again.value->reason != refusal.value->reason ||
+        again.value->message != refusal.value->message)
+      std::abort();
+  }
 
   auto results = decode_results(body);
   if (results && decode_results(encode_results(*results.value)).value != results.value)

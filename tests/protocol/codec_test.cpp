@@ -72,11 +72,18 @@ TEST(Codec, EmptyReportRoundTrips) {
 TEST(Codec, AckRoundTrips) {
   for (std::uint64_t seq :
        {std::uint64_t{0}, std::uint64_t{42}, std::numeric_limits<std::uint64_t>::max()}) {
-    auto back = decode_ack(encode(Ack{seq}));
+    auto back = decode_ack(encode(Ack{seq, {}}));
     ASSERT_TRUE(back) << back.error.to_string();
     EXPECT_EQ(back.value->acked_seq, seq);
   }
-  EXPECT_EQ(encode(Ack{42}), R"({"acked_seq":42})");
+  EXPECT_EQ(encode(Ack{42, {}}), R"({"acked_seq":42})");
+
+  const Ack refused{7, {{5, "limit_name_length", "probe name 'x...' of 300 bytes"}}};
+  auto back = decode_ack(encode(refused));
+  ASSERT_TRUE(back) << back.error.to_string();
+  EXPECT_EQ(*back.value, refused);
+  EXPECT_EQ(decode_ack(R"({"acked_seq":1,"refused":[{"seq":"x","reason":"r"}]})").error.to_string(),
+            "refused[0].seq: expected a non-negative integer");
 }
 
 TEST(Codec, ResultsRoundTrip) {

@@ -107,6 +107,9 @@ class Desk : public OutboxQueue {
   void reload();
   /// New rules, calendars and notifiers (SIGHUP). Incidents of rules that are gone resolve.
   void reconfigure(DeskConfig config, double now);
+  /// A probe (or with `probe` empty, a whole agent) is forgotten: its incidents go, and what
+  /// they held open resolves. Inside the caller's transaction (Health's).
+  void forget(const std::string& agent, const std::string& probe, double now);
 
   // The API.
   struct Query {

@@ -45,6 +45,27 @@ struct AgentState {
   bool up = false;
   double down_since = 0;  // when it stopped reporting (last_report + window), if down
   std::map<std::string, ProbeState> probes;
+  std::size_t series = 0;     // (probe, metric) pairs held: the sum of probes' metrics
+  std::uint64_t refused = 0;  // results over a limit since this collector started
+  std::string last_refusal;   // what the last of them was refused for
+};
+
+/// What one agent may report (collector.yaml `limits`), as Prometheus bounds a scrape. A result
+/// over a limit is refused by name and counted, and acked like a stored one, so that it never
+/// holds back the results after it; nothing of it is kept.
+struct AgentLimits {
+  std::size_t probes_per_agent = 1000;
+  std::size_t metrics_per_result = 200;
+  std::size_t series_per_agent = 10000;  // (probe, metric) pairs
+  std::size_t name_length = 128;         // probe and metric names, label names and values
+  double forget_after = 7 * 86400.0;     // seconds: a probe not reported for so long is dropped
+};
+
+/// A result refused for a limit: `reason` is `limit_<name>`, `message` names what was over it.
+struct Refusal {
+  std::uint64_t seq = 0;
+  std::string reason;
+  std::string message;
 };
 
 /// Outcome of one report.
@@ -52,6 +73,7 @@ struct IngestOutcome {
   std::uint64_t acked_seq = 0;
   std::size_t accepted = 0;
   std::size_t duplicates = 0;
+  std::vector<Refusal> refused;
 };
 
 class Store;
@@ -76,6 +98,11 @@ class Health {
 
   /// Hands every accepted result to `desk`, in the transaction that stores the report.
   void set_desk(Desk* desk);
+  void set_limits(const AgentLimits& limits);
+
+  /// Removes an agent from memory, the store and /metrics (`dozorctl agents forget`); false
+  /// when it is not known. Throws when the store cannot be written, and then changes nothing.
+  bool forget(const std::string& agent_id, double now);
 
   /// Applies a report; throws (sqlite::Error) when it cannot be saved, and then changes nothing.
   IngestOutcome ingest(const std::string& agent_id, const protocol::Report& report, double now);
@@ -91,12 +118,21 @@ class Health {
  private:
   void refresh_locked(AgentState& a, double now);
   void publish(const AgentState& a, const std::string& probe, const ProbeState& p);
+  void unpublish(const AgentState& a, const std::string& probe, const ProbeState& p);
+  std::optional<Refusal> over_limit(const AgentState& a, const protocol::Result& r) const;
+  void unpublish_agent(const AgentState& a);
+  // Deletes an agent (`probes` empty) or some of its probes from the store and the desk, in one
+  // transaction; memory is the caller's to change after it.
+  void forget_stored(const std::string& agent, const std::vector<std::string>& probes, double now);
+  void forget_stale(double now);
 
   Metrics& metrics_;
   Store* store_;
   Desk* desk_ = nullptr;
   std::mutex mu_;
   std::map<std::string, AgentState> agents_;
+  AgentLimits limits_;
+  double next_forget_ = 0;
 };
 
 }  // namespace dozor::collector

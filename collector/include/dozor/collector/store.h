@@ -24,6 +24,9 @@ class Store {
   /// above the watermark (`above`), and the probes whose state changed.
   void save(const AgentState& agent, const std::vector<std::uint64_t>& above,
             const std::vector<std::string>& changed_probes);
+  /// Deletes the named probes of `agent`, or the agent and all its probes when `probes` is
+  /// empty, inside the caller's transaction.
+  void forget(const std::string& agent, const std::vector<std::string>& probes);
 
  private:
   sqlite::Database db_;

@@ -64,8 +64,17 @@ struct Report {
 };
 
 /// 200 answer to a report: every result up to acked_seq is stored.
+/// A result the collector acked without storing it, because it was over one of its limits.
+struct RefusedResult {
+  std::uint64_t seq = 0;
+  std::string reason;   // limit_probes_per_agent, limit_name_length, ...
+  std::string message;  // names the limit and what was over it
+  bool operator==(const RefusedResult&) const = default;
+};
+
 struct Ack {
   std::uint64_t acked_seq = 0;
+  std::vector<RefusedResult> refused;  // among the acked ones
   bool operator==(const Ack&) const = default;
 };
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dozor/collector/desk.h"
+#include "dozor/collector/health.h"
 #include "dozor/protocol/options.h"
 
 namespace dozor::server {
@@ -32,6 +33,8 @@ struct ServerConfig {
   // strangers never take the room of authenticated agents, and one address not all of it.
   std::size_t pending_per_source = 16;
   std::size_t pending_total = 512;
+  collector::AgentLimits agent_limits;  // what one agent may report
+  std::size_t reports_per_second = 20;  // per agent, with bursts of as many
   std::string log_level = "info";
   std::string api_token;       // bearer token for the API's writes; empty: writes refused
   collector::DeskConfig desk;  // rules, calendars, service targets, tickets, notifiers
