@@ -97,8 +97,11 @@ TEST(Health, ClockSkewIsMeasuredAtReceiptAndAbsurdDatesAreDatedOnReceipt) {
 TEST(Health, OverALimitIsRefusedByNameAndAckedWithTheRest) {
   Metrics m;
   Health h(m);
-  h.set_limits({.probes_per_agent = 2, .metrics_per_result = 3, .series_per_agent = 4,
-                .name_length = 16, .forget_after = 86400});
+  h.set_limits({.probes_per_agent = 2,
+                .metrics_per_result = 3,
+                .series_per_agent = 4,
+                .name_length = 16,
+                .forget_after = 86400});
   auto rep = report({{1, 100}, {2, 101}, {3, 102}, {4, 103}, {5, 104}});
   rep.results[1].probe = "second";
   rep.results[2].probe = "third";                                  // a third probe: over
