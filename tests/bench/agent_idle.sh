@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The agent at rest with the example probes of scripts/run: resident memory and CPU over a window.
+# The agent at rest with the four example probes of scripts/run: resident memory and CPU over a window.
 #   tests/bench/agent_idle.sh [SECONDS]     (default 60; after scripts/setup)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -14,6 +14,7 @@ probes:
   - { name: collector-tls, type: tcp, host: 127.0.0.1, port: $agents_port, interval: 10s, timeout: 2s }
   - { name: collector-health, type: http, url: "http://127.0.0.1:$http_port/healthz", interval: 10s, expect_body: "ok" }
   - { name: root-disk, type: disk, path: /, warning: 85, critical: 95, interval: 60s }
+  - { name: state-disk, type: disk, path: "$work", interval: 60s }
 YAML
 "$build/agent/dozor-agent" --config "$work/agent.yaml" 2>"$work/agent.log" &
 agent=$!

@@ -19,8 +19,10 @@ source "$(dirname "$0")/lib.sh"
 
 if [[ "${1:-}" != --service ]]; then
   make_certs bench-agent
+  # One report per result, back to back: past the default limits.reports_per_second.
   start_collector "rules: [{name: probe-critical, recover_for: 0s}]
-tickets: {outage_probes: 1000000}"
+tickets: {outage_probes: 1000000}
+limits: { reports_per_second: 100000 }"
   "$build/tests/bench/failure_to_ticket" "https://127.0.0.1:$agents_port" "127.0.0.1:$http_port" \
     "$work/certs/ca.pem" "$work/certs/bench-agent.pem" "$work/certs/bench-agent.key" \
     "${1:-100}" "$work/spool.db"
