@@ -81,6 +81,10 @@ std::string HttpUrl::text() const {
   return std::string(tls ? "https://" : "http://") + authority + target;
 }
 
+std::string HttpUrl::redacted() const {
+  return std::string(tls ? "https://" : "http://") + authority + (target == "/" ? "/" : "/...");
+}
+
 std::optional<HttpUrl> parse_http_url(const std::string& text, std::string& why) {
   for (unsigned char ch : text) {
     if (ch <= ' ' || ch == 0x7f) {

@@ -88,16 +88,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Notifiers drain the outbox on the same thread, so they share the store without locks.
-  auto start_dispatcher = [&](const collector::DeskConfig& d) {
+  auto make_notifiers = [](const collector::DeskConfig& d) {
     std::vector<std::unique_ptr<collector::Notifier>> notifiers;
     for (const auto& n : d.notifiers) notifiers.push_back(collector::make_notifier(n));
+    return notifiers;
+  };
+  auto start_dispatcher = [&](std::vector<std::unique_ptr<collector::Notifier>> notifiers) {
     auto dispatcher = std::make_unique<collector::Dispatcher>(io, *desk, metrics,
                                                               std::move(notifiers), &unix_now);
     desk->on_queued([d = dispatcher.get()] { d->wake(); });
     dispatcher->start();
     return dispatcher;
   };
-  auto dispatcher = start_dispatcher(config->desk);
+  auto dispatcher = start_dispatcher(make_notifiers(config->desk));
   spdlog::info("rules: {}; notifiers: {}; api writes {}", config->desk.rules.size(),
                config->desk.notifiers.size(), config->api_token.empty() ? "off" : "on");
 
@@ -110,19 +113,30 @@ int main(int argc, char** argv) {
         if (ec) return;
         if (sig == SIGHUP) {
           spdlog::info("SIGHUP: reloading {}", config_path);
-          if (auto fresh = load(config_path)) {
+          std::optional<server::ServerConfig> fresh;
+          try {
+            fresh = load(config_path);
+          } catch (const std::exception& e) {
+            spdlog::error("reading {}: {}", config_path, e.what());
+          }
+          if (fresh) {
             try {
+              // What can fail is built first (TLS material, notifiers), then the desk, which
+              // writes the store; only then is anything else swapped: a failure changes nothing.
+              server::make_agent_tls(*fresh);
+              auto notifiers = make_notifiers(fresh->desk);
+              desk->reconfigure(fresh->desk, unix_now());
               front->reload(*fresh);
               spdlog::set_level(spdlog::level::from_str(fresh->log_level));
-              desk->reconfigure(fresh->desk, unix_now());
               health->set_limits(fresh->agent_limits);
               dispatcher->stop();
-              dispatcher = start_dispatcher(fresh->desk);
+              dispatcher = start_dispatcher(std::move(notifiers));
               if (fresh->agents.to_string() != config->agents.to_string() ||
                   fresh->http.to_string() != config->http.to_string())
                 spdlog::warn("listen addresses change only on restart");
               spdlog::info(
-                  "reloaded: TLS material, API token, log level, rules, calendars, notifiers");
+                  "reloaded: TLS material, API token, limits, log level, rules, calendars, "
+                  "notifiers");
             } catch (const std::exception& e) {
               spdlog::error("reload failed, keeping the running configuration: {}", e.what());
             }

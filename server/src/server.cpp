@@ -622,8 +622,12 @@ void Server::stop(std::chrono::milliseconds grace) {
 }
 
 void Server::reload(const ServerConfig& config) {
-  state_->tls = std::make_shared<ssl::context>(make_agent_tls(config));
-  state_->config.api_token = config.api_token;
+  auto tls = std::make_shared<ssl::context>(make_agent_tls(config));
+  const Endpoint agents = state_->config.agents, http = state_->config.http;
+  state_->config = config;  // limits and the API token; the listeners stay where they are
+  state_->config.agents = agents;
+  state_->config.http = http;
+  state_->tls = std::move(tls);
 }
 
 }  // namespace dozor::server

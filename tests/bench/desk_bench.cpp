@@ -19,6 +19,8 @@
 //   .../reopen_min:1 BM_Observe with `reopen_within: 1m` instead of 1h: resolved tickets close
 //                    two rounds later, so the desk holds ~150 live tickets instead of ~6,000;
 //                    the difference is what the desk spends walking its live tickets.
+//   .../limits:0     the per-agent limits (collector.yaml `limits`) out of reach: what checking
+//                    them costs, against limits:1 (the defaults).
 //   BM_Tick          Health::tick (the desk's timers, every 250 ms in the server) on the same
 //                    state after a run, for scale.
 //
@@ -34,6 +36,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -222,6 +225,13 @@ void report_counters(benchmark::State& state, Metrics& m, double opened0, double
 
 void BM_Ingest(benchmark::State& state) {
   IngestWorld& w = ingest_world(state.range(0) != 0);
+  // limits:0 lifts the per-agent limits out of reach, for the cost of checking them.
+  dozor::collector::AgentLimits limits;
+  if (state.range(1) == 0) {
+    constexpr std::size_t kNone = std::numeric_limits<std::size_t>::max() / 2;
+    limits = {kNone, kNone, kNone, kNone, limits.forget_after};
+  }
+  w.health->set_limits(limits);
   const double opened = events(w.metrics, "opened"), resolved = events(w.metrics, "resolved"),
                reopened = events(w.metrics, "reopened");
   for (auto _ : state) {
@@ -239,9 +249,10 @@ void BM_Ingest(benchmark::State& state) {
   state.counters["rounds"] = static_cast<double>(w.fleet.rounds());
 }
 BENCHMARK(BM_Ingest)
-    ->ArgName("forecast")
-    ->Arg(0)
-    ->Arg(1)
+    ->ArgNames({"forecast", "limits"})
+    ->Args({0, 1})
+    ->Args({0, 0})
+    ->Args({1, 1})
     ->Unit(benchmark::kMicrosecond)
     ->MinTime(3.0)
     ->UseRealTime();

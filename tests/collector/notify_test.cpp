@@ -483,12 +483,18 @@ TEST(NotifyWebhookTest, PostsTheEventAsJsonWithAnIdempotencyKey) {
 TEST(NotifyWebhookTest, ARefusalThrowsWithItsStatusAndBody) {
   TempDir dir;
   Receiver receiver(dir, {"--fail-first", "1", "--status", "503"});
-  auto notifier = make_notifier(webhook("http://127.0.0.1:" + std::to_string(receiver.port())));
+  // A chat-style webhook: its secret is in the path, and must not reach logs or the outbox.
+  auto notifier = make_notifier(webhook("http://127.0.0.1:" + std::to_string(receiver.port()) +
+                                        "/services/T0001/B0002/s3cr3tT0k3n?key=abc"));
   asio::io_context io;
   const auto n = notification(1, "opened", ticket(1));
   const std::string error = deliver_error(io, *notifier, n);
-  EXPECT_NE(error.find("HTTP 503 Service Unavailable from http://127.0.0.1:"), std::string::npos)
+  EXPECT_NE(error.find("HTTP 503 Service Unavailable from http://127.0.0.1:" +
+                       std::to_string(receiver.port()) + "/...:"),
+            std::string::npos)
       << error;
+  EXPECT_EQ(error.find("s3cr3t"), std::string::npos) << error;
+  EXPECT_EQ(error.find("key=abc"), std::string::npos) << error;
   EXPECT_NE(error.find("receiver told to fail"), std::string::npos) << error;
   EXPECT_EQ(deliver_error(io, *notifier, n), "");  // the retry
   const auto posts = receiver.posts();
@@ -775,6 +781,23 @@ TEST(NotifySmtpTest, SendsOneMailToAllRecipients) {
   EXPECT_NE(m.find("\nconnect to 10.0.0.5:5432: Connection refused\n.hidden line\n"),
             std::string::npos)
       << m;
+}
+
+TEST(NotifySmtpTest, ControlCharactersFromAnAgentNeverReachData) {
+  SmtpPeer peer;
+  auto notifier = make_notifier(smtp(peer.port()));
+  asio::io_context io;
+  auto t = ticket(14);
+  // A plugin's output, quoted in the details: a bare CR (an old-Mac line end, or a smuggling
+  // attempt: "\r.\r" ends DATA on lenient servers), a NUL, an escape sequence.
+  t["details"] = std::string("line one\r.\rRCPT TO:<x@evil>\nnul\0here \x1b[31mred\ttab\n", 50);
+  ASSERT_EQ(deliver_error(io, *notifier, notification(347, "opened", t)), "");
+  ASSERT_TRUE(wait_until([&] { return peer.messages().size() == 1; }, 5s));
+  const std::string m = peer.messages()[0];
+  EXPECT_NE(m.find("\nline one.RCPT TO:<x@evil>\nnulhere [31mred\ttab\n"), std::string::npos) << m;
+  EXPECT_EQ(m.find('\r'), std::string::npos);
+  EXPECT_EQ(m.find('\0'), std::string::npos);
+  EXPECT_EQ(header("\n" + m, "X-RcptTo"), "duty@support.example, boss@support.example");
 }
 
 TEST(NotifySmtpTest, ASubjectInUkrainianIsEncoded) {

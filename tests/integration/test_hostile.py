@@ -388,6 +388,37 @@ class Hostile(IntegrationCase):
         self.assertEqual(sample(self.collector.metrics(), "dozor_ingest_rejected_total",
                                 reason="invalid_report"), 1)
 
+    def test_a_bad_reload_changes_nothing(self):
+        # SIGHUP with configs that cannot be used: a 20-digit port, a certificate that is no
+        # PEM. The collector says so, keeps what it runs, and goes on serving.
+        agent = self.start(Agent(self.dir, "agent-01", self.collector.url,
+                                 self.certs.agent("agent-01"),
+                                 ["{ name: disk, type: disk, path: /, interval: 300ms }"]))
+        wait_for("agent reporting", lambda: (self.agent_state() or {}).get("results", 0) > 0)
+        with open(self.collector.config) as f:
+            good = f.read()
+        garbage = os.path.join(self.dir, "garbage.pem")
+        with open(garbage, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        bad_port = good.replace(f"127.0.0.1:{self.collector.http_port}",
+                                "127.0.0.1:99999999999999999999")
+        bad_cert = good.replace(self.certs.files("collector")["cert"], garbage)
+        for bad in (bad_port, bad_cert):
+            with open(self.collector.config, "w") as f:
+                f.write(bad)
+            lines = len(self.collector.output().splitlines())
+            self.collector.proc.send_signal(signal.SIGHUP)
+            wait_for("the refusal logged", lambda: "keeping the running configuration" in "\n".join(
+                self.collector.output().splitlines()[lines:]))
+            self.assertTrue(self.collector.alive())
+            self.assertEqual(self.collector.get("/healthz"), "ok\n")
+        results = self.agent_state()["results"]
+        wait_for("reports go on", lambda: self.agent_state()["results"] > results)
+        # A new connection still gets the collector's own certificate.
+        s = tls_client(self.certs.agent("agent-02"), self.collector.agents_port)
+        s.close()
+        agent.stop()
+
     def test_renewed_certificate_is_presented_after_sighup(self):
         files = self.certs.agent("agent-01")
         agent = self.start(Agent(self.dir, "agent-01", self.collector.url, files,

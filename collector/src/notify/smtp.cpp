@@ -146,6 +146,9 @@ std::string smtp_data(const std::string& headers, const std::string& body) {
     if (end == std::string::npos) end = body.size();
     std::string line = body.substr(from, end - from);
     if (line.ends_with("\r")) line.pop_back();
+    // Agent-controlled text (a summary, a plugin's output) may hold a bare CR, a NUL or other
+    // controls: none of them may reach DATA (RFC 5321 2.3.8, 4.1.1.4); a tab may stay.
+    std::erase_if(line, [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; });
     if (end == body.size() && line.empty()) break;  // the body ended with its last line break
     for (std::size_t at = 0;;) {
       const std::size_t cut = utf8_cut(line, at, kMaxLine);

@@ -167,7 +167,7 @@ asio::awaitable<void> HttpPost::operator()(
     const std::string& body, const std::map<std::string, std::string>& headers) const {
   auto ex = co_await asio::this_coro::executor;
   const auto deadline = Clock::now() + timeout_;
-  const std::string where = url_.text();
+  const std::string where = url_.redacted();  // errors are logged and stored
 
   http::request<http::string_body> req{http::verb::post, url_.target, 11};
   req.set(http::field::host, url_.authority);

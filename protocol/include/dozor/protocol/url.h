@@ -23,6 +23,9 @@ struct HttpUrl {
   std::string target;     // path and query, at least "/"
   std::string authority;  // host[:port] as the Host header spells it
   std::string text() const;
+  /// For logs and stored errors: the path and query left out, since receivers (chat webhooks,
+  /// paging services) carry their secret there: "https://hooks.example/...".
+  std::string redacted() const;
 };
 
 /// An http:// or https:// URL; nullopt and `why` when malformed, of another scheme, or carrying

@@ -36,8 +36,9 @@ class Server {
   void start();
   /// Stops accepting, lets requests in flight finish for up to `grace`, then closes the rest.
   void stop(std::chrono::milliseconds grace);
-  /// New TLS material for new connections and the API token (SIGHUP); existing connections keep
-  /// their TLS.
+  /// New TLS material for new connections, the API token and the limits (SIGHUP); existing
+  /// connections keep their TLS. Listen addresses change only on restart. Throws, changing
+  /// nothing, when the TLS files cannot be used.
   void reload(const ServerConfig& config);
 
  private:
