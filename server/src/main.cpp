@@ -9,6 +9,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "dozor/collector/clock.h"
 #include "dozor/collector/desk.h"
 #include "dozor/collector/notify.h"
 #include "dozor/collector/store.h"
@@ -19,8 +20,11 @@ namespace {
 
 using namespace dozor;
 
+// Every timer of the collector (liveness, holds, silences, escalations, notifier backoff) and
+// every timestamp it writes: the wall clock, steered so that a step of it does not jump them.
 double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  static collector::SteadyWallClock clock;
+  return clock.now();
 }
 
 std::optional<server::ServerConfig> load(const std::string& path) {

@@ -122,11 +122,13 @@ class Certs:
 
 
 class Process:
-    def __init__(self, argv, log_path):
+    def __init__(self, argv, log_path, env=None):
+        """env: variables added to this process's environment."""
         self.argv = argv
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **env} if env else None)
 
     def alive(self):
         return self.proc.poll() is None
@@ -149,7 +151,7 @@ class Process:
 
 class Collector(Process):
     def __init__(self, workdir, certs_files, agents_port=None, http_port=None, extra="",
-                 store="sqlite:collector.db"):
+                 store="sqlite:collector.db", env=None):
         self.agents_port = agents_port or free_port()
         self.http_port = http_port or free_port()
         self.config = os.path.join(workdir, "collector.yaml")
@@ -160,12 +162,13 @@ class Collector(Process):
                     f'key: {certs_files["key"]} }}\n'
                     f'store: {store}\n{extra}')
         self.workdir = workdir
+        self.env = env
         self.restart()
 
     def restart(self):
         """Starts (again) on the same ports and store, and waits until it answers."""
         super().__init__([COLLECTOR, "--config", self.config],
-                         os.path.join(self.workdir, "collector.log"))
+                         os.path.join(self.workdir, "collector.log"), self.env)
         wait_for("collector /healthz", lambda: self.alive() and self.get("/healthz") == "ok\n")
         return self
 

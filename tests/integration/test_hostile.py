@@ -15,6 +15,7 @@ from harness import (Agent, Certs, Collector, IntegrationCase, Process, TcpServi
 
 NGINX = "/usr/sbin/nginx"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 MAKE_BACKLOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../bench/make_backlog.py")
 
 
@@ -418,6 +419,32 @@ class Hostile(IntegrationCase):
         s = tls_client(self.certs.agent("agent-02"), self.collector.agents_port)
         s.close()
         agent.stop()
+
+    def test_a_step_of_the_collectors_clock_marks_no_agent_silent(self):
+        # The collector under Debian's libfaketime: its wall clock (CLOCK_REALTIME) jumps 20 s
+        # ahead, as after an NTP step or a resumed VM; its monotonic clock runs on.
+        offset = os.path.join(self.dir, "faketime")
+        with open(offset, "w") as f:
+            f.write("+0\n")
+        self.collector.stop()
+        self.collector = self.start(Collector(self.dir, self.certs.files("collector"), env={
+            "LD_PRELOAD": FAKETIME, "FAKETIME_TIMESTAMP_FILE": offset, "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}))
+        agents = [self.start(Agent(self.dir, f"agent-0{i}", self.collector.url,
+                                   self.certs.agent(f"agent-0{i}"),
+                                   ["{ name: disk, type: disk, path: /, interval: 500ms }"],
+                                   heartbeat="1s")) for i in (1, 2)]
+        wait_for("both agents up", lambda: all(
+            (self.agent_state(f"agent-0{i}") or {}).get("up") for i in (1, 2)))
+        with open(offset, "w") as f:
+            f.write("+20\n")
+        wait_for("the step seen", lambda: "system clock stepped by +2" in self.collector.output())
+        time.sleep(4)  # longer than the 3 s silent window
+        self.assertTrue(all(self.agent_state(f"agent-0{i}")["up"] for i in (1, 2)))
+        self.assertEqual(self.collector.tickets(), [])
+        self.assertEqual(sample(self.collector.metrics(), "dozor_agent_up", agent="agent-01"), 1)
+        for a in agents:
+            a.stop()
 
     def test_renewed_certificate_is_presented_after_sighup(self):
         files = self.certs.agent("agent-01")
