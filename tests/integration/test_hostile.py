@@ -31,9 +31,10 @@ class Nginx(Process):
     def serve(self, body):
         """(Re)starts nginx with `body` as its http or stream block."""
         with open(self.conf, "w") as f:
-            # As root the workers would run as nobody, who cannot read the test's 0700 folder.
+            # One process (no master, no workers left behind by a killed master); as root it
+            # would serve as nobody, who cannot read the test's 0700 folder.
             f.write(f"load_module {STREAM_MODULE};\n" if body.startswith("stream") else "")
-            f.write(f"user root;\ndaemon off;\nworker_processes 1;\npid {self.dir}/nginx.pid;\n"
+            f.write(f"user root;\ndaemon off;\nmaster_process off;\npid {self.dir}/nginx.pid;\n"
                     f"error_log stderr warn;\nevents {{ worker_connections 64; }}\n{body}\n")
         super().__init__([NGINX, "-p", self.dir, "-c", self.conf], os.path.join(self.dir, "log"))
         wait_for("nginx listening", self.listening)
