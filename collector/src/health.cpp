@@ -356,6 +356,17 @@ void Health::tick(double now) {
   if (desk_) desk_->tick(all, now);
 }
 
+void Health::stalled(double now) {
+  std::lock_guard lock(mu_);
+  for (auto& [id, a] : agents_)
+    if (a.up) a.grace_until = std::max(a.grace_until, now + kUpHeartbeats * a.heartbeat);
+}
+
+void Health::heard_from(const std::string& agent_id, double now) {
+  std::lock_guard lock(mu_);
+  if (auto it = agents_.find(agent_id); it != agents_.end()) it->second.last_report = now;
+}
+
 std::vector<AgentState> Health::agents(double now) {
   std::lock_guard lock(mu_);
   std::vector<AgentState> out;

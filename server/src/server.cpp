@@ -221,6 +221,7 @@ asio::ssl::context make_agent_tls(const ServerConfig& config) {
 }
 
 constexpr auto kTick = std::chrono::milliseconds(250);
+constexpr auto kStall = std::chrono::seconds(2);
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
   State(asio::io_context& io, ServerConfig c, collector::Health& h, collector::Desk* d,
@@ -281,7 +282,15 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     asio::steady_timer timer(io);
     auto next_trim = std::chrono::steady_clock::now();
     std::size_t peak = 0;  // connections at the most since the last trim
+    auto last_tick = std::chrono::steady_clock::now();
     while (!stopping) {
+      // Ticks 2 s apart instead of 250 ms: this process stood still, not the agents.
+      if (const auto at = std::chrono::steady_clock::now(); at - last_tick > kStall) {
+        spdlog::warn("the collector stood still for {:.1f} s; agents get one window to report",
+                     std::chrono::duration<double>(at - last_tick).count());
+        health.stalled(clock());
+      }
+      last_tick = std::chrono::steady_clock::now();
       try {
         health.tick(clock());
       } catch (const std::exception& e) {
@@ -523,6 +532,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     } catch (const std::exception& e) {
       // Not stored, so not acked: the agent keeps the results and sends them again.
       metrics.rejected("store_error");
+      health.heard_from(agent, clock());  // alive: not silent for the collector's fault
       store_failed(std::string("report from ") + agent + " not stored: " + e.what());
       return error_reply(http::status::service_unavailable, "store_error", "report not stored");
     }

@@ -421,7 +421,7 @@ class Hostile(IntegrationCase):
         s.close()
         agent.stop()
 
-    def test_a_step_of_the_collectors_clock_marks_no_agent_silent(self):
+    def test_a_step_or_a_stall_of_the_collector_marks_no_agent_silent(self):
         # The collector under Debian's libfaketime: its wall clock (CLOCK_REALTIME) jumps 20 s
         # ahead, as after an NTP step or a resumed VM; its monotonic clock runs on.
         offset = os.path.join(self.dir, "faketime")
@@ -444,6 +444,16 @@ class Hostile(IntegrationCase):
         self.assertTrue(all(self.agent_state(f"agent-0{i}")["up"] for i in (1, 2)))
         self.assertEqual(self.collector.tickets(), [])
         self.assertEqual(sample(self.collector.metrics(), "dozor_agent_up", agent="agent-01"), 1)
+
+        # The collector itself stopped for 5 s (SIGSTOP: a stalled disk, a frozen VM): when it
+        # runs again, its agents are not all silent at once; they get a window to come back.
+        self.collector.proc.send_signal(signal.SIGSTOP)
+        time.sleep(5)
+        self.collector.proc.send_signal(signal.SIGCONT)
+        wait_for("the stall seen", lambda: "stood still" in self.collector.output())
+        time.sleep(1)
+        self.assertTrue(all(self.agent_state(f"agent-0{i}")["up"] for i in (1, 2)))
+        self.assertEqual(self.collector.tickets(), [])
         for a in agents:
             a.stop()
 

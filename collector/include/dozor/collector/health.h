@@ -111,6 +111,12 @@ class Health {
   void refresh(double now);
   /// refresh(), then the desk's timers (silent agents, held conditions, escalations).
   void tick(double now);
+  /// The collector itself stood still (a stalled disk, a stopped VM): agents that were up get
+  /// one window from `now`, as after a restart, rather than all being called silent at once.
+  void stalled(double now);
+  /// The agent reported, but its report could not be stored (the store failing): it is alive,
+  /// and must not be called silent for the collector's fault. Memory only.
+  void heard_from(const std::string& agent_id, double now);
 
   std::vector<AgentState> agents(double now);
   std::optional<AgentState> agent(const std::string& id, double now);
