@@ -115,6 +115,10 @@ class TlsPeer {
     const std::string cert = pem(leaf.cert.get()), key = pem(leaf.key.get());
     tls_.use_certificate_chain(asio::buffer(cert));
     tls_.use_private_key(asio::buffer(key), ssl::context::pem);
+    // Read while the ClientHello is processed, before the server's reply: the client cannot
+    // have finished its handshake before it is recorded. OpenSSL calls it with or without SNI.
+    SSL_CTX_set_tlsext_servername_callback(tls_.native_handle(), &TlsPeer::on_client_hello);
+    SSL_CTX_set_tlsext_servername_arg(tls_.native_handle(), this);
     acceptor_.open(tcp::v4());
     acceptor_.bind({asio::ip::make_address("127.0.0.1"), 0});
     acceptor_.listen();
@@ -138,13 +142,16 @@ class TlsPeer {
       ssl::stream<tcp::socket> stream(std::move(socket), tls_);
       co_await stream.async_handshake(ssl::stream_base::server,
                                       asio::redirect_error(asio::use_awaitable, ec));
-      const char* sni = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name);
-      {
-        std::lock_guard lock(mutex_);
-        server_name_ = sni ? sni : "";
-      }
       stream.next_layer().close(ec);
     }
+  }
+
+  static int on_client_hello(SSL* ssl, int*, void* self) {
+    auto* peer = static_cast<TlsPeer*>(self);
+    const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    std::lock_guard lock(peer->mutex_);
+    peer->server_name_ = sni ? sni : "";
+    return SSL_TLSEXT_ERR_OK;
   }
 
   PeerThread peer_;  // first: stopped before the acceptor and context go away
