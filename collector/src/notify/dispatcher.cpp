@@ -108,6 +108,7 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
     Steady::time_point next_resend{};
     int failures_in_row = 0;
     std::set<std::uint64_t> unrecorded;  // delivered, not yet recorded in the outbox
+    bool outbox_failing = false;
   };
 
   State(asio::io_context& io, OutboxQueue& q, Metrics& m, Clock c, milliseconds poll)
@@ -141,8 +142,15 @@ struct Dispatcher::State : std::enable_shared_from_this<Dispatcher::State> {
           co_await resend(lane);
       } catch (const std::exception& e) {
         // The outbox itself failed (the store): its rows are safe; look again at the next poll.
-        spdlog::error("notifier {}: outbox: {}", name, e.what());
+        // Said once, not at every poll while the store stays broken.
+        if (!lane.outbox_failing)
+          spdlog::error("notifier {}: outbox: {}; retrying every poll", name, e.what());
+        lane.outbox_failing = true;
         round_failed = true;
+      }
+      if (!round_failed && lane.outbox_failing) {
+        spdlog::info("notifier {}: outbox readable again", name);
+        lane.outbox_failing = false;
       }
       if (stopping) break;
       if (lane.woken && !round_failed && clock() >= lane.blocked_until) continue;
