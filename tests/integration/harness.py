@@ -363,6 +363,18 @@ class IntegrationCase(unittest.TestCase):
         self.tmp.cleanup()
 
 
+class CollectorCase(IntegrationCase):
+    """An IntegrationCase with a CA (self.certs) and a running collector (self.collector)."""
+
+    def setUp(self):
+        super().setUp()
+        self.certs = Certs(os.path.join(self.dir, "ca"))
+        self.collector = self.start(Collector(self.dir, self.certs.collector()))
+
+    def agent_state(self, name="agent-01"):
+        return self.collector.agents().get(name)
+
+
 class LinkProxy:
     """A TCP proxy between agent and collector that the test can cut and restore, as a site's
     internet link goes down and comes back."""

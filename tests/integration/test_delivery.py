@@ -8,8 +8,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (Agent, Certs, Collector, IntegrationCase, LinkProxy, TcpService, free_port,
-                     main, parse_time, sample, spool_state, timing, wait_for)
+from harness import (Agent, CollectorCase, LinkProxy, free_port, main, parse_time, sample,
+                     spool_state, timing, wait_for)
 
 # Length of the fault scenario; the issue asks for a few minutes.
 FAULT_SECONDS = float(os.environ.get("DOZOR_FAULT_SECONDS", "150"))
@@ -20,15 +20,7 @@ def fast_probes(n, interval="200ms"):
     return [f"{{ name: disk-{i}, type: disk, path: /, interval: {interval} }}" for i in range(n)]
 
 
-class Delivery(IntegrationCase):
-    def setUp(self):
-        super().setUp()
-        self.certs = Certs(os.path.join(self.dir, "ca"))
-        self.collector = self.start(Collector(self.dir, self.certs.collector()))
-
-    def agent_state(self, name="agent-01"):
-        return self.collector.agents().get(name)
-
+class Delivery(CollectorCase):
     def test_fault_scenario_loses_nothing_and_doubles_nothing(self):
         link = LinkProxy(self.collector.agents_port)
         self.addCleanup(link.cut)

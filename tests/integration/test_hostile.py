@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
-from harness import (Agent, Certs, Collector, IntegrationCase, Process, TcpService,
-                     WebhookReceiver, api_token_file, http_request, main, post_raw, sample,
-                     spool_state, timing, tls_client, wait_for)
+from harness import (Agent, Collector, CollectorCase, Process, TcpService, WebhookReceiver,
+                     api_token_file, free_port, http_request, main, post_raw, sample, spool_state,
+                     timing, tls_client, wait_for)
 
 NGINX = "/usr/sbin/nginx"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
@@ -78,24 +78,9 @@ class Nginx(Process):
 }}""")
 
 
-def http_status(collector, path):
-    import urllib.error
-    import urllib.request
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{collector.http_port}{path}", timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
-def http_text(collector, path):
-    import urllib.error
-    import urllib.request
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{collector.http_port}{path}", timeout=5) as r:
-            return r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.read().decode()
+def healthz(collector):
+    """(status, text) of the collector's /healthz, whatever the status."""
+    return http_request(f"http://127.0.0.1:{collector.http_port}/healthz")
 
 
 def rss_kib(pid):
@@ -167,15 +152,7 @@ class Flood:
         self.thread.join()
 
 
-class Hostile(IntegrationCase):
-    def setUp(self):
-        super().setUp()
-        self.certs = Certs(os.path.join(self.dir, "ca"))
-        self.collector = self.start(Collector(self.dir, self.certs.collector()))
-
-    def agent_state(self, name="agent-01"):
-        return self.collector.agents().get(name)
-
+class Hostile(CollectorCase):
     @timing  # its pass mark is "within 5 s"; and the flood would load the tests beside it
     def test_a_flood_from_one_host_locks_no_agent_out(self):
         erp = TcpService(accept=True)
@@ -259,14 +236,14 @@ class Hostile(IntegrationCase):
                     f.write(b"\0" * (1 << 20))
                     f.flush()
         erp.start()  # recovers while nothing can be written
-        wait_for("/healthz 503", lambda: http_status(self.collector, "/healthz") == 503)
-        self.assertIn("store failing", http_text(self.collector, "/healthz"))
+        wait_for("/healthz 503", lambda: healthz(self.collector)[0] == 503)
+        self.assertIn("store failing", healthz(self.collector)[1])
         time.sleep(2)
         self.assertGreater(sample(self.collector.metrics(), "dozor_store_errors_total"), 0)
         self.assertEqual(len(hook.accepted()), 1)  # nothing resolved without its commit
 
         os.unlink(filler)
-        wait_for("/healthz ok", lambda: http_status(self.collector, "/healthz") == 200, timeout=20)
+        wait_for("/healthz ok", lambda: healthz(self.collector) == (200, "ok\n"), timeout=20)
         wait_for("the resolution delivered", lambda: len(hook.accepted()) == 2, timeout=20)
         time.sleep(2)
         events = [r["body"]["event"] for r in hook.accepted()]
@@ -278,7 +255,6 @@ class Hostile(IntegrationCase):
     def test_proxy_refusals_lose_nothing(self):
         # The agent reports through nginx, which first refuses (403, 429 with Retry-After, 502)
         # and then passes TLS through to the collector: every result arrives, none is dropped.
-        from harness import free_port
         proxy = Nginx(self.dir, free_port())
         collector_files = self.certs.files("collector")
         front = self.start(proxy.refusing(403, certs=collector_files))
