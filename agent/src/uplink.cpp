@@ -154,10 +154,9 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
     milliseconds backoff = kMinBackoff;
     while (!stopping) {
       relink = false;
-      if (co_await connect()) {
-        backoff = kMinBackoff;
-        co_await exchange();
-      }
+      // The backoff starts over once a report is accepted, not at every connect: a proxy that
+      // answers 403 to every report is knocked on ever more slowly, up to kMaxBackoff.
+      if (co_await connect() && co_await exchange()) backoff = kMinBackoff;
       stream.reset();
       if (stopping) break;
       if (relink) continue;
@@ -228,12 +227,14 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
     co_return true;
   }
 
-  // Sends reports over the open connection until it fails, or a stop or relink.
-  asio::awaitable<void> exchange() {
+  // Sends reports over the open connection until it fails, or a stop or relink; true when the
+  // collector accepted at least one of them.
+  asio::awaitable<bool> exchange() {
+    bool accepted = false;
     beast::flat_buffer buffer;
     auto& socket = beast::get_lowest_layer(*stream);
     for (;;) {
-      if (stopping || relink) co_return;
+      if (stopping || relink) co_return accepted;
       const auto due = last_sent + heartbeat();
       if (spool.empty() && Clock::now() < due) {
         wake.expires_at(due);
@@ -269,7 +270,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       if (!ec) co_await http::async_read(*stream, buffer, res, redirect_error(use_awaitable, ec));
       if (ec) {
         if (!stopping && !relink) failed("report: " + ec.message());
-        co_return;
+        co_return accepted;
       }
       last_sent = Clock::now();
 
@@ -277,10 +278,11 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         auto ack = protocol::decode_ack(res.body());
         if (!ack) {
           failed("unreadable ack: " + ack.error.to_string());
-          co_return;
+          co_return accepted;
         }
         spool.dropped_reported(head.dropped);
         spool.ack(ack.value->acked_seq);
+        accepted = true;
         failures_in_row = 0;  // a refusal after this one is news again
         for (const auto& r : ack.value->refused) refused(r);
       } else if (res.result() == http::status::payload_too_large && batch_limit > 1) {
@@ -303,9 +305,9 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         // nothing is dropped; the results wait in the spool and are sent again after a backoff.
         retry_after = retry_after_header(res);
         failed("report answered " + std::to_string(res.result_int()) + ": " + refusal_text(res));
-        co_return;
+        co_return accepted;
       }
-      if (!res.keep_alive()) co_return;
+      if (!res.keep_alive()) co_return accepted;
     }
   }
 };
