@@ -32,6 +32,12 @@ std::uint64_t skip_below(AgentState& a, std::uint64_t floor) {
   return lost;
 }
 
+// Takes one series off /metrics, if it is there.
+template <class Family>
+void remove_series(Family& family, const prometheus::Labels& labels) {
+  if (family.Has(labels)) family.Remove(&family.Add(labels));
+}
+
 }  // namespace
 
 Health::Health(Metrics& metrics, Store* store, double started_at)
@@ -168,21 +174,15 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
 
   if (!old_site.empty() && old_site != a.site) {
     // The site label changed: drop the series under the old one rather than show both.
-    for (auto* fam :
-         {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew}) {
-      const prometheus::Labels old{{"agent", a.id}, {"site", old_site}};
-      if (fam->Has(old)) fam->Remove(&fam->Add(old));
-    }
+    for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew})
+      remove_series(*fam, {{"agent", a.id}, {"site", old_site}});
   }
   if (lost > 0)
     metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
         .Increment(static_cast<double>(lost));
-  for (const auto& [probe, metric] : gone) {
-    const prometheus::Labels labels{
-        {"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", metric}};
-    if (metrics_.probe_value.Has(labels))
-      metrics_.probe_value.Remove(&metrics_.probe_value.Add(labels));
-  }
+  for (const auto& [probe, metric] : gone)
+    remove_series(metrics_.probe_value,
+                  {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", metric}});
   for (const auto& r : out.refused) metrics_.rejected(r.reason);
   for (const auto& name : changed) publish(a, name, a.probes.at(name));
   if (report.agent.sent_at > 0)
@@ -240,27 +240,21 @@ void Health::set_limits(const AgentLimits& limits) {
 }
 
 void Health::unpublish(const AgentState& a, const std::string& probe, const ProbeState& p) {
-  auto drop = [](auto& family, const prometheus::Labels& labels) {
-    if (family.Has(labels)) family.Remove(&family.Add(labels));
-  };
-  drop(metrics_.probe_status,
-       {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"type", p.type}});
-  drop(metrics_.probe_duration, {{"agent", a.id}, {"site", a.site}, {"probe", probe}});
+  remove_series(metrics_.probe_status,
+                {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"type", p.type}});
+  remove_series(metrics_.probe_duration, {{"agent", a.id}, {"site", a.site}, {"probe", probe}});
   for (const auto& m : p.metrics)
-    drop(metrics_.probe_value,
-         {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", m.name}});
+    remove_series(metrics_.probe_value,
+                  {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", m.name}});
 }
 
 void Health::unpublish_agent(const AgentState& a) {
   for (const auto& [name, p] : a.probes) unpublish(a, name, p);
   const prometheus::Labels labels{{"agent", a.id}, {"site", a.site}};
   for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew})
-    if (fam->Has(labels)) fam->Remove(&fam->Add(labels));
-  if (metrics_.agent_spool_dropped.Has(labels))
-    metrics_.agent_spool_dropped.Remove(&metrics_.agent_spool_dropped.Add(labels));
-  const prometheus::Labels by_agent{{"agent", a.id}};
-  if (metrics_.agent_connections.Has(by_agent))
-    metrics_.agent_connections.Remove(&metrics_.agent_connections.Add(by_agent));
+    remove_series(*fam, labels);
+  remove_series(metrics_.agent_spool_dropped, labels);
+  remove_series(metrics_.agent_connections, {{"agent", a.id}});
 }
 
 void Health::forget_stored(const std::string& agent, const std::vector<std::string>& probes,

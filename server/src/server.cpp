@@ -36,17 +36,10 @@ using asio::use_awaitable;
 using asio::ip::tcp;
 using nlohmann::json;
 
-std::string peer_common_name(SSL* ssl) {
-  X509* cert = SSL_get1_peer_certificate(ssl);
-  if (!cert) return {};
-  char buf[256];
-  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
-  X509_free(cert);
-  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-}
-
-// The certificate an agent presented: its serial (hex, as openssl prints it) and expiry.
+// The certificate an agent presented: its CN (the agent's id), serial (hex, as openssl prints
+// it) and expiry.
 struct PeerCertificate {
+  std::string cn;
   std::string serial;
   double not_after = 0;
 };
@@ -55,6 +48,10 @@ PeerCertificate peer_certificate(SSL* ssl) {
   PeerCertificate out;
   X509* cert = SSL_get1_peer_certificate(ssl);
   if (!cert) return out;
+  char buf[256];
+  const int n =
+      X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
+  if (n > 0) out.cn.assign(buf, static_cast<std::size_t>(n));
   if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
     if (char* hex = BN_bn2hex(bn)) {
       out.serial = hex;
@@ -448,7 +445,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       co_return;
     }
     pending_slot.release();
-    const std::string agent = peer_common_name(stream.native_handle());
+    PeerCertificate certificate = peer_certificate(stream.native_handle());
+    const std::string agent = certificate.cn;
     if (agent.empty()) {
       metrics.rejected("no_identity");
       refusals.note(remote, "connection from " + remote + " refused: certificate has no CN");
@@ -462,7 +460,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
     Live live(agent_connections);
     spdlog::debug("agent {} connected from {}", agent, remote);
-    certificates[agent] = peer_certificate(stream.native_handle());
+    certificates[agent] = std::move(certificate);
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
     co_await serve(stream, true, [&](const Request& req) { return handle_report(agent, req); });
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));

@@ -1,6 +1,6 @@
 // Fuzz target for everything the collector and the agent decode from the network: report bodies
-// (collector), and acks and refusals (agent). A body either decodes or yields an error naming a field; what
-// decodes survives a round trip through the encoder unchanged.
+// (collector), and acks and refusals (agent). A body either decodes or yields an error naming a
+// field; what decodes survives a round trip through the encoder unchanged.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
