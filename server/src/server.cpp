@@ -13,9 +13,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <charconv>
+#include <csignal>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -25,6 +26,7 @@
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
 #include "http.h"
+#include "tls_stream.h"
 
 namespace dozor::server {
 namespace {
@@ -188,16 +190,21 @@ struct Pending {
 };
 
 // Marks a connection as waiting for its next request, so that a shutdown may close it at once.
+using IdleConnections = std::unordered_map<void*, std::function<void()>>;  // -> cancel
+template <class Stream>
 struct Idle {
-  Idle(std::map<beast::tcp_stream*, bool>& idle, beast::tcp_stream& s) : idle_(idle), s_(&s) {
-    idle_[s_] = true;
-  }
+  Idle(IdleConnections& idle, Stream& s) : idle_(idle), s_(&s) {}
   ~Idle() { idle_.erase(s_); }
-  void set(bool v) { idle_[s_] = v; }
+  void set(bool waiting) {
+    if (waiting)
+      idle_[s_] = [s = s_] { s->cancel(); };
+    else
+      idle_.erase(s_);
+  }
   Idle(const Idle&) = delete;
   Idle& operator=(const Idle&) = delete;
-  std::map<beast::tcp_stream*, bool>& idle_;
-  beast::tcp_stream* s_;
+  IdleConnections& idle_;
+  Stream* s_;
 };
 
 }  // namespace
@@ -260,7 +267,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     spdlog::info("store: writing again");
     store_failure.clear();
   }
-  std::map<beast::tcp_stream*, bool> idle;  // every open connection: waiting for a request?
+  IdleConnections idle;  // the connections waiting for a request
   std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented
   std::unordered_map<std::string, std::pair<double, double>> report_tokens;  // tokens, at
   bool stopping = false;
@@ -358,7 +365,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   // Reads requests off one connection until it closes, answering each with `handle`.
   template <class Stream, class Handler>
   asio::awaitable<void> serve(Stream& stream, bool count_rejects, Handler handle) {
-    auto& socket = beast::get_lowest_layer(stream);
+    auto& socket = beast::get_lowest_layer(stream);  // the deadlines
     Idle waiting(idle, socket);
     beast::flat_buffer buffer;
     for (;;) {
@@ -368,6 +375,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       parser.header_limit(16 * 1024);
       if (stopping) co_return;
       waiting.set(true);
+      buffer.shrink_to_fit();  // an idle connection keeps no buffer (empty unless pipelined)
       socket.expires_after(config.idle_timeout);
       co_await http::async_read_header(stream, buffer, parser, redirect_error(use_awaitable, ec));
       waiting.set(false);
@@ -427,9 +435,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       co_return;
     }
     auto tls_context = tls;  // a reload must not free the context under this connection
-    beast::ssl_stream<beast::tcp_stream> stream(std::move(*raw), *tls_context);
-    beast::get_lowest_layer(stream).expires_at(deadline);
-    co_await stream.async_handshake(ssl::stream_base::server, redirect_error(use_awaitable, ec));
+    TlsStream stream(std::move(*raw), tls_context->native_handle());
+    stream.expires_at(deadline);
+    co_await stream.async_handshake(redirect_error(use_awaitable, ec));
     if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
       // A plain TCP check of this port (a tcp probe, a load balancer): no handshake was tried.
       spdlog::debug("connection from {} closed before a TLS handshake", remote);
@@ -463,7 +471,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     certificates[agent] = std::move(certificate);
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
     co_await serve(stream, true, [&](const Request& req) { return handle_report(agent, req); });
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+    stream.expires_after(std::chrono::seconds(1));
     co_await stream.async_shutdown(redirect_error(use_awaitable, ec));
   }
 
@@ -598,6 +606,9 @@ Server::~Server() {
 }
 
 void Server::start() {
+  // TlsStream writes to its socket with write(2): a peer that has closed must be an EPIPE
+  // error of that connection, not a SIGPIPE that ends the process.
+  std::signal(SIGPIPE, SIG_IGN);
   state_->listen(state_->agents_acceptor, state_->config.agents);
   state_->listen(state_->http_acceptor, state_->config.http);
   asio::co_spawn(state_->io, state_->accept_loop(state_->agents_acceptor, true), asio::detached);
@@ -611,8 +622,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   boost::system::error_code ec;
   s->agents_acceptor.close(ec);
   s->http_acceptor.close(ec);
-  for (auto& [stream, waiting] : s->idle)
-    if (waiting) stream->cancel();
+  for (auto& [stream, cancel] : IdleConnections(s->idle)) cancel();
   // Poll until the last request is answered or the grace period is over, then stop the loop.
   asio::co_spawn(
       s->io,
