@@ -201,6 +201,7 @@ void Desk::load_locked() {
   members_.clear();
   pending_.clear();
   silences_.clear();
+  agent_silences_.clear();
   sqlite::Statement tickets(db_.handle(),
                             "SELECT * FROM tickets WHERE status IN ('open', 'acknowledged', "
                             "'resolved')");
@@ -575,34 +576,31 @@ void Desk::open_ticket(Incident& inc, double now) {
   auto found = live_.find(inc.ticket);
   if (found != live_.end() && found->second.status == "resolved" && found->second.key == inc.key) {
     // It failed again soon after: the same ticket, reopened, rather than a second one.
-    Ticket& t = found->second;
-    t.status = "open";
-    ++t.occurrences;
-    t.resolved_at = 0;
-    t.acknowledged_at = 0;
-    t.acknowledged_by.clear();
-    t.raised_at = now;
-    t.escalations = 0;
-    t.flapping = inc.flapping;
-    t.summary = inc.summary;
-    t.details = inc.details;
-    t.deadline = deadline_for(t, now);
-    members_[t.id].insert(inc.key);
-    event(t, "reopened", "failed again: " + inc.summary, now);
-    save(t);
-    count_open(t, +1);
+    members_[found->second.id].insert(inc.key);
+    reopen(found->second, inc.summary, inc.details, inc.flapping, now);
     return;
   }
   if (rule.ticket_class == "emergency") {
-    // One ticket for what one failure caused: a site-wide outage, or an agent gone silent.
+    // One ticket for what one failure caused: a site-wide outage, an agent gone silent, or the
+    // collector cut off from most agents (which also takes what those agents report late).
+    // An agent falling silent long after the others is news of its own, not the same cut-off.
+    const std::string silent_agent = inc.agent + "/*";
+    const double mass_window = std::chrono::duration<double>(config_.mass_silence_window).count();
     for (auto& [id, t] : live_) {
-      if (!t.active() || t.site != inc.site || t.key == inc.key) continue;
-      if (t.rule == kSiteOutage || (t.agent == inc.agent && t.probe == "*")) {
+      if (!t.active() || t.key == inc.key) continue;
+      if (t.site == inc.site
+              ? t.rule == kSiteOutage || (t.agent == inc.agent && t.probe == "*")
+              : t.rule == kMassSilence &&
+                    (rule.kind == RuleKind::silent
+                         ? inc.since <= t.raised_at + mass_window
+                         : std::find(t.probes.begin(), t.probes.end(), silent_agent) !=
+                               t.probes.end())) {
         attach(inc, t, now);
         return;
       }
     }
     if (rule.kind == RuleKind::status && try_site_outage(inc, now)) return;
+    if (rule.kind == RuleKind::silent && try_mass_silence(inc, now)) return;
   }
   Ticket t;
   t.key = inc.key;
@@ -666,16 +664,87 @@ bool Desk::try_site_outage(Incident& inc, double now) {
   t.details = "most of the site's probes began to fail within " +
               format_duration(config_.outage_window) + "; one ticket for all of them:";
   for (Incident* i : failing) t.details += "\n- " + i->summary;
-  Ticket& site = new_ticket(std::move(t), now);
-  for (Incident* i : failing) {
+  open_group(std::move(t), failing, inc, window, "site-wide ticket", now);
+  return true;
+}
+
+bool Desk::try_mass_silence(Incident& inc, double now) {
+  const double window = std::chrono::duration<double>(config_.mass_silence_window).count();
+  std::vector<Incident*> silent;
+  std::set<std::string> agents;  // an agent counts once, whatever silent rules match it
+  for (Incident* i : agent_silences_) {
+    // Around this agent's silence rather than before now: a silence of the ticket may have held
+    // it back longer than the window.
+    if (i->failing && config_.rules[i->rule].ticket_class == "emergency" &&
+        std::abs(i->since - inc.since) <= window) {
+      silent.push_back(i);
+      agents.insert(i->agent);
+    }
+  }
+  const auto n = agents.size();
+  if (static_cast<int>(n) < config_.mass_silence_agents ||
+      static_cast<double>(n) <= config_.mass_silence_share * static_cast<double>(known_agents_))
+    return false;
+  // Planned work on the collector or its uplink: no ticket, and none for each site either.
+  if (silenced("*", "*", "*", std::string(kMassSilence), now)) return true;
+  Ticket t;
+  t.key = "*/*/*/" + std::string(kMassSilence);
+  t.ticket_class = "emergency";
+  t.priority = 1;
+  t.summary = std::to_string(n) + " of " + std::to_string(known_agents_) +
+              " agents fell silent within " + format_duration(config_.mass_silence_window) +
+              ": the collector's network or the collector itself";
+  t.site = "*";
+  t.agent = "*";
+  t.probe = "*";
+  t.rule = std::string(kMassSilence);
+  t.details =
+      "most agents stopped reporting at once: the collector's network, its uplink or "
+      "the collector itself rather than each site; one ticket for all of them:";
+  for (Incident* i : silent) t.details += "\n- " + i->summary;
+  open_group(std::move(t), silent, inc, window, "collector-unreachable ticket", now);
+  return true;
+}
+
+// One ticket for many incidents of one cause: opened, or reopened when the cause came back
+// within `reopen_within`; the members' own tickets opened moments ago fold into it.
+void Desk::open_group(Ticket t, const std::vector<Incident*>& members, Incident& inc, double window,
+                      const std::string& merged_into, double now) {
+  auto same = std::find_if(live_.begin(), live_.end(),
+                           [&](const auto& kv) { return kv.second.key == t.key; });
+  Ticket* group = same != live_.end() ? &same->second : nullptr;
+  if (!group) {
+    group = &new_ticket(std::move(t), now);
+  } else if (!group->active()) {  // resolved not long ago: the same cause again
+    group->probes.clear();        // its members attach again
+    reopen(*group, t.summary, t.details, false, now);
+  }
+  for (Incident* i : members) {
     auto own = live_.find(i->ticket);
-    // Tickets opened for the same outage moments ago fold into the site's.
     if (own != live_.end() && own->second.active() && own->second.key == i->key &&
         own->second.opened_at >= now - window)
-      close_locked(own->second, "merged into site-wide ticket #" + std::to_string(site.id), now);
-    if (i->ticket == 0 || i == &inc) attach(*i, site, now);
+      close_locked(own->second, "merged into " + merged_into + " #" + std::to_string(group->id),
+                   now);
+    if (i->ticket == 0 || i == &inc) attach(*i, *group, now);
   }
-  return true;
+}
+
+void Desk::reopen(Ticket& t, const std::string& summary, const std::string& details, bool flapping,
+                  double now) {
+  t.status = "open";
+  ++t.occurrences;
+  t.resolved_at = 0;
+  t.acknowledged_at = 0;
+  t.acknowledged_by.clear();
+  t.raised_at = now;
+  t.escalations = 0;
+  t.flapping = flapping;
+  t.summary = summary;
+  t.details = details;
+  t.deadline = deadline_for(t, now);
+  event(t, "reopened", "failed again: " + summary, now);
+  save(t);
+  count_open(t, +1);
 }
 
 void Desk::attach(Incident& inc, Ticket& t, double now) {
@@ -804,8 +873,13 @@ void Desk::publish_open() {
 void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
   std::lock_guard lock(mu_);
   in_transaction([&] {
+    // Every agent's silence is settled before any ticket opens, so that agents falling silent
+    // in the same tick are seen together.
+    agent_silences_.clear();
+    known_agents_ = 0;
     for (const AgentState* agent : agents) {
       const AgentState& a = *agent;
+      if (a.last_report > 0) ++known_agents_;
       for (std::size_t i = 0; i < config_.rules.size(); ++i) {
         const Rule& rule = config_.rules[i];
         if (rule.kind != RuleKind::silent || !rule.match.matches(a.site, a.id, "*", "*")) continue;
@@ -822,9 +896,10 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
                         rule.name;
         }
         set_failing(inc, failing, now);
-        advance(inc, now);
+        agent_silences_.push_back(&inc);
       }
     }
+    for (Incident* inc : agent_silences_) advance(*inc, now);
     for (const auto& key : std::vector<std::string>(pending_.begin(), pending_.end())) {
       auto it = incidents_.find(key);
       if (it == incidents_.end())
@@ -851,6 +926,7 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
         close_locked(t, "stayed resolved for " + format_duration(config_.reopen_within), now);
       }
     }
+    agent_silences_.clear();  // forget() and reconfigure() may delete incidents meanwhile
   });
   wake();
 }

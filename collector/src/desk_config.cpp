@@ -21,6 +21,12 @@ constexpr OptionSpec kTickets[] = {
      "site-wide outage: and more than this share of the site's probes"},
     {"outage_window", OptionKind::duration, "1m", false,
      "site-wide outage: failures that began within this window"},
+    {"mass_silence_agents", OptionKind::integer, "5", false,
+     "collector unreachable: at least this many agents falling silent together"},
+    {"mass_silence_share", OptionKind::number, "0.5", false,
+     "collector unreachable: and more than this share of the agents known"},
+    {"mass_silence_window", OptionKind::duration, "1m", false,
+     "collector unreachable: agents that fell silent within this window of each other"},
 };
 
 }  // namespace
@@ -62,6 +68,12 @@ DeskConfig parse_desk_config(const YAML::Node& root, const std::string& file,
   if (c.outage_share < 0 || c.outage_share >= 1)
     tickets.error("outage_share", "expected a share from 0 to below 1, e.g. 0.5");
   c.outage_window = tickets.duration("outage_window");
+  c.mass_silence_agents = static_cast<int>(tickets.integer("mass_silence_agents"));
+  if (c.mass_silence_agents < 2) tickets.error("mass_silence_agents", "must be at least 2");
+  c.mass_silence_share = tickets.number("mass_silence_share");
+  if (c.mass_silence_share < 0 || c.mass_silence_share >= 1)
+    tickets.error("mass_silence_share", "expected a share from 0 to below 1, e.g. 0.5");
+  c.mass_silence_window = tickets.duration("mass_silence_window");
 
   if (YAML::Node n = root["notifiers"]; n) c.notifiers = parse_notifiers(n, file, errors);
   return c;

@@ -260,6 +260,171 @@ TEST_F(DeskTest, SiteOutageIsOneTicketForTheSite) {
   send("a1", "backup", Status::ok, kNoon + 90);
   health->tick(kNoon + 151);
   EXPECT_EQ(desk->ticket(site.id)->status, "resolved");
+  // The same outage again within reopen_within: the site's ticket reopens.
+  for (const char* p : {"erp", "db", "web", "backup"}) send("a1", p, Status::critical, kNoon + 200);
+  open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].id, site.id);
+  EXPECT_EQ(open[0].occurrences, 2);
+  EXPECT_EQ(open[0].probes, (std::vector<std::string>{"a1/backup", "a1/db", "a1/erp", "a1/web"}));
+}
+
+// Six agents, each the only one of its site, that report at `at` + i * `apart` (i from 0).
+class MassSilenceTest : public DeskTest {
+ protected:
+  void SetUp() override {
+    DeskTest::SetUp();
+    heartbeat = 5;  // silent 15 s after its last report
+  }
+  static std::string agent(int i) { return "a" + std::to_string(i); }
+  void report(int i, double now, Status status = Status::ok) {
+    send(agent(i), "web", status, now, {}, "site-" + std::to_string(i));
+  }
+  void report_all(double at, double apart = 0) {
+    for (int i = 1; i <= 6; ++i) report(i, at + (i - 1) * apart);
+  }
+  void tick_until(double from, double to) {
+    for (double t = from; t <= to; t += 0.25) health->tick(t);
+  }
+  std::vector<std::string> rules_of(const std::vector<Ticket>& ts) {
+    std::vector<std::string> out;
+    for (const auto& t : ts) out.push_back(t.rule);
+    return out;
+  }
+};
+
+TEST_F(MassSilenceTest, MostAgentsFallingSilentAreOneTicketAboutTheCollector) {
+  start();
+  report_all(kNoon, 2);  // silent from kNoon + 15 to kNoon + 25, 2 s apart
+  tick_until(kNoon + 14, kNoon + 30);
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u) << ::testing::PrintToString(rules_of(open));
+  const Ticket mass = open[0];
+  EXPECT_EQ(mass.key, "*/*/*/collector-unreachable");
+  EXPECT_EQ(mass.rule, "collector-unreachable");
+  EXPECT_EQ((std::vector<std::string>{mass.ticket_class, mass.site, mass.agent, mass.probe}),
+            (std::vector<std::string>{"emergency", "*", "*", "*"}));
+  EXPECT_EQ(mass.priority, 1);
+  EXPECT_EQ(mass.summary,
+            "5 of 6 agents fell silent within 1m: the collector's network or the collector itself");
+  EXPECT_NE(mass.details.find("a3 silent: no report since"), std::string::npos) << mass.details;
+  EXPECT_EQ(mass.probes,
+            (std::vector<std::string>{"a1/*", "a2/*", "a3/*", "a4/*", "a5/*", "a6/*"}));
+  EXPECT_EQ(event_names(mass.id).front(), "opened");
+  // The four opened before the fifth agent made it most of them were folded into it.
+  auto closed = tickets("closed");
+  ASSERT_EQ(closed.size(), 4u);
+  for (const auto& t : closed) {
+    EXPECT_EQ(t.rule, "agent-silent");
+    EXPECT_EQ(desk->events(t.id).back()["text"],
+              "merged into collector-unreachable ticket #" + std::to_string(mass.id));
+  }
+
+  // A silent agent's backlog with a failure joins the collector's ticket, not its site's.
+  report(1, kNoon + 40, Status::critical);
+  EXPECT_EQ(active().size(), 1u);
+  EXPECT_NE(std::find(desk->ticket(mass.id)->probes.begin(), desk->ticket(mass.id)->probes.end(),
+                      "a1/web"),
+            desk->ticket(mass.id)->probes.end());
+  report(1, kNoon + 41);
+
+  // Resolved when the last agent reports again (and a1's probe held its recovery).
+  report_all(kNoon + 100);
+  health->tick(kNoon + 100.5);
+  EXPECT_EQ(desk->ticket(mass.id)->status, "open");  // a1/web: recover_for 1m from kNoon + 41
+  health->tick(kNoon + 102);
+  EXPECT_EQ(desk->ticket(mass.id)->status, "resolved");
+  EXPECT_TRUE(active().empty());
+
+  // Cut off again within reopen_within, all in the same tick this time: the same ticket reopens,
+  // and no agent opens its own first.
+  tick_until(kNoon + 114, kNoon + 117);
+  open = active();
+  ASSERT_EQ(open.size(), 1u) << ::testing::PrintToString(rules_of(open));
+  EXPECT_EQ(open[0].id, mass.id);
+  EXPECT_EQ(open[0].occurrences, 2);
+  EXPECT_EQ(open[0].probes.size(), 6u);
+  EXPECT_EQ(tickets("closed").size(), 4u);
+  EXPECT_EQ(all().size(), 5u);
+}
+
+TEST_F(MassSilenceTest, FewAgentsFallingSilentGetTheirOwnTickets) {
+  config.mass_silence_share = 0.1;  // only mass_silence_agents (5) holds it back
+  start();
+  report_all(kNoon);
+  report(2, kNoon + 10);  // a1 stops after kNoon, a2 after kNoon + 10, the others go on
+  for (double t = kNoon + 5; t <= kNoon + 30; t += 5) {
+    for (int i = 3; i <= 6; ++i) report(i, t);
+    tick_until(t, t + 4.75);
+    if (t == kNoon + 15) {
+      auto open = active();
+      ASSERT_EQ(open.size(), 1u);
+      EXPECT_EQ((std::vector<std::string>{open[0].rule, open[0].agent}),
+                (std::vector<std::string>{"agent-silent", "a1"}));
+    }
+  }
+  EXPECT_EQ(rules_of(active()), (std::vector<std::string>{"agent-silent", "agent-silent"}));
+  EXPECT_EQ(all().size(), 2u);
+}
+
+TEST_F(MassSilenceTest, MoreThanTheShareOfTheAgentsKnown) {
+  config.mass_silence_agents = 2;
+  start();
+  report_all(kNoon);
+  report(4, kNoon + 10);  // a1 to a3 stop after kNoon, a4 after kNoon + 10
+  for (double t = kNoon + 5; t <= kNoon + 30; t += 5) {
+    for (int i = 5; i <= 6; ++i) report(i, t);
+    tick_until(t, t + 4.75);
+    if (t == kNoon + 15) {  // 3 of 6 is not more than half
+      EXPECT_EQ(rules_of(active()), std::vector<std::string>(3, "agent-silent"));
+    }
+  }
+  // 4 of 6 within a minute: one ticket, the three folded into it.
+  auto open = active();
+  ASSERT_EQ(rules_of(open), std::vector<std::string>{"collector-unreachable"});
+  EXPECT_EQ(open[0].summary.substr(0, 7), "4 of 6 ");
+  EXPECT_EQ(open[0].probes, (std::vector<std::string>{"a1/*", "a2/*", "a3/*", "a4/*"}));
+  EXPECT_EQ(tickets("closed").size(), 3u);
+}
+
+TEST_F(MassSilenceTest, AgentsFallingSilentFarApartGetTheirOwnTickets) {
+  start();
+  report_all(kNoon, 30);  // silent 30 s apart: at most 3 within a minute of each other
+  tick_until(kNoon + 14, kNoon + 170);
+  EXPECT_EQ(rules_of(active()), std::vector<std::string>(6, "agent-silent"));
+  EXPECT_TRUE(tickets("closed").empty());
+}
+
+TEST_F(MassSilenceTest, AnAgentFallingSilentLongAfterTheCutOffGetsItsOwnTicket) {
+  start();
+  report_all(kNoon);  // a1 to a5 stop after kNoon; a6 goes on for five minutes
+  for (double t = kNoon + 5; t <= kNoon + 300; t += 5) {
+    report(6, t);
+    tick_until(t, t + 4.75);
+  }
+  ASSERT_EQ(rules_of(active()), std::vector<std::string>{"collector-unreachable"});
+  tick_until(kNoon + 305, kNoon + 330);  // a6 silent from kNoon + 315: a failure of its own
+  auto open = active();
+  ASSERT_EQ(open.size(), 2u) << ::testing::PrintToString(rules_of(open));
+  EXPECT_EQ(open[0].rule == "agent-silent" ? open[0].agent : open[1].agent, "a6");
+  EXPECT_EQ(desk->ticket(open[0].rule == "agent-silent" ? open[1].id : open[0].id)->probes.size(),
+            5u);
+}
+
+TEST_F(MassSilenceTest, SilenceOfTheCollectorsTicketHoldsEveryTicket) {
+  start();
+  Silence s;
+  s.rule = "collector-unreachable";
+  s.ends_at = kNoon + 60;
+  s.comment = "uplink moves to the new provider";
+  desk->add_silence(s, kNoon);
+  report_all(kNoon);
+  tick_until(kNoon + 14, kNoon + 59);
+  EXPECT_TRUE(all().empty());
+  // Still cut off when the planned work ended: now the one ticket opens.
+  health->tick(kNoon + 60);
+  EXPECT_EQ(rules_of(active()), std::vector<std::string>{"collector-unreachable"});
+  EXPECT_EQ(all().size(), 1u);
 }
 
 TEST_F(DeskTest, ForecastOpensATaskBeforeTheDiskIsFull) {
@@ -418,6 +583,38 @@ tickets:
   EXPECT_NE(text[2].find("rules[1].for: a stale rule needs `for`"), std::string::npos);
   EXPECT_NE(text[3].find(":8: service.calendar: no calendar named 'office'"), std::string::npos);
   EXPECT_NE(text[4].find(":10: tickets.outage_share"), std::string::npos);
+}
+
+TEST(DeskConfig, MassSilenceKeys) {
+  std::vector<ConfigError> errors;
+  auto c = parse_desk_config(YAML::Load("tickets: {mass_silence_agents: 20, mass_silence_share: "
+                                        "0.8, mass_silence_window: 30s}"),
+                             "collector.yaml", errors);
+  ASSERT_TRUE(errors.empty()) << errors[0].to_string();
+  EXPECT_EQ(c.mass_silence_agents, 20);
+  EXPECT_DOUBLE_EQ(c.mass_silence_share, 0.8);
+  EXPECT_EQ(c.mass_silence_window, 30s);
+  c = parse_desk_config(YAML::Load("{}"), "collector.yaml", errors);
+  EXPECT_EQ(c.mass_silence_agents, 5);
+  EXPECT_DOUBLE_EQ(c.mass_silence_share, 0.5);
+  EXPECT_EQ(c.mass_silence_window, 1min);
+
+  parse_desk_config(YAML::Load(R"(tickets:
+  mass_silence_agents: 1
+  mass_silence_share: 1.5
+  mass_silence_window: soon
+)"),
+                    "collector.yaml", errors);
+  std::vector<std::string> text;
+  for (const auto& e : errors) text.push_back(e.to_string());
+  ASSERT_EQ(text.size(), 3u) << ::testing::PrintToString(text);
+  EXPECT_EQ(text[0],
+            "collector.yaml:4: tickets.mass_silence_window: expected a duration such as 500ms, "
+            "10s, 5m, 2h, got 'soon'");
+  EXPECT_EQ(text[1], "collector.yaml:2: tickets.mass_silence_agents: must be at least 2");
+  EXPECT_EQ(text[2],
+            "collector.yaml:3: tickets.mass_silence_share: expected a share from 0 to below 1, "
+            "e.g. 0.5");
 }
 
 TEST(DeskConfig, UserRulesOverrideAndExtendTheDefaults) {

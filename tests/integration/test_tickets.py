@@ -48,9 +48,9 @@ class Tickets(IntegrationCase):
 
     # ------------------------------------------------------------------ helpers
 
-    def start_collector(self, rules=RULES, notifiers=""):
+    def start_collector(self, rules=RULES, notifiers="", tickets="reopen_within: 1h"):
         extra = (f"api: {{ token_file: {self.token_file} }}\n"
-                 "tickets: { reopen_within: 1h }\n" + rules + notifiers)
+                 f"tickets: {{ {tickets} }}\n" + rules + notifiers)
         self.collector = self.start(Collector(self.dir, self.certs.collector(), extra=extra))
         return self.collector
 
@@ -434,6 +434,39 @@ class Tickets(IntegrationCase):
         failed = metric_samples(self.collector.metrics(), "dozor_notifications_failed_total")
         self.assertEqual({dict(k)["notifier"]: v for k, v in failed.items()},
                          {"hook": 0, "am": 0, "mail": 0})  # every receiver was up all along
+
+    def test_8_agents_cut_off_together_make_one_ticket_about_the_collector(self):
+        erp = self.service()
+        self.start_collector(tickets="reopen_within: 1h, mass_silence_agents: 5, "
+                                     "mass_silence_share: 0.5, mass_silence_window: 30s")
+        names = [f"agent-{i:02}" for i in range(1, 6)]
+        agents = [self.start_agent(n, [tcp_probe("erp-port", erp.port, interval="1s")],
+                                   site=f"site-{i}") for i, n in enumerate(names, 1)]
+        for n in names:
+            self.wait_probe(n, "erp-port", "ok")
+        # Stopped rather than killed: they hold their connections and results, as when the
+        # collector's network drops, and go on where they were when it is back.
+        try:
+            for a in agents:
+                a.proc.send_signal(signal.SIGSTOP)
+            k = "*/*/*/collector-unreachable"
+            t = self.wait_ticket(k, timeout=15)
+            self.assertEqual((t["class"], t["priority"], t["site"], t["agent"], t["rule"]),
+                             ("emergency", "P1", "*", "*", "collector-unreachable"))
+            self.assertTrue(t["summary"].startswith("5 of 5 agents fell silent within 30s"), t)
+            self.assertEqual(sorted(t["probes"]), sorted(f"{n}/*" for n in names))
+            active = self.collector.tickets(status="active")
+            self.assertEqual([a["key"] for a in active], [k], active)
+            # Agents called silent before the fifth were folded into it.
+            for s in self.collector.tickets():
+                if s["rule"] == "agent-silent":
+                    self.assertEqual(s["status"], "closed", s)
+        finally:
+            for a in agents:
+                a.proc.send_signal(signal.SIGCONT)
+        r = self.wait_status(t["id"], "resolved", timeout=15)
+        self.assertIn("recovered", next(e for e in r["events"] if e["event"] == "resolved")["text"])
+        self.assertEqual(self.collector.tickets(status="active"), [])
 
 
 if __name__ == "__main__":

@@ -75,6 +75,12 @@ struct DeskConfig {
   int outage_probes = 3;
   double outage_share = 0.5;
   std::chrono::milliseconds outage_window{std::chrono::minutes(1)};
+  // The collector cut off from its agents: at least `mass_silence_agents` agents, and more than
+  // `mass_silence_share` of the agents known, falling silent within `mass_silence_window` of
+  // each other make one ticket about the collector or its network, not one per site.
+  int mass_silence_agents = 5;
+  double mass_silence_share = 0.5;
+  std::chrono::milliseconds mass_silence_window{std::chrono::minutes(1)};
   std::vector<NotifierConfig> notifiers;
 
   static ReactionTargets default_targets();
@@ -92,6 +98,8 @@ class Desk : public OutboxQueue {
  public:
   /// The rule name of a site-wide outage ticket.
   static constexpr std::string_view kSiteOutage = "site-outage";
+  /// The rule name of the ticket for most agents falling silent at once.
+  static constexpr std::string_view kMassSilence = "collector-unreachable";
 
   Desk(DeskConfig config, Metrics& metrics, sqlite::Database& db);
   ~Desk() override;
@@ -158,6 +166,11 @@ class Desk : public OutboxQueue {
   void open_ticket(Incident& inc, double now);
   void attach(Incident& inc, Ticket& t, double now);
   bool try_site_outage(Incident& inc, double now);
+  bool try_mass_silence(Incident& inc, double now);
+  void open_group(Ticket t, const std::vector<Incident*>& members, Incident& inc, double window,
+                  const std::string& merged_into, double now);
+  void reopen(Ticket& t, const std::string& summary, const std::string& details, bool flapping,
+              double now);
   void detach(Incident& inc, double now);
   void resolve(Ticket& t, const std::string& text, double now);
   void close_locked(Ticket& t, const std::string& event_text, double now);
@@ -188,6 +201,8 @@ class Desk : public OutboxQueue {
   std::map<std::uint64_t, std::set<std::string>> members_;  // ticket -> incident keys on it
   std::set<std::string> pending_;                           // incidents waiting for a timer
   std::vector<Silence> silences_;
+  std::vector<Incident*> agent_silences_;  // every agent's silent incidents, only during tick()
+  std::size_t known_agents_ = 0;           // that reported at least once, as of the last tick
   std::map<std::vector<std::string>, double> open_counts_;  // published label sets
   std::function<void()> on_queued_;
   bool queued_ = false;
