@@ -26,11 +26,15 @@ constexpr OptionSpec kLimits[] = {
     {"handshake_timeout", OptionKind::duration, "3s", false,
      "time from accept to a completed TLS handshake"},
     {"max_connections", OptionKind::integer, "4096", false,
-     "concurrent connections of agents that completed the handshake (and of the HTTP port)"},
+     "concurrent connections of agents that completed the handshake"},
     {"pending_per_source", OptionKind::integer, "16", false,
      "connections still before or in their handshake, from one address"},
     {"pending_total", OptionKind::integer, "512", false,
      "connections still before or in their handshake, from all addresses"},
+    {"http_connections", OptionKind::integer, "512", false,
+     "concurrent connections of the HTTP port (the longest idle one makes room)"},
+    {"http_per_source", OptionKind::integer, "64", false,
+     "concurrent connections of the HTTP port from one address (a reverse proxy is one)"},
     {"probes_per_agent", OptionKind::integer, "1000", false, "probes one agent may have"},
     {"metrics_per_result", OptionKind::integer, "200", false, "metrics in one result"},
     {"series_per_agent", OptionKind::integer, "10000", false,
@@ -165,6 +169,10 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   c.pending_total = count("pending_total");
   if (c.pending_per_source > c.pending_total)
     limits.error("pending_per_source", "must not exceed pending_total");
+  c.http_connections = count("http_connections");
+  c.http_per_source = count("http_per_source");
+  if (c.http_per_source > c.http_connections)
+    limits.error("http_per_source", "must not exceed http_connections");
   c.agent_limits.probes_per_agent = count("probes_per_agent");
   c.agent_limits.metrics_per_result = count("metrics_per_result");
   c.agent_limits.series_per_agent = count("series_per_agent");

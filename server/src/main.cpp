@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <iostream>
+#include <sys/resource.h>
 
 #include "dozor/collector/clock.h"
 #include "dozor/collector/desk.h"
@@ -32,6 +33,23 @@ std::optional<server::ServerConfig> load(const std::string& path) {
   auto config = server::load_server_config(path, errors);
   for (const auto& e : errors) std::cerr << "config error: " << e.to_string() << "\n";
   return config;
+}
+
+// Every connection is a descriptor: the soft limit (often 1024 outside systemd) would end
+// accepting long before limits.max_connections. Raised to the hard limit, as Go does at start;
+// the unit sets LimitNOFILE.
+void raise_descriptor_limit(const server::ServerConfig& c) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  const auto needed = c.max_connections + c.pending_total + c.http_connections + 64;
+  if (lim.rlim_cur < needed)
+    spdlog::warn("open files limit {} is below what the limits: allow ({}); raise LimitNOFILE",
+                 lim.rlim_cur, needed);
 }
 
 }  // namespace
@@ -67,6 +85,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
+  raise_descriptor_limit(*config);
 
   boost::asio::io_context io(1);
   collector::Metrics metrics;

@@ -166,38 +166,47 @@ class RefusalLog {
   std::unordered_map<std::string, Entry> by_source_;
 };
 
-// Holds one of the budget of connections that have not completed their handshake.
-struct Pending {
-  Pending(std::size_t& total, std::unordered_map<std::string, std::size_t>& by_source,
-          std::string source)
+// Holds one connection of a budget counted in total and per source address.
+struct SourceSlot {
+  SourceSlot(std::size_t& total, std::unordered_map<std::string, std::size_t>& by_source,
+             std::string source)
       : total_(total), by_source_(by_source), source_(std::move(source)) {
     ++total_;
     ++by_source_[source_];
   }
-  ~Pending() { release(); }
+  ~SourceSlot() { release(); }
   void release() {
     if (released_) return;
     released_ = true;
     --total_;
     if (--by_source_[source_] == 0) by_source_.erase(source_);
   }
-  Pending(const Pending&) = delete;
-  Pending& operator=(const Pending&) = delete;
+  const std::string& source() const { return source_; }
+  SourceSlot(const SourceSlot&) = delete;
+  SourceSlot& operator=(const SourceSlot&) = delete;
   std::size_t& total_;
   std::unordered_map<std::string, std::size_t>& by_source_;
   std::string source_;
   bool released_ = false;
 };
 
-// Marks a connection as waiting for its next request, so that a shutdown may close it at once.
-using IdleConnections = std::unordered_map<void*, std::function<void()>>;  // -> cancel
+// The connections waiting for their next request: a shutdown closes them at once, and a full
+// HTTP port closes the one idle longest to make room.
+struct IdleConnection {
+  std::function<void()> cancel;
+  const std::string* http_source = nullptr;  // an HTTP port's connection: from where
+  std::chrono::steady_clock::time_point since;
+};
+using IdleConnections = std::unordered_map<void*, IdleConnection>;
+
 template <class Stream>
 struct Idle {
-  Idle(IdleConnections& idle, Stream& s) : idle_(idle), s_(&s) {}
+  Idle(IdleConnections& idle, Stream& s, const std::string* http_source)
+      : idle_(idle), s_(&s), http_source_(http_source) {}
   ~Idle() { idle_.erase(s_); }
   void set(bool waiting) {
     if (waiting)
-      idle_[s_] = [s = s_] { s->cancel(); };
+      idle_[s_] = {[s = s_] { s->cancel(); }, http_source_, std::chrono::steady_clock::now()};
     else
       idle_.erase(s_);
   }
@@ -205,6 +214,7 @@ struct Idle {
   Idle& operator=(const Idle&) = delete;
   IdleConnections& idle_;
   Stream* s_;
+  const std::string* http_source_;
 };
 
 }  // namespace
@@ -225,6 +235,7 @@ asio::ssl::context make_agent_tls(const ServerConfig& config) {
 }
 
 constexpr auto kTick = std::chrono::milliseconds(250);
+constexpr std::size_t kFirstRead = 1024;  // a request's first read: most requests whole
 constexpr auto kStall = std::chrono::seconds(2);
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
@@ -251,6 +262,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   tcp::acceptor http_acceptor;
   std::size_t agent_connections = 0;  // past the handshake
   std::size_t http_connections = 0;
+  std::unordered_map<std::string, std::size_t> http_by_source;
   std::size_t pending = 0;  // agent connections not yet past the handshake
   std::unordered_map<std::string, std::size_t> pending_by_source;
   RefusalLog refusals;
@@ -335,17 +347,20 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         continue;
       }
       backoff = std::chrono::milliseconds(10);
-      if (!agents) {
-        if (http_connections >= config.max_connections) {
-          sock.close(ec);
-          continue;
-        }
-        asio::co_spawn(io, http_session(std::move(sock)), asio::detached);
-        continue;
-      }
       const auto remote = sock.remote_endpoint(ec);
       if (ec) continue;  // gone already
       std::string source = remote.address().to_string();
+      if (!agents) {
+        if (const char* over = make_http_room(source)) {
+          metrics.rejected(over);
+          refusals.note(source, "HTTP connection from " + source +
+                                    " refused: over limits." + std::string(over));
+          sock.close(ec);
+          continue;
+        }
+        asio::co_spawn(io, http_session(std::move(sock), std::move(source)), asio::detached);
+        continue;
+      }
       const char* over = pending >= config.pending_total ? "pending_total"
                          : pending_by_source.count(source) &&
                                  pending_by_source[source] >= config.pending_per_source
@@ -362,11 +377,33 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
   }
 
+  // Room for one more HTTP connection from `source`: at a limit, the connection idle longest
+  // (of that source, for its own limit) is closed. nullptr, or the limit that refuses it.
+  const char* make_http_room(const std::string& source) {
+    const bool source_full = http_by_source.count(source) &&
+                             http_by_source[source] >= config.http_per_source;
+    if (!source_full && http_connections < config.http_connections) return nullptr;
+    IdleConnection* oldest = nullptr;
+    for (auto& [stream, c] : idle)
+      if (c.http_source && (!source_full || *c.http_source == source) &&
+          (!oldest || c.since < oldest->since))
+        oldest = &c;
+    if (!oldest) return source_full ? "http_per_source" : "http_connections";
+    auto cancel = std::move(oldest->cancel);
+    std::erase_if(idle, [&](const auto& kv) { return &kv.second == oldest; });
+    cancel();  // it closes on its own strand of work; the count drops then
+    metrics.rejected("http_idle_closed");
+    return nullptr;
+  }
+
   // Reads requests off one connection until it closes, answering each with `handle`.
+  // `http_source`: an HTTP port's connection (closed to make room while idle; its refusals are
+  // counted as http_...).
   template <class Stream, class Handler>
-  asio::awaitable<void> serve(Stream& stream, bool count_rejects, Handler handle) {
+  asio::awaitable<void> serve(Stream& stream, Handler handle,
+                              const std::string* http_source = nullptr) {
     auto& socket = beast::get_lowest_layer(stream);  // the deadlines
-    Idle waiting(idle, socket);
+    Idle waiting(idle, socket, http_source);
     beast::flat_buffer buffer;
     for (;;) {
       boost::system::error_code ec;
@@ -374,23 +411,28 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       parser.body_limit(config.max_body);
       parser.header_limit(16 * 1024);
       if (stopping) co_return;
-      waiting.set(true);
-      buffer.shrink_to_fit();  // an idle connection keeps no buffer (empty unless pipelined)
-      socket.expires_after(config.idle_timeout);
-      co_await http::async_read_header(stream, buffer, parser, redirect_error(use_awaitable, ec));
-      waiting.set(false);
-      if (!ec) {
-        socket.expires_after(config.read_timeout);
-        co_await http::async_read(stream, buffer, parser, redirect_error(use_awaitable, ec));
+      if (buffer.size() == 0) {
+        // Idle until the next request's first byte; from then on the whole request must come
+        // within read_timeout, so a slow sender holds a connection seconds, not idle_timeout.
+        waiting.set(true);
+        buffer.shrink_to_fit();  // an idle connection keeps no buffer
+        socket.expires_after(config.idle_timeout);
+        const auto n = co_await stream.async_read_some(buffer.prepare(kFirstRead),
+                                                       redirect_error(use_awaitable, ec));
+        buffer.commit(n);
+        waiting.set(false);
+        if (ec) co_return;  // closed or timed out while idle: not a refusal
       }
+      socket.expires_after(config.read_timeout);
+      co_await http::async_read_header(stream, buffer, parser, redirect_error(use_awaitable, ec));
+      if (!ec) co_await http::async_read(stream, buffer, parser, redirect_error(use_awaitable, ec));
       if (ec) {
         if (is_disconnect(ec) && !parser.got_some()) co_return;
         std::string_view reason = ec == http::error::body_limit ? "too_large"
                                   : ec == beast::error::timeout ? "timeout"
                                   : is_disconnect(ec)           ? "truncated"
                                                                 : "bad_request";
-        if (ec == beast::error::timeout && !parser.got_some()) co_return;  // idle keep-alive
-        if (count_rejects) metrics.rejected(reason);
+        metrics.rejected(http_source ? "http_" + std::string(reason) : std::string(reason));
         spdlog::debug("request refused ({}): {}", reason, ec.message());
         if (reason == "too_large" || reason == "bad_request") {
           auto res = error_reply(
@@ -415,7 +457,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   asio::awaitable<void> agent_session(tcp::socket sock, std::string remote) {
     auto self = shared_from_this();
-    Pending pending_slot(pending, pending_by_source, remote);
+    SourceSlot pending_slot(pending, pending_by_source, remote);
     const auto deadline = std::chrono::steady_clock::now() + config.handshake_timeout;
     boost::system::error_code ec;
     // Until its first byte, a connection costs a socket and this frame, not a TLS session:
@@ -470,16 +512,17 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     spdlog::debug("agent {} connected from {}", agent, remote);
     certificates[agent] = std::move(certificate);
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
-    co_await serve(stream, true, [&](const Request& req) { return handle_report(agent, req); });
+    co_await serve(stream, [&](const Request& req) { return handle_report(agent, req); });
     stream.expires_after(std::chrono::seconds(1));
     co_await stream.async_shutdown(redirect_error(use_awaitable, ec));
   }
 
-  asio::awaitable<void> http_session(tcp::socket sock) {
+  asio::awaitable<void> http_session(tcp::socket sock, std::string source) {
     auto self = shared_from_this();
-    Live live(http_connections);
+    SourceSlot slot(http_connections, http_by_source, std::move(source));
     beast::tcp_stream stream(std::move(sock));
-    co_await serve(stream, false, [&](const Request& req) { return handle_http(req); });
+    co_await serve(
+        stream, [&](const Request& req) { return handle_http(req); }, &slot.source());
     boost::system::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
@@ -622,7 +665,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   boost::system::error_code ec;
   s->agents_acceptor.close(ec);
   s->http_acceptor.close(ec);
-  for (auto& [stream, cancel] : IdleConnections(s->idle)) cancel();
+  for (auto& [stream, c] : IdleConnections(s->idle)) c.cancel();
   // Poll until the last request is answered or the grace period is over, then stop the loop.
   asio::co_spawn(
       s->io,

@@ -14,6 +14,7 @@ from harness import (Agent, Collector, CollectorCase, Process, TcpService, Webho
                      timing, tls_client, wait_for)
 
 NGINX = "/usr/sbin/nginx"
+SLOWHTTPTEST = "/usr/bin/slowhttptest"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 MAKE_BACKLOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../bench/make_backlog.py")
@@ -198,6 +199,58 @@ class Hostile(CollectorCase):
         self.assertLess(len(lines), 20, "\n".join(lines[:30]))  # a line per source a minute
         self.assertTrue(all(a["up"] for a in self.collector.agents().values()))
         new.stop()
+
+    def test_slow_http_clients_hold_no_port(self):
+        # Debian's slowhttptest from 127.0.0.1 against the HTTP port, in its three slow modes
+        # (slow headers a.k.a. Slowloris, slow body a.k.a. R-U-Dead-Yet, slow read), while
+        # Prometheus' scrapes come from 127.0.0.2 and an agent reports: both go on unhindered.
+        self.assertTrue(os.access(SLOWHTTPTEST, os.X_OK), "scripts/setup --test installs it")
+        self.collector.stop()
+        self.collector = self.start(Collector(
+            self.dir, self.certs.files("collector"),
+            extra="limits: { read_timeout: 2s, http_per_source: 64 }\n"))
+        erp = TcpService(accept=True)
+        self.start(Agent(self.dir, "agent-01", self.collector.url, self.certs.agent("agent-01"),
+                         [f"{{ name: erp-port, type: tcp, host: 127.0.0.1, port: {erp.port}, "
+                          "interval: 1s }"]))
+        wait_for("agent-01 up", lambda: (self.agent_state() or {}).get("up"))
+        pid = self.collector.proc.pid
+        url = f"http://127.0.0.1:{self.collector.http_port}/metrics"
+        import http.client
+        for mode in ("-H", "-B", "-X"):
+            attack = subprocess.Popen(
+                [SLOWHTTPTEST, mode, "-c", "1000", "-r", "500", "-i", "1", "-l", "5", "-p", "2",
+                 "-u", url, "-x", "8"] + (["-k", "3", "-n", "1", "-w", "1", "-y", "8"]
+                                          if mode == "-X" else []),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            slowest, descriptors = 0.0, 0
+            try:
+                while attack.poll() is None:
+                    start = time.monotonic()
+                    c = http.client.HTTPConnection("127.0.0.1", self.collector.http_port,
+                                                   timeout=5, source_address=("127.0.0.2", 0))
+                    c.request("GET", "/metrics")
+                    self.assertEqual(c.getresponse().status, 200)
+                    c.close()
+                    slowest = max(slowest, time.monotonic() - start)
+                    descriptors = max(descriptors, len(os.listdir(f"/proc/{pid}/fd")))
+                    time.sleep(0.2)
+            finally:
+                attack.kill()
+                output = attack.communicate()[0]
+            print(f"\n  slowhttptest {mode}: slowest scrape from 127.0.0.2 {slowest * 1000:.0f} ms, "
+                  f"at most {descriptors} descriptors open in the collector")
+            self.assertIn("slowhttptest", output)
+            self.assertLess(slowest, 1.0)
+            self.assertLess(descriptors, 64 + 40)  # http_per_source, the agent, the store, logs
+        metrics = self.collector.metrics()
+        self.assertGreater(sample(metrics, "dozor_ingest_rejected_total",
+                                  reason="http_per_source"), 100)
+        self.assertGreater(sample(metrics, "dozor_ingest_rejected_total", reason="http_timeout"), 0)
+        self.assertTrue(self.agent_state()["up"])
+        self.assertEqual(self.collector.tickets(), [])
+        wait_for("the attack's connections gone",
+                 lambda: len(os.listdir(f"/proc/{pid}/fd")) < 30, timeout=10)
 
     def test_a_full_store_is_visible_and_repeats_no_notification(self):
         # The collector's store on a tmpfs of its own, filled up while a ticket resolves, then

@@ -28,11 +28,15 @@ struct ServerConfig {
   std::chrono::milliseconds read_timeout{10'000};      // whole request, once its first byte came
   std::chrono::milliseconds idle_timeout{60'000};      // keep-alive connection with no request
   std::chrono::milliseconds handshake_timeout{3'000};  // from accept to a completed handshake
-  std::size_t max_connections = 4096;  // agents past the handshake (HTTP port: all connections)
+  std::size_t max_connections = 4096;  // agents past the handshake
   // Connections that have not completed their handshake: a budget of their own, so that
   // strangers never take the room of authenticated agents, and one address not all of it.
   std::size_t pending_per_source = 16;
   std::size_t pending_total = 512;
+  // The HTTP port's connections (Prometheus, Grafana, dozorctl, a reverse proxy): at a limit,
+  // the longest idle keep-alive connection makes room; with none idle, the new one is refused.
+  std::size_t http_connections = 512;
+  std::size_t http_per_source = 64;
   collector::AgentLimits agent_limits;  // what one agent may report
   std::size_t reports_per_second = 20;  // per agent, with bursts of as many
   std::string log_level = "info";
