@@ -372,6 +372,11 @@ std::vector<AgentState> Health::agents(double now) {
   return out;
 }
 
+bool Health::knows(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return agents_.count(id) > 0;
+}
+
 std::optional<AgentState> Health::agent(const std::string& id, double now) {
   std::lock_guard lock(mu_);
   auto it = agents_.find(id);

@@ -318,6 +318,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       peak = std::max(peak, open);
       if (const auto now = std::chrono::steady_clock::now();
           now >= next_trim || (peak >= 64 && open < peak / 2)) {
+        // What the connections left of agents forgotten meanwhile (forget_after) goes too.
+        std::erase_if(certificates, [&](const auto& kv) { return !health.knows(kv.first); });
+        std::erase_if(report_tokens, [&](const auto& kv) { return !health.knows(kv.first); });
         malloc_trim(0);
         next_trim = now + std::chrono::minutes(1);
         peak = open;

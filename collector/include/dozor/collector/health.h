@@ -120,6 +120,8 @@ class Health {
 
   std::vector<AgentState> agents(double now);
   std::optional<AgentState> agent(const std::string& id, double now);
+  /// Whether the agent is known (not yet forgotten), without copying its state.
+  bool knows(const std::string& id);
 
  private:
   void refresh_locked(AgentState& a, double now);
