@@ -266,9 +266,14 @@ void Health::forget_stored(const std::string& agent, const std::vector<std::stri
     for (const auto& name : probes) desk_->forget(agent, name, now);
   };
   if (!store_) return forget_all();
-  sqlite::Transaction tx(store_->db());
-  forget_all();
-  tx.commit();
+  try {
+    sqlite::Transaction tx(store_->db());
+    forget_all();
+    tx.commit();
+  } catch (...) {
+    if (desk_) desk_->reload();  // its memory changed with the transaction that failed
+    throw;
+  }
 }
 
 bool Health::forget(const std::string& agent_id, double now) {

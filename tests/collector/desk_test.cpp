@@ -145,6 +145,23 @@ TEST_F(DeskTest, CriticalOpensOneEmergencyThatResolvesAndReopens) {
             std::string::npos);
 }
 
+TEST_F(DeskTest, AForgetTheStoreRefusesChangesNothing) {
+  start();
+  send("a1", "erp-port", Status::critical, kNoon);
+  const Ticket t = active().at(0);
+  // The ticket's write fails (as on a full disk), after the desk has let go of the incident.
+  for (const char* op : {"INSERT", "UPDATE"})
+    store->db().exec(std::string("CREATE TEMP TRIGGER full_") + op + " BEFORE " + op +
+                     " ON tickets BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+  EXPECT_ANY_THROW(health->forget("a1", kNoon + 1));
+  store->db().exec("DROP TRIGGER full_INSERT; DROP TRIGGER full_UPDATE");
+  // The agent and its incident are still there: its recovery resolves the ticket.
+  ASSERT_TRUE(health->agent("a1", kNoon + 2));
+  send("a1", "erp-port", Status::ok, kNoon + 2);
+  health->tick(kNoon + 63);
+  EXPECT_EQ(desk->ticket(t.id)->status, "resolved");
+}
+
 TEST_F(DeskTest, WarningHeldForTenMinutesOpensATask) {
   start();
   send("a1", "disk-root", Status::warning, kNoon);
