@@ -184,6 +184,9 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     remove_series(metrics_.probe_value,
                   {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", metric}});
   for (const auto& r : out.refused) metrics_.rejected(r.reason);
+  if (!out.refused.empty())
+    metrics_.agent_refused.Add({{"agent", a.id}, {"site", a.site}})
+        .Increment(static_cast<double>(out.refused.size()));
   for (const auto& name : changed) publish(a, name, a.probes.at(name));
   if (report.agent.sent_at > 0)
     metrics_.agent_clock_skew.Add({{"agent", a.id}, {"site", a.site}}).Set(a.clock_skew);
@@ -254,6 +257,7 @@ void Health::unpublish_agent(const AgentState& a) {
   for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew})
     remove_series(*fam, labels);
   remove_series(metrics_.agent_spool_dropped, labels);
+  remove_series(metrics_.agent_refused, labels);
   remove_series(metrics_.agent_connections, {{"agent", a.id}});
 }
 

@@ -27,6 +27,9 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                               "The agent's clock minus the collector's, at its last report")),
       agent_spool_dropped(family(BuildCounter(), *r, "dozor_agent_spool_dropped_total",
                                  "Results the agent's spool dropped before delivery")),
+      agent_refused(family(BuildCounter(), *r, "dozor_agent_results_refused_total",
+                           "Results of the agent refused over a limit (reasons: "
+                           "dozor_ingest_rejected_total)")),
       agent_connections(family(BuildCounter(), *r, "dozor_agent_connections_total",
                                "TLS connections accepted from the agent")),
       probe_status(family(BuildGauge(), *r, "dozor_probe_status",

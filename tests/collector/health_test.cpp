@@ -129,6 +129,8 @@ TEST(Health, OverALimitIsRefusedByNameAndAckedWithTheRest) {
   EXPECT_EQ(h.agent("a", 112)->refused, 4u);
   EXPECT_NE(m.scrape().find("dozor_ingest_rejected_total{reason=\"limit_series_per_agent\"} 1"),
             std::string::npos);
+  EXPECT_NE(m.scrape().find("dozor_agent_results_refused_total{agent=\"a\",site=\"acme-kyiv\"} 4"),
+            std::string::npos);
 }
 
 TEST(Health, ProbesAndAgentsNotHeardOfForForgetAfterAreForgotten) {

@@ -28,6 +28,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& agent_last_report;
   prometheus::Family<prometheus::Gauge>& agent_clock_skew;
   prometheus::Family<prometheus::Counter>& agent_spool_dropped;
+  prometheus::Family<prometheus::Counter>& agent_refused;  // results over a limit, per agent
   prometheus::Family<prometheus::Counter>& agent_connections;
   prometheus::Family<prometheus::Gauge>& probe_status;
   prometheus::Family<prometheus::Gauge>& probe_value;
