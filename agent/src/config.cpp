@@ -69,7 +69,7 @@ bool parse_collector_url(const std::string& url, CollectorLink& out, std::string
 }
 
 std::optional<AgentConfig> load_agent_config(const std::string& file,
-                                             std::vector<ConfigError>& errors) {
+                                             std::vector<ConfigError>& errors, bool need_spool) {
   YAML::Node root;
   if (!load_yaml_file(file, root, errors)) return std::nullopt;
   const std::size_t errors_before = errors.size();
@@ -115,7 +115,7 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
   c.spool.max_size = spool.size("max_size");
   c.spool.max_age = spool.duration("max_age");
   if (auto folder = fs::path(c.spool.path).parent_path();
-      !folder.empty() && !fs::is_directory(folder))
+      need_spool && !folder.empty() && !fs::is_directory(folder))
     spool.error("path", "folder " + folder.string() + " does not exist");
   if (c.spool.max_size < (64u << 10)) spool.error("max_size", "must be at least 64KiB");
   c.log_level = log.string("level");

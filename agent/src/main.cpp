@@ -27,9 +27,9 @@ namespace {
 using namespace dozor;
 namespace asio = boost::asio;
 
-std::optional<agent::AgentConfig> load(const std::string& path) {
+std::optional<agent::AgentConfig> load(const std::string& path, bool need_spool = true) {
   std::vector<ConfigError> errors;
-  auto config = agent::load_agent_config(path, errors);
+  auto config = agent::load_agent_config(path, errors, need_spool);
   for (const auto& e : errors) std::cerr << "config error: " << e.to_string() << "\n";
   return config;
 }
@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_default_logger(logger);
 
-  auto config = load(config_path);
+  auto config = load(config_path, !once);  // a first try on a laptop needs no spool folder
   if (!config) return 2;
   if (check_only) {
     std::cout << config_path << ": configuration OK, " << config->probes.size() << " probes\n";

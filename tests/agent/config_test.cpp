@@ -30,11 +30,12 @@ class AgentConfigTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   // Loads `body` as agent.yaml; returns the config or the errors as "file:line: key: message".
-  std::optional<AgentConfig> load(const std::string& body, std::vector<std::string>& errors) {
+  std::optional<AgentConfig> load(const std::string& body, std::vector<std::string>& errors,
+                                  bool need_spool = true) {
     const auto path = (dir_ / "agent.yaml").string();
     std::ofstream(path) << body;
     std::vector<ConfigError> errs;
-    auto c = load_agent_config(path, errs);
+    auto c = load_agent_config(path, errs, need_spool);
     for (const auto& e : errs) {
       auto s = e.to_string();
       errors.push_back(s.substr(s.find("agent.yaml")));
@@ -44,6 +45,15 @@ class AgentConfigTest : public ::testing::Test {
 
   fs::path dir_;
 };
+
+TEST_F(AgentConfigTest, OnceNeedsNoSpoolFolder) {
+  std::vector<std::string> errors;
+  std::string body = base("  - { name: d, type: disk, path: / }\n");
+  body.replace(body.find("spool.db"), 8, "/nonexistent/dozor/spool.db");
+  auto c = load(body, errors, false);
+  EXPECT_TRUE(c) << ::testing::PrintToString(errors);
+  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
+}
 
 TEST_F(AgentConfigTest, ReadsTheIssueShape) {
   std::vector<std::string> errors;

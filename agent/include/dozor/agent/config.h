@@ -32,8 +32,10 @@ struct AgentConfig {
 };
 
 /// Reads and validates an agent config; every problem goes to `errors` (file, line, key).
+/// `need_spool`: the spool's folder must exist (a real run, --check-config; not --once).
 std::optional<AgentConfig> load_agent_config(const std::string& file,
-                                             std::vector<ConfigError>& errors);
+                                             std::vector<ConfigError>& errors,
+                                             bool need_spool = true);
 
 /// Splits "https://host:port/prefix"; false with a message when it is not an https URL.
 bool parse_collector_url(const std::string& url, CollectorLink& out, std::string& message);
