@@ -38,10 +38,11 @@ using asio::use_awaitable;
 using asio::ip::tcp;
 using nlohmann::json;
 
-// The certificate an agent presented: its CN (the agent's id), serial (hex, as openssl prints
-// it) and expiry.
+// The certificate an agent presented: its CN (the agent's id), OU (its site, when the
+// certificate names one), serial (hex, as openssl prints it) and expiry.
 struct PeerCertificate {
   std::string cn;
+  std::string site;
   std::string serial;
   double not_after = 0;
 };
@@ -54,6 +55,9 @@ PeerCertificate peer_certificate(SSL* ssl) {
   const int n =
       X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
   if (n > 0) out.cn.assign(buf, static_cast<std::size_t>(n));
+  const int ou = X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+                                           NID_organizationalUnitName, buf, sizeof buf);
+  if (ou > 0) out.site.assign(buf, static_cast<std::size_t>(ou));
   if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
     if (char* hex = BN_bn2hex(bn)) {
       out.serial = hex;
@@ -101,6 +105,7 @@ json agents_json(const std::vector<collector::AgentState>& agents,
     // Known once the agent has connected since this collector started.
     if (auto c = certificates.find(a.id); c != certificates.end())
       arr.back()["certificate"] = {{"serial", c->second.serial},
+                                   {"site", c->second.site},
                                    {"not_after", format_timestamp(c->second.not_after)}};
   }
   return arr;
@@ -513,9 +518,10 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
     Live live(agent_connections);
     spdlog::debug("agent {} connected from {}", agent, remote);
+    const std::string site = certificate.site;
     certificates[agent] = std::move(certificate);
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
-    co_await serve(stream, [&](const Request& req) { return handle_report(agent, req); });
+    co_await serve(stream, [&](const Request& req) { return handle_report(agent, site, req); });
     stream.expires_after(std::chrono::seconds(1));
     co_await stream.async_shutdown(redirect_error(use_awaitable, ec));
   }
@@ -544,7 +550,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     return true;
   }
 
-  Response handle_report(const std::string& agent, const Request& req) {
+  // `site`: the one the agent's certificate names; empty when it names none (the report's then).
+  Response handle_report(const std::string& agent, const std::string& site, const Request& req) {
     if (req.target() != "/v1/report") {
       metrics.rejected("not_found");
       return error_reply(http::status::not_found, "not_found", "no such endpoint; POST /v1/report");
@@ -571,6 +578,14 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       metrics.rejected(reason);
       spdlog::info("report from {} refused: {}", agent, decoded.error.to_string());
       return error_reply(http::status::bad_request, reason, decoded.error.to_string());
+    }
+    if (!site.empty() && decoded.value->agent.site != site) {
+      // The certificate's site wins: an agent's config cannot move it to another client.
+      metrics.rejected("site_claimed");
+      refusals.note(agent, "agent " + agent + ": report claims site '" +
+                               decoded.value->agent.site + "'; its certificate says '" + site +
+                               "', which is kept");
+      decoded.value->agent.site = site;
     }
     try {
       auto outcome = health.ingest(agent, *decoded.value, clock());

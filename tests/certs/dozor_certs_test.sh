@@ -131,6 +131,10 @@ expect_ok "agent verifies against the CA" ssl verify -CAfile "$ca/ca.pem" "$ca/a
 expect_eq "agent key is 0600" 600 "$(mode "$ca/agent-01.key")"
 expect_eq "agent cert is 0644" 644 "$(mode "$ca/agent-01.pem")"
 expect_eq "agent CN is the agent id" "subject=CN=agent-01" "$(subject "$ca/agent-01.pem")"
+expect_ok "agent certificate naming its site" certs agent "$ca" agent-02 --site acme-kyiv
+expect_eq "the site is the OU" "subject=OU=acme-kyiv,CN=agent-02" "$(subject "$ca/agent-02.pem")"
+expect_fail "--site must be a name" 2 certs agent "$ca" agent-03 --site "acme kyiv"
+expect_fail "--site is for agents only" 2 certs collector "$ca" collector-2 --site acme-kyiv
 expect_eq "agent EKU is clientAuth only" "TLS Web Client Authentication" \
   "$(ext "$ca/agent-01.pem" extendedKeyUsage)"
 expect_ok "agent passes purpose sslclient" \

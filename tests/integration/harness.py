@@ -112,8 +112,9 @@ class Certs:
                        check=True, capture_output=True)
         return self.files(name)
 
-    def agent(self, name):
-        subprocess.run([CERTS, "agent", self.dir, name], check=True, capture_output=True)
+    def agent(self, name, site=None):
+        subprocess.run([CERTS, "agent", self.dir, name] + (["--site", site] if site else []),
+                       check=True, capture_output=True)
         return self.files(name)
 
     def files(self, name):

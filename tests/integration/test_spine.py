@@ -96,6 +96,27 @@ class Spine(IntegrationCase):
         self.assertIsNone(sample(self.collector.metrics(), "dozor_ingest_rejected_total",
                                  reason="tls_handshake"))
 
+    def test_the_certificates_site_wins_over_the_reports(self):
+        # agent-04's certificate names site acme-kyiv; its config (copied from another client's)
+        # says acme-lviv.
+        files = self.certs.agent("agent-04", site="acme-kyiv")
+        self.start(Agent(self.dir, "agent-04", self.collector.url, files,
+                         ["{ name: disk, type: disk, path: /, interval: 1s }"], site="acme-lviv"))
+        wait_for("agent-04 reporting", lambda: self.collector.agents().get("agent-04"))
+        a = self.collector.agents()["agent-04"]
+        self.assertEqual((a["site"], a["certificate"]["site"]), ("acme-kyiv", "acme-kyiv"))
+        metrics = self.collector.metrics()
+        self.assertEqual(sample(metrics, "dozor_agent_up", agent="agent-04", site="acme-kyiv"), 1)
+        self.assertIsNone(sample(metrics, "dozor_agent_up", agent="agent-04", site="acme-lviv"))
+        self.assertGreaterEqual(sample(metrics, "dozor_ingest_rejected_total",
+                                       reason="site_claimed"), 1)
+        # A certificate without a site (made before sites were in certificates): the report's.
+        self.start(Agent(self.dir, "agent-05", self.collector.url, self.certs.agent("agent-05"),
+                         ["{ name: disk, type: disk, path: /, interval: 1s }"], site="acme-lviv"))
+        wait_for("agent-05 reporting", lambda: self.collector.agents().get("agent-05"))
+        b = self.collector.agents()["agent-05"]
+        self.assertEqual((b["site"], b["certificate"]["site"]), ("acme-lviv", ""))
+
     def test_bad_reports_get_a_named_error_and_are_counted(self):
         s = tls_client(self.certs.agent("agent-02"), self.collector.agents_port)
         status, body = post_raw(s, "/v1/report", b"{not json")
