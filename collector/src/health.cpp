@@ -259,6 +259,7 @@ void Health::unpublish_agent(const AgentState& a) {
   remove_series(metrics_.agent_spool_dropped, labels);
   remove_series(metrics_.agent_refused, labels);
   remove_series(metrics_.agent_connections, {{"agent", a.id}});
+  remove_series(metrics_.agent_cert_expiry, {{"agent", a.id}});
 }
 
 void Health::forget_stored(const std::string& agent, const std::vector<std::string>& probes,

@@ -47,6 +47,13 @@ struct PeerCertificate {
   double not_after = 0;
 };
 
+// Unix time `cert` expires; 0 when it cannot be read.
+double not_after(const X509* cert) {
+  std::tm tm{};
+  if (!cert || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) return 0;
+  return static_cast<double>(timegm(&tm));
+}
+
 PeerCertificate peer_certificate(SSL* ssl) {
   PeerCertificate out;
   X509* cert = SSL_get1_peer_certificate(ssl);
@@ -65,9 +72,7 @@ PeerCertificate peer_certificate(SSL* ssl) {
     }
     BN_free(bn);
   }
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
-    out.not_after = static_cast<double>(timegm(&tm));
+  out.not_after = not_after(cert);
   X509_free(cert);
   return out;
 }
@@ -254,7 +259,13 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         clock(std::move(clk)),
         tls(std::make_shared<ssl::context>(make_agent_tls(config))),
         agents_acceptor(io),
-        http_acceptor(io) {}
+        http_acceptor(io) {
+    publish_own_expiry();
+  }
+
+  void publish_own_expiry() {
+    metrics.collector_cert_expiry.Set(not_after(SSL_CTX_get0_certificate(tls->native_handle())));
+  }
 
   asio::io_context& io;
   ServerConfig config;
@@ -519,6 +530,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     Live live(agent_connections);
     spdlog::debug("agent {} connected from {}", agent, remote);
     const std::string site = certificate.site;
+    metrics.agent_cert_expiry.Add({{"agent", agent}}).Set(certificate.not_after);
     certificates[agent] = std::move(certificate);
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
     co_await serve(stream, [&](const Request& req) { return handle_report(agent, site, req); });
@@ -707,6 +719,7 @@ void Server::reload(const ServerConfig& config) {
   state_->config.agents = agents;
   state_->config.http = http;
   state_->tls = std::move(tls);
+  state_->publish_own_expiry();
 }
 
 }  // namespace dozor::server

@@ -62,6 +62,13 @@ class Spine(IntegrationCase):
         self.assertGreaterEqual(a["last_seq"], 4)
         self.assertEqual({p["name"] for p in a["probes"]},
                          {"erp-port", "closed-port", "collector-health", "root-disk"})
+        # Certificate expiry, the agent's and the collector's own (dozor-certs: 825 days),
+        # as a board's "renews soon" panel reads them.
+        from harness import parse_time
+        self.assertEqual(sample(text, "dozor_agent_cert_expiry_timestamp_seconds",
+                                agent="agent-01"), parse_time(a["certificate"]["not_after"]))
+        own = sample(text, "dozor_collector_cert_expiry_timestamp_seconds")
+        self.assertAlmostEqual(own - time.time(), 825 * 86400, delta=2 * 86400)
 
         # The service goes away: the next run says so.
         service.stop()

@@ -30,6 +30,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& agent_spool_dropped;
   prometheus::Family<prometheus::Counter>& agent_refused;  // results over a limit, per agent
   prometheus::Family<prometheus::Counter>& agent_connections;
+  prometheus::Family<prometheus::Gauge>& agent_cert_expiry;  // agent: the certificate presented
+  prometheus::Gauge& collector_cert_expiry;                  // its own, on the agent port
   prometheus::Family<prometheus::Gauge>& probe_status;
   prometheus::Family<prometheus::Gauge>& probe_value;
   prometheus::Family<prometheus::Gauge>& probe_duration;
