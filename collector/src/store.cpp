@@ -18,6 +18,12 @@ CREATE TABLE IF NOT EXISTS probes (
   agent TEXT NOT NULL, probe TEXT NOT NULL, type TEXT, status INTEGER, summary TEXT, ts REAL,
   duration REAL, seq INTEGER, metrics TEXT, PRIMARY KEY (agent, probe)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent_certificates (
+  agent TEXT PRIMARY KEY, serial TEXT NOT NULL, not_after REAL, seen_at REAL
+);
+CREATE TABLE IF NOT EXISTS revocations (
+  serial TEXT PRIMARY KEY, agent TEXT, revoked_at REAL, revoked_by TEXT, comment TEXT
+);
 )sql";
 
 std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
@@ -132,6 +138,40 @@ void Store::forget(const std::string& agent, const std::vector<std::string>& pro
        {"DELETE FROM probes WHERE agent = ?", "DELETE FROM agent_seqs WHERE agent = ?",
         "DELETE FROM agents WHERE id = ?"})
     sqlite::Statement(db_.handle(), sql).bind(1, std::string_view(agent)).run();
+}
+
+void Store::save_certificate(const std::string& agent, const std::string& serial,
+                             double not_after, double now) {
+  sqlite::Statement(db_.handle(), "INSERT OR REPLACE INTO agent_certificates VALUES (?,?,?,?)")
+      .bind(1, std::string_view(agent))
+      .bind(2, std::string_view(serial))
+      .bind(3, not_after)
+      .bind(4, now)
+      .run();
+}
+
+std::optional<std::string> Store::certificate_serial(const std::string& agent) {
+  sqlite::Statement q(db_.handle(), "SELECT serial FROM agent_certificates WHERE agent = ?");
+  q.bind(1, std::string_view(agent));
+  if (!q.step()) return std::nullopt;
+  return q.text(0);
+}
+
+void Store::revoke(const Revocation& r) {
+  sqlite::Statement(db_.handle(), "INSERT OR REPLACE INTO revocations VALUES (?,?,?,?,?)")
+      .bind(1, std::string_view(r.serial))
+      .bind(2, std::string_view(r.agent))
+      .bind(3, r.revoked_at)
+      .bind(4, std::string_view(r.by))
+      .bind(5, std::string_view(r.comment))
+      .run();
+}
+
+std::vector<Store::Revocation> Store::revocations() {
+  std::vector<Revocation> out;
+  sqlite::Statement q(db_.handle(), "SELECT * FROM revocations ORDER BY revoked_at");
+  while (q.step()) out.push_back({q.text(0), q.text(1), q.text(3), q.text(4), q.real(2)});
+  return out;
 }
 
 }  // namespace dozor::collector

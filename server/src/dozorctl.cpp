@@ -402,10 +402,28 @@ int main(int argc, char** argv) {
       "remove an agent (a client that left, a machine renamed): its state, series, "
       "incidents; it comes back if it reports again");
   forget->add_option("id", agent_id, "agent id (its certificate's CN)")->required();
+  auto* revoke = agents->add_subcommand(
+      "revoke",
+      "revoke the certificate an agent presented last (a client that left, a stolen machine): "
+      "its connections are closed at once, every new handshake with it fails, it is forgotten");
+  revoke->add_option("id", agent_id, "agent id (its certificate's CN)")->required();
+  add_actor(revoke, by, comment, true);
   agents->callback([&] {
     if (forget->parsed()) {
       command = {[&](Api& api) { return api.del("/agents/" + query_escape(agent_id)); },
                  [&](const json&) { std::cout << "agent " << agent_id << " forgotten\n"; }};
+      return;
+    }
+    if (revoke->parsed()) {
+      command = {[&](Api& api) {
+                   return api.post("/agents/" + query_escape(agent_id) + "/revoke",
+                                   actor(by, comment));
+                 },
+                 [&](const json& j) {
+                   std::cout << "agent " << agent_id << " revoked: certificate serial "
+                             << j.value("serial", "?") << ", "
+                             << j.value("connections_closed", 0) << " connection(s) closed\n";
+                 }};
       return;
     }
     command = {[](Api& api) { return api.get("/agents"); }, show_agents};

@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<server::Server> front;
   try {
-    front = std::make_unique<server::Server>(io, *config, *health, desk.get(), metrics, &unix_now);
+    front = std::make_unique<server::Server>(io, *config, *health, desk.get(), metrics, &unix_now,
+                                             store.get());
     front->start();
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
@@ -146,7 +147,7 @@ int main(int argc, char** argv) {
             try {
               // What can fail is built first (TLS material, notifiers), then the desk, which
               // writes the store; only then is anything else swapped: a failure changes nothing.
-              server::make_agent_tls(*fresh);
+              server::make_agent_tls(*fresh);  // only to see that it can be built
               auto notifiers = make_notifiers(fresh->desk);
               desk->reconfigure(fresh->desk, unix_now());
               front->reload(*fresh);

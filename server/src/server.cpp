@@ -54,6 +54,19 @@ double not_after(const X509* cert) {
   return static_cast<double>(timegm(&tm));
 }
 
+// The serial of `cert` in hex, as openssl prints it.
+std::string serial_hex(const X509* cert) {
+  std::string out;
+  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
+    if (char* hex = BN_bn2hex(bn)) {
+      out = hex;
+      OPENSSL_free(hex);
+    }
+    BN_free(bn);
+  }
+  return out;
+}
+
 PeerCertificate peer_certificate(SSL* ssl) {
   PeerCertificate out;
   X509* cert = SSL_get1_peer_certificate(ssl);
@@ -65,13 +78,7 @@ PeerCertificate peer_certificate(SSL* ssl) {
   const int ou = X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
                                            NID_organizationalUnitName, buf, sizeof buf);
   if (ou > 0) out.site.assign(buf, static_cast<std::size_t>(ou));
-  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
-    if (char* hex = BN_bn2hex(bn)) {
-      out.serial = hex;
-      OPENSSL_free(hex);
-    }
-    BN_free(bn);
-  }
+  out.serial = serial_hex(cert);
   out.not_after = not_after(cert);
   X509_free(cert);
   return out;
@@ -229,7 +236,32 @@ struct Idle {
 
 }  // namespace
 
-asio::ssl::context make_agent_tls(const ServerConfig& config) {
+namespace {
+
+// Where the agent port's SSL_CTX keeps its RevokedSerials.
+int revoked_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// The chain verified, refuses an agent certificate whose serial was revoked: the handshake
+// fails with a certificate_revoked alert.
+int verify_not_revoked(int preverified, X509_STORE_CTX* store) {
+  if (!preverified || X509_STORE_CTX_get_error_depth(store) != 0) return preverified;
+  auto* ssl = static_cast<SSL*>(
+      X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  const auto* revoked =
+      static_cast<const RevokedSerials*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), revoked_index()));
+  if (revoked && revoked->count(serial_hex(X509_STORE_CTX_get_current_cert(store)))) {
+    X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REVOKED);
+    return 0;
+  }
+  return 1;
+}
+
+}  // namespace
+
+asio::ssl::context make_agent_tls(const ServerConfig& config, const RevokedSerials* revoked) {
   ssl::context ctx(ssl::context::tls_server);
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
@@ -240,7 +272,9 @@ asio::ssl::context make_agent_tls(const ServerConfig& config) {
   ctx.load_verify_file(config.tls_ca);
   // Tell clients which CA we take, and refuse a handshake without a certificate from it.
   SSL_CTX_set_client_CA_list(ctx.native_handle(), SSL_load_client_CA_file(config.tls_ca.c_str()));
-  ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  SSL_CTX_set_verify(ctx.native_handle(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                     verify_not_revoked);
+  SSL_CTX_set_ex_data(ctx.native_handle(), revoked_index(), const_cast<RevokedSerials*>(revoked));
   return ctx;
 }
 
@@ -250,14 +284,16 @@ constexpr auto kStall = std::chrono::seconds(2);
 
 struct Server::State : std::enable_shared_from_this<Server::State> {
   State(asio::io_context& io, ServerConfig c, collector::Health& h, collector::Desk* d,
-        collector::Metrics& m, Clock clk)
+        collector::Metrics& m, Clock clk, collector::Store* st)
       : io(io),
         config(std::move(c)),
         health(h),
         desk(d),
         metrics(m),
         clock(std::move(clk)),
-        tls(std::make_shared<ssl::context>(make_agent_tls(config))),
+        store(st),
+        revoked(load_revoked(st)),
+        tls(std::make_shared<ssl::context>(make_agent_tls(config, revoked.get()))),
         agents_acceptor(io),
         http_acceptor(io) {
     publish_own_expiry();
@@ -273,7 +309,17 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   collector::Desk* desk;
   collector::Metrics& metrics;
   Clock clock;
+  collector::Store* store;
+  std::shared_ptr<RevokedSerials> revoked;  // shared with every TLS context made
   std::shared_ptr<ssl::context> tls;
+  std::unordered_multimap<std::string, TlsStream*> agent_streams;  // agent -> its connections
+
+  static std::shared_ptr<RevokedSerials> load_revoked(collector::Store* st) {
+    auto out = std::make_shared<RevokedSerials>();
+    if (st)
+      for (const auto& r : st->revocations()) out->insert(r.serial);
+    return out;
+  }
   tcp::acceptor agents_acceptor;
   tcp::acceptor http_acceptor;
   std::size_t agent_connections = 0;  // past the handshake
@@ -506,11 +552,13 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
     if (ec) {
       const bool timeout = ec == beast::error::timeout;
-      metrics.rejected(timeout ? "handshake_timeout" : "tls_handshake");
+      const bool was_revoked = SSL_get_verify_result(stream.native_handle()) == X509_V_ERR_CERT_REVOKED;
+      metrics.rejected(timeout ? "handshake_timeout" : was_revoked ? "revoked" : "tls_handshake");
       refusals.note(remote, "connection from " + remote + " refused: " +
-                                (timeout ? "TLS handshake not finished within "
-                                           "limits.handshake_timeout"
-                                         : "TLS handshake: " + ec.message()));
+                                (timeout       ? "TLS handshake not finished within "
+                                                 "limits.handshake_timeout"
+                                 : was_revoked ? "its certificate is revoked"
+                                               : "TLS handshake: " + ec.message()));
       co_return;
     }
     pending_slot.release();
@@ -531,6 +579,19 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     spdlog::debug("agent {} connected from {}", agent, remote);
     const std::string site = certificate.site;
     metrics.agent_cert_expiry.Add({{"agent", agent}}).Set(certificate.not_after);
+    if (store) {
+      try {
+        store->save_certificate(agent, certificate.serial, certificate.not_after, clock());
+      } catch (const std::exception& e) {
+        store_failed(std::string("certificate of ") + agent + ": " + e.what());
+      }
+    }
+    const auto registered = agent_streams.emplace(agent, &stream);
+    struct Unregister {
+      std::unordered_multimap<std::string, TlsStream*>& streams;
+      decltype(registered) it;
+      ~Unregister() { streams.erase(it); }
+    } unregister{agent_streams, registered};
     certificates[agent] = std::move(certificate);
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
     co_await serve(stream, [&](const Request& req) { return handle_report(agent, site, req); });
@@ -617,6 +678,45 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
   }
 
+  // Revokes the certificate `id` presented last: refused at every handshake from now on, its
+  // open connections closed at once, the agent forgotten (its client left, its machine was
+  // stolen: no agent-silent ticket follows). Kept in the store across restarts.
+  Response revoke(const std::string& id, const Request& req) {
+    if (!store) return error_reply(http::status::not_found, "not_found", "no store");
+    const auto body = json::parse(req.body(), nullptr, false);
+    collector::Store::Revocation r;
+    r.agent = id;
+    r.by = body.is_object() ? body.value("by", "") : "";
+    r.comment = body.is_object() ? body.value("comment", "") : "";
+    r.revoked_at = clock();
+    try {
+      const auto serial = store->certificate_serial(id);
+      if (!serial)
+        return error_reply(http::status::not_found, "not_found",
+                           "no certificate of agent " + id + " was ever presented here");
+      r.serial = *serial;
+      store->revoke(r);
+      health.forget(id, r.revoked_at);
+    } catch (const std::exception& e) {
+      store_failed(std::string("revoking ") + id + ": " + e.what());
+      return error_reply(http::status::service_unavailable, "store_error", e.what());
+    }
+    revoked->insert(r.serial);
+    std::size_t closed = 0;
+    for (auto [it, end] = agent_streams.equal_range(id); it != end; ++it, ++closed)
+      it->second->close();
+    certificates.erase(id);
+    report_tokens.erase(id);
+    spdlog::warn("agent {} revoked by {} (certificate serial {}, {} connection(s) closed): {}", id,
+                 r.by.empty() ? "?" : r.by, r.serial, closed, r.comment);
+    return reply(http::status::ok, json{{"id", id},
+                                        {"serial", r.serial},
+                                        {"revoked", true},
+                                        {"connections_closed", closed}}
+                                       .dump() +
+                                       "\n");
+  }
+
   Response handle_http(const Request& req) {
     std::string_view target = req.target();
     std::string_view path = target.substr(0, target.find('?'));
@@ -628,6 +728,29 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
                       e.what());
         return error_reply(http::status::service_unavailable, "store_error", e.what());
       }
+    }
+    if (path.starts_with("/api/v1/agents/") && path.ends_with("/revoke") &&
+        req.method() == http::verb::post) {
+      if (auto refused = refuse_write(req, config.api_token)) return *refused;
+      constexpr std::string_view prefix = "/api/v1/agents/", suffix = "/revoke";
+      return revoke(url_unescape(path.substr(prefix.size(), path.size() - prefix.size() -
+                                                                suffix.size())),
+                    req);
+    }
+    if (path == "/api/v1/revocations" && req.method() == http::verb::get) {
+      json out = json::array();
+      try {
+        if (store)
+          for (const auto& r : store->revocations())
+            out.push_back({{"serial", r.serial},
+                           {"agent", r.agent},
+                           {"revoked_at", format_timestamp(r.revoked_at)},
+                           {"by", r.by},
+                           {"comment", r.comment}});
+      } catch (const std::exception& e) {
+        return error_reply(http::status::service_unavailable, "store_error", e.what());
+      }
+      return reply(http::status::ok, json{{"revocations", out}}.dump(2) + "\n");
     }
     if (path.starts_with("/api/v1/agents/") && req.method() == http::verb::delete_) {
       if (auto refused = refuse_write(req, config.api_token)) return *refused;
@@ -668,9 +791,10 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 };
 
 Server::Server(asio::io_context& io, ServerConfig config, collector::Health& health,
-               collector::Desk* desk, collector::Metrics& metrics, Clock clock)
+               collector::Desk* desk, collector::Metrics& metrics, Clock clock,
+               collector::Store* store)
     : state_(std::make_shared<State>(io, std::move(config), health, desk, metrics,
-                                     std::move(clock))) {}
+                                     std::move(clock), store)) {}
 
 Server::~Server() {
   boost::system::error_code ec;
@@ -713,7 +837,7 @@ void Server::stop(std::chrono::milliseconds grace) {
 }
 
 void Server::reload(const ServerConfig& config) {
-  auto tls = std::make_shared<ssl::context>(make_agent_tls(config));
+  auto tls = std::make_shared<ssl::context>(make_agent_tls(config, state_->revoked.get()));
   const Endpoint agents = state_->config.agents, http = state_->config.http;
   state_->config = config;  // limits and the API token; the listeners stay where they are
   state_->config.agents = agents;

@@ -46,6 +46,13 @@ class TlsStream {
     boost::system::error_code ignored;
     core_->socket.cancel(ignored);
   }
+  /// Closes the connection at once (a revoked agent's): the operation in progress, or the next
+  /// one, ends with operation_aborted.
+  void close() {
+    core_->closed = true;
+    boost::system::error_code ignored;
+    core_->socket.close(ignored);
+  }
 
   template <class Token>
   auto async_handshake(Token&& token) {
@@ -118,6 +125,7 @@ class TlsStream {
     clock::time_point deadline = clock::time_point::max();
     unsigned wait = 0;  // which wait the timer is for: a late expiry of an earlier one is ignored
     bool timed_out = false;
+    bool closed = false;  // close(): OpenSSL must not touch the descriptor number again
   };
 
   // One SSL call retried until it needs no more I/O: `call(ssl, n)` returns 1 when done (n
@@ -142,6 +150,7 @@ class TlsStream {
         c.timer.cancel();
         if (!c.timed_out && ec) return self.complete(ec, 0);
       }
+      if (c.closed) return self.complete(boost::asio::error::operation_aborted, 0);
       if (c.timed_out || clock::now() >= c.deadline) return timeout(self);
       ERR_clear_error();
       std::size_t n = 0;

@@ -77,6 +77,24 @@ TEST_F(StoreTest, StateAndSeqBookkeepingSurviveARestart) {
   EXPECT_EQ(out.acked_seq, 7u);
 }
 
+TEST_F(StoreTest, CertificatesAndRevocationsSurviveARestartAndAForget) {
+  {
+    Store store(path_);
+    store.save_certificate("a1", "0A1B", 1900000000, 1000);
+    store.save_certificate("a1", "0C2D", 1900000500, 2000);  // renewed: the last one counts
+    store.forget("a1", {});  // a forgotten agent can still be revoked
+    store.revoke({"0C2D", "a1", "duty-officer", "laptop stolen", 3000});
+  }
+  Store store(path_);
+  EXPECT_EQ(store.certificate_serial("a1"), "0C2D");
+  EXPECT_FALSE(store.certificate_serial("a2"));
+  const auto r = store.revocations();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ((std::vector<std::string>{r[0].serial, r[0].agent, r[0].by, r[0].comment}),
+            (std::vector<std::string>{"0C2D", "a1", "duty-officer", "laptop stolen"}));
+  EXPECT_DOUBLE_EQ(r[0].revoked_at, 3000);
+}
+
 TEST_F(StoreTest, AnAgentAlreadySilentStaysDownAfterARestart) {
   {
     Store store(path_);

@@ -5,11 +5,12 @@ import json
 import os
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
 
-from harness import (Agent, Collector, CollectorCase, Process, TcpService, WebhookReceiver,
+from harness import (DOZORCTL, Agent, Collector, CollectorCase, Process, TcpService, WebhookReceiver,
                      api_token_file, free_port, http_request, main, post_raw, sample, spool_state,
                      timing, tls_client, wait_for)
 
@@ -501,6 +502,70 @@ class Hostile(CollectorCase):
         wait_for("reports go on", lambda: self.agent_state()["results"] > results)
         held, _, _ = spool_state(agent.spool)
         self.assertLess(held, 50)
+
+    def test_a_revoked_agent_is_cut_at_once_and_stays_out(self):
+        token_file, _ = api_token_file(self.dir)
+        self.collector.stop()
+        self.collector = self.start(Collector(self.dir, self.certs.files("collector"),
+                                              extra=f"api: {{ token_file: {token_file} }}\n"))
+        probe = "{ name: disk, type: disk, path: /, interval: 500ms }"
+        stolen = self.certs.agent("agent-01")
+        self.start(Agent(self.dir, "agent-01", self.collector.url, stolen, [probe]))
+        other = self.start(Agent(self.dir, "agent-02", self.collector.url,
+                                 self.certs.agent("agent-02"), [probe]))
+        wait_for("both reporting", lambda: all(
+            (self.agent_state(n) or {}).get("results", 0) > 0 for n in ("agent-01", "agent-02")))
+        # A connection of the stolen certificate held open (between two reports).
+        held = tls_client(stolen, self.collector.agents_port)
+        status, _ = post_raw(held, "/v1/report", json.dumps(
+            {"agent": {"version": "1", "hostname": "h", "site": "acme-kyiv", "started_at": 1},
+             "results": []}).encode())
+        self.assertEqual(status, 200)
+
+        start = time.monotonic()
+        out = subprocess.run([DOZORCTL, "--url", f"http://127.0.0.1:{self.collector.http_port}",
+                              "--token-file", token_file, "agents", "revoke", "agent-01",
+                              "--by", "duty-officer", "--comment", "laptop stolen"],
+                             capture_output=True, text=True, timeout=20)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("agent agent-01 revoked", out.stdout)
+        held.settimeout(2)
+        try:
+            closed = held.recv(1) == b""
+        except (OSError, ssl.SSLError):
+            closed = True
+        cut = time.monotonic() - start
+        print(f"\n  revoke: dozorctl to the held connection closed {cut * 1000:.0f} ms")
+        self.assertTrue(closed)
+        self.assertLess(cut, 1.0)
+
+        def handshake_refused():
+            try:
+                s = tls_client(stolen, self.collector.agents_port)
+                post_raw(s, "/v1/report", b"{}")
+                return False
+            except (ssl.SSLError, ConnectionError, OSError):
+                return True
+        self.assertTrue(handshake_refused())
+        wait_for("the agent's own reconnects refused", lambda: (sample(
+            self.collector.metrics(), "dozor_ingest_rejected_total", reason="revoked") or 0) >= 2)
+        self.assertNotIn("agent-01", self.collector.agents())
+        results = self.agent_state("agent-02")["results"]
+        wait_for("agent-02 goes on", lambda: self.agent_state("agent-02")["results"] > results)
+        status, body = self.collector.api("GET", "/api/v1/revocations")
+        self.assertEqual([(r["agent"], r["by"], r["comment"]) for r in body["revocations"]],
+                         [("agent-01", "duty-officer", "laptop stolen")])
+        self.assertIn("agent agent-01 revoked by duty-officer", self.collector.output())
+
+        # Kept across a restart; no ticket for the revoked agent's silence.
+        self.collector.stop()
+        self.collector.restart()
+        self.assertTrue(handshake_refused())
+        time.sleep(3.5)  # past agent-01's silent window (3 heartbeats of 1 s)
+        self.assertNotIn("agent-01", self.collector.agents())
+        self.assertEqual(self.collector.tickets(), [])
+        self.assertTrue(self.agent_state("agent-02")["up"])
+        other.stop()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,20 @@ class Store {
   /// Deletes the named probes of `agent`, or the agent and all its probes when `probes` is
   /// empty, inside the caller's transaction.
   void forget(const std::string& agent, const std::vector<std::string>& probes);
+
+  /// The certificate an agent presented last (its serial, hex as openssl prints it), kept across
+  /// restarts and forgets so that the agent can be revoked at any time.
+  void save_certificate(const std::string& agent, const std::string& serial, double not_after,
+                        double now);
+  std::optional<std::string> certificate_serial(const std::string& agent);
+
+  /// A revoked certificate: refused at every handshake from then on.
+  struct Revocation {
+    std::string serial, agent, by, comment;
+    double revoked_at = 0;
+  };
+  void revoke(const Revocation& r);
+  std::vector<Revocation> revocations();
 
  private:
   sqlite::Database db_;

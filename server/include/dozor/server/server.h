@@ -6,19 +6,27 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
+#include <unordered_set>
 
 #include "dozor/collector/desk.h"
 #include "dozor/collector/health.h"
 #include "dozor/collector/metrics.h"
+#include "dozor/collector/store.h"
 #include "dozor/server/config.h"
 
 namespace dozor::server {
 
 namespace asio = boost::asio;
 
+/// Serials (hex, as openssl prints them) of revoked agent certificates.
+using RevokedSerials = std::unordered_set<std::string>;
+
 /// Builds the TLS context for the agent listener: our certificate, and agents' certificates
-/// required and verified against the configured CA. Throws on unreadable files.
-asio::ssl::context make_agent_tls(const ServerConfig& config);
+/// required and verified against the configured CA, and refused when their serial is in
+/// `revoked` (which must outlive the context). Throws on unreadable files.
+asio::ssl::context make_agent_tls(const ServerConfig& config,
+                                  const RevokedSerials* revoked = nullptr);
 
 /// The network front of dozor-collector: the mutual-TLS listener for agent reports and the plain
 /// HTTP listener for /metrics, /healthz and /api/v1. Runs on one io_context; not thread-safe.
@@ -27,9 +35,11 @@ class Server {
   using Clock = std::function<double()>;  // unix seconds
 
   /// `desk` (may be null) answers /api/v1/tickets and /api/v1/silences; its timers and the
-  /// health's run every 250 ms.
+  /// health's run every 250 ms. `store` (may be null) keeps the agents' certificates and the
+  /// revocations.
   Server(asio::io_context& io, ServerConfig config, collector::Health& health,
-         collector::Desk* desk, collector::Metrics& metrics, Clock clock);
+         collector::Desk* desk, collector::Metrics& metrics, Clock clock,
+         collector::Store* store = nullptr);
   ~Server();
 
   /// Binds both listeners (throws std::system_error when a port is taken) and starts accepting.
