@@ -409,7 +409,9 @@ Desk::Series& Desk::series(const AgentState& a, const std::string& probe, const 
   site_series_[a.site].insert(id);
   for (std::size_t i = 0; i < config_.rules.size(); ++i) {
     const Rule& r = config_.rules[i];
-    if (r.kind == RuleKind::silent || !r.match.matches(a.site, a.id, probe, type)) continue;
+    if (r.kind == RuleKind::silent || r.kind == RuleKind::certificate ||
+        !r.match.matches(a.site, a.id, probe, type))
+      continue;
     if (r.kind == RuleKind::status)
       slot->status.push_back(
           &incident(a.site + "/" + a.id + "/" + probe + "/" + r.name, i, a.site, a.id, probe, ""));
@@ -900,6 +902,7 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
       }
     }
     for (Incident* inc : agent_silences_) advance(*inc, now);
+    certificates(agents, now);
     for (const auto& key : std::vector<std::string>(pending_.begin(), pending_.end())) {
       auto it = incidents_.find(key);
       if (it == incidents_.end())
@@ -929,6 +932,42 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
     agent_silences_.clear();  // forget() and reconfigure() may delete incidents meanwhile
   });
   wake();
+}
+
+// An agent's certificate, or the collector's own, that expires within a certificate rule's
+// horizon: its renewal is failing, and someone must look before the agent goes silent.
+void Desk::certificates(const std::vector<const AgentState*>& agents, double now) {
+  for (std::size_t i = 0; i < config_.rules.size(); ++i) {
+    const Rule& rule = config_.rules[i];
+    if (rule.kind != RuleKind::certificate) continue;
+    const double horizon = std::chrono::duration<double>(rule.horizon).count();
+    auto check = [&](const std::string& site, const std::string& agent, double not_after,
+                     const std::string& whose) {
+      Incident& inc =
+          incident(site + "/" + agent + "/certificate/" + rule.name, i, site, agent, "certificate", "");
+      const bool failing = not_after - now <= horizon;
+      if (failing && !inc.failing) {
+        inc.summary = whose + " certificate expires " + format_timestamp(not_after) +
+                      (not_after > now ? " (in " + seconds_text(not_after - now) + ")"
+                                       : " (expired)");
+        inc.details = "site " + site + ", " + whose + " certificate, valid until " +
+                      format_timestamp(not_after) + "; renewal should have replaced it\nrule " +
+                      rule.name;
+      }
+      set_failing(inc, failing, now);
+      advance(inc, now);
+    };
+    for (const AgentState* a : agents)
+      if (a->cert_not_after > 0 && rule.match.matches(a->site, a->id, "*", "*"))
+        check(a->site, a->id, a->cert_not_after, a->id + "'s");
+    if (own_not_after_ > 0 && rule.match.matches("*", "collector", "*", "*"))
+      check("*", "collector", own_not_after_, "the collector's own");
+  }
+}
+
+void Desk::own_certificate(double not_after) {
+  std::lock_guard lock(mu_);
+  own_not_after_ = not_after;
 }
 
 // ---------------------------------------------------------------- API

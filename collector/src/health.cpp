@@ -382,6 +382,11 @@ std::vector<AgentState> Health::agents(double now) {
   return out;
 }
 
+void Health::certificate(const std::string& id, double not_after) {
+  std::lock_guard lock(mu_);
+  if (auto it = agents_.find(id); it != agents_.end()) it->second.cert_not_after = not_after;
+}
+
 bool Health::knows(const std::string& id) {
   std::lock_guard lock(mu_);
   return agents_.count(id) > 0;

@@ -16,7 +16,7 @@ using protocol::Status;
 // No fallbacks: a key left out keeps the value of the default rule it overrides.
 constexpr OptionSpec kRule[] = {
     {"name", OptionKind::string, "", true, "unique name; a default's name overrides it"},
-    {"kind", OptionKind::string, "", false, "status, silent, stale or forecast"},
+    {"kind", OptionKind::string, "", false, "status, silent, stale, forecast or certificate"},
     {"match", OptionKind::string_map, "", false, "globs on site, agent, probe, type, metric"},
     {"when", OptionKind::yaml, "", false, "status rules: critical, warning, unknown, or a list"},
     {"for", OptionKind::duration, "", false, "how long the condition holds before a ticket"},
@@ -34,7 +34,8 @@ constexpr OptionSpec kRule[] = {
 };
 
 std::optional<RuleKind> parse_kind(std::string_view s) {
-  for (auto k : {RuleKind::status, RuleKind::silent, RuleKind::stale, RuleKind::forecast})
+  for (auto k : {RuleKind::status, RuleKind::silent, RuleKind::stale, RuleKind::forecast,
+                 RuleKind::certificate})
     if (to_string(k) == s) return k;
   return std::nullopt;
 }
@@ -50,7 +51,7 @@ void read_rule(const Options& o, Rule& r) {
     if (auto k = parse_kind(o.string("kind")))
       r.kind = *k;
     else
-      o.error("kind", "expected status, silent, stale or forecast");
+      o.error("kind", "expected status, silent, stale, forecast or certificate");
   }
   if (o.has("match")) {
     for (const auto& [field, glob] : o.string_map("match")) {
@@ -142,6 +143,8 @@ std::string_view to_string(RuleKind kind) {
       return "stale";
     case RuleKind::forecast:
       return "forecast";
+    case RuleKind::certificate:
+      return "certificate";
   }
   return "status";
 }
@@ -175,7 +178,15 @@ std::vector<Rule> default_rules() {
   full.recover = 1h;
   full.ticket_class = "task";
   full.priority = 3;
-  return {critical, warning, silent, full};
+
+  Rule certificate;
+  certificate.name = "certificate-expiring";
+  certificate.kind = RuleKind::certificate;
+  certificate.horizon = 7 * 24h;
+  certificate.recover = 0ms;  // a renewed certificate is proof enough
+  certificate.ticket_class = "task";
+  certificate.priority = 3;
+  return {critical, warning, silent, full, certificate};
 }
 
 std::vector<Rule> parse_rules(const YAML::Node& node, const std::string& file,

@@ -300,7 +300,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   }
 
   void publish_own_expiry() {
-    metrics.collector_cert_expiry.Set(not_after(SSL_CTX_get0_certificate(tls->native_handle())));
+    const double expiry = not_after(SSL_CTX_get0_certificate(tls->native_handle()));
+    metrics.collector_cert_expiry.Set(expiry);
+    if (desk) desk->own_certificate(expiry);
   }
 
   asio::io_context& io;
@@ -663,6 +665,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     try {
       auto outcome = health.ingest(agent, *decoded.value, clock());
       store_ok();
+      if (auto c = certificates.find(agent); c != certificates.end())
+        health.certificate(agent, c->second.not_after);
       protocol::Ack ack{outcome.acked_seq, {}};
       for (auto& r : outcome.refused) {
         refusals.note(agent, "agent " + agent + ": result refused: " + r.message);

@@ -444,6 +444,36 @@ TEST_F(MassSilenceTest, SilenceOfTheCollectorsTicketHoldsEveryTicket) {
   EXPECT_EQ(all().size(), 1u);
 }
 
+TEST_F(DeskTest, ACertificateExpiringWithinAWeekOpensATaskUntilRenewed) {
+  start();
+  send("a1", "erp-port", Status::ok, kNoon);
+  health->certificate("a1", kNoon + 8 * 86400);  // 8 days left: nothing yet
+  desk->own_certificate(kNoon + 400 * 86400);
+  health->tick(kNoon + 1);
+  EXPECT_TRUE(all().empty());
+  send("a1", "erp-port", Status::ok, kNoon + 86400);  // reporting all along
+  health->tick(kNoon + 86400 + 1);                     // 7 days left: its renewal is failing
+  auto open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ((std::vector<std::string>{open[0].rule, open[0].ticket_class, open[0].agent,
+                                      open[0].probe}),
+            (std::vector<std::string>{"certificate-expiring", "task", "a1", "certificate"}));
+  EXPECT_EQ(open[0].priority, 3);
+  EXPECT_NE(open[0].summary.find("a1's certificate expires"), std::string::npos)
+      << open[0].summary;
+  // Renewed (the agent reconnects with a new certificate): resolved.
+  health->certificate("a1", kNoon + 31 * 86400);
+  health->tick(kNoon + 86400 + 2);
+  EXPECT_EQ(desk->ticket(open[0].id)->status, "resolved");
+  // The collector's own certificate is watched the same way.
+  desk->own_certificate(kNoon + 86400 + 3 * 86400);
+  health->tick(kNoon + 86400 + 3);
+  open = active();
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].agent, "collector");
+  EXPECT_NE(open[0].summary.find("the collector's own certificate expires"), std::string::npos);
+}
+
 TEST_F(DeskTest, ForecastOpensATaskBeforeTheDiskIsFull) {
   config.rules = default_rules();
   config.rules[3].window = 1h;
@@ -646,11 +676,11 @@ TEST(DeskConfig, UserRulesOverrideAndExtendTheDefaults) {
   std::vector<std::string> names;
   for (const auto& r : c.rules) names.push_back(r.name);
   EXPECT_EQ(names, (std::vector<std::string>{"probe-critical", "agent-silent", "disk-full-forecast",
-                                             "erp-down"}));
+                                             "certificate-expiring", "erp-down"}));
   EXPECT_EQ(c.rules[0].hold, 30s);
   EXPECT_EQ(c.rules[0].match.site, "acme*");
   EXPECT_EQ(c.rules[0].ticket_class, "emergency");  // kept from the default
-  EXPECT_EQ(c.rules[3].when, (std::vector<Status>{Status::critical, Status::unknown}));
+  EXPECT_EQ(c.rules[4].when, (std::vector<Status>{Status::critical, Status::unknown}));
 }
 
 TEST(Trend, LeastSquaresAndTimeToThreshold) {

@@ -113,6 +113,9 @@ class Desk : public OutboxQueue {
   void tick(const std::vector<const AgentState*>& agents, double now);
   /// After a failed transaction: forget what was not stored and read the store again.
   void reload();
+  /// The collector's own certificate (agent port) expires at `not_after`: certificate rules
+  /// watch it as they watch the agents'.
+  void own_certificate(double not_after);
   /// New rules, calendars and notifiers (SIGHUP). Incidents of rules that are gone resolve.
   void reconfigure(DeskConfig config, double now);
   /// A probe (or with `probe` empty, a whole agent) is forgotten: its incidents go, and what
@@ -167,6 +170,7 @@ class Desk : public OutboxQueue {
   void attach(Incident& inc, Ticket& t, double now);
   bool try_site_outage(Incident& inc, double now);
   bool try_mass_silence(Incident& inc, double now);
+  void certificates(const std::vector<const AgentState*>& agents, double now);
   void open_group(Ticket t, const std::vector<Incident*>& members, Incident& inc, double window,
                   const std::string& merged_into, double now);
   void reopen(Ticket& t, const std::string& summary, const std::string& details, bool flapping,
@@ -203,6 +207,7 @@ class Desk : public OutboxQueue {
   std::vector<Silence> silences_;
   std::vector<Incident*> agent_silences_;  // every agent's silent incidents, only during tick()
   std::size_t known_agents_ = 0;           // that reported at least once, as of the last tick
+  double own_not_after_ = 0;               // the collector's own certificate; 0: unknown
   std::map<std::vector<std::string>, double> open_counts_;  // published label sets
   std::function<void()> on_queued_;
   bool queued_ = false;

@@ -35,6 +35,7 @@ struct AgentState {
   double first_seen = 0;
   double last_report = 0;
   double clock_skew = 0;        // the agent's clock minus ours when its last report came (sent_at)
+  double cert_not_after = 0;    // the certificate it presented last expires (0: not seen yet)
   std::string spool_id;         // a new spool restarts the agent's seq at 1
   std::uint64_t watermark = 0;  // every seq up to here is stored: what the ack says
   std::set<std::uint64_t> above;  // seqs stored beyond the watermark (fresh results sent early)
@@ -122,6 +123,9 @@ class Health {
   std::optional<AgentState> agent(const std::string& id, double now);
   /// Whether the agent is known (not yet forgotten), without copying its state.
   bool knows(const std::string& id);
+  /// The agent connected with a certificate expiring at `not_after` (unix seconds). Memory only:
+  /// known again when the agent reconnects after a restart.
+  void certificate(const std::string& id, double not_after);
 
  private:
   void refresh_locked(AgentState& a, double now);

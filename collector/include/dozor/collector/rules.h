@@ -30,6 +30,7 @@ enum class RuleKind {
   silent,    // an agent that stopped reporting (no report for 3 heartbeats)
   stale,     // a metric whose value has not changed for `for` (a hung meter or PLC)
   forecast,  // a metric whose trend reaches `threshold` within `horizon`
+  certificate,  // an agent's certificate (or the collector's own) expiring within `horizon`
 };
 std::string_view to_string(RuleKind kind);
 
@@ -57,7 +58,8 @@ struct Rule {
 };
 
 /// The rules built in: probe critical -> emergency, warning held 10 m -> task, agent silent ->
-/// emergency P1, a disk (`used_percent`) forecast full within 72 h -> task.
+/// emergency P1, a disk (`used_percent`) forecast full within 72 h -> task, a certificate
+/// expiring within 7 d (its renewal failing) -> task.
 std::vector<Rule> default_rules();
 
 /// `rules:` from collector.yaml merged over the defaults: an entry named like a default replaces
