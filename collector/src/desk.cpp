@@ -593,10 +593,9 @@ void Desk::open_ticket(Incident& inc, double now) {
       if (t.site == inc.site
               ? t.rule == kSiteOutage || (t.agent == inc.agent && t.probe == "*")
               : t.rule == kMassSilence &&
-                    (rule.kind == RuleKind::silent
-                         ? inc.since <= t.raised_at + mass_window
-                         : std::find(t.probes.begin(), t.probes.end(), silent_agent) !=
-                               t.probes.end())) {
+                    (rule.kind == RuleKind::silent ? inc.since <= t.raised_at + mass_window
+                                                   : std::find(t.probes.begin(), t.probes.end(),
+                                                               silent_agent) != t.probes.end())) {
         attach(inc, t, now);
         return;
       }
@@ -943,13 +942,13 @@ void Desk::certificates(const std::vector<const AgentState*>& agents, double now
     const double horizon = std::chrono::duration<double>(rule.horizon).count();
     auto check = [&](const std::string& site, const std::string& agent, double not_after,
                      const std::string& whose) {
-      Incident& inc =
-          incident(site + "/" + agent + "/certificate/" + rule.name, i, site, agent, "certificate", "");
+      Incident& inc = incident(site + "/" + agent + "/certificate/" + rule.name, i, site, agent,
+                               "certificate", "");
       const bool failing = not_after - now <= horizon;
       if (failing && !inc.failing) {
-        inc.summary = whose + " certificate expires " + format_timestamp(not_after) +
-                      (not_after > now ? " (in " + seconds_text(not_after - now) + ")"
-                                       : " (expired)");
+        inc.summary =
+            whose + " certificate expires " + format_timestamp(not_after) +
+            (not_after > now ? " (in " + seconds_text(not_after - now) + ")" : " (expired)");
         inc.details = "site " + site + ", " + whose + " certificate, valid until " +
                       format_timestamp(not_after) + "; renewal should have replaced it\nrule " +
                       rule.name;

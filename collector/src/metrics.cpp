@@ -34,10 +34,10 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                                "TLS connections accepted from the agent")),
       agent_cert_expiry(family(BuildGauge(), *r, "dozor_agent_cert_expiry_timestamp_seconds",
                                "Unix time the certificate the agent last presented expires")),
-      collector_cert_expiry(
-          family(BuildGauge(), *r, "dozor_collector_cert_expiry_timestamp_seconds",
-                 "Unix time the collector's own certificate (agent port) expires")
-              .Add({})),
+      collector_cert_expiry(family(BuildGauge(), *r,
+                                   "dozor_collector_cert_expiry_timestamp_seconds",
+                                   "Unix time the collector's own certificate (agent port) expires")
+                                .Add({})),
       probe_status(family(BuildGauge(), *r, "dozor_probe_status",
                           "Last status of a probe: 0 ok, 1 warning, 2 critical, 3 unknown")),
       probe_value(family(BuildGauge(), *r, "dozor_probe_value",

@@ -140,8 +140,8 @@ void Store::forget(const std::string& agent, const std::vector<std::string>& pro
     sqlite::Statement(db_.handle(), sql).bind(1, std::string_view(agent)).run();
 }
 
-void Store::save_certificate(const std::string& agent, const std::string& serial,
-                             double not_after, double now) {
+void Store::save_certificate(const std::string& agent, const std::string& serial, double not_after,
+                             double now) {
   sqlite::Statement(db_.handle(), "INSERT OR REPLACE INTO agent_certificates VALUES (?,?,?,?)")
       .bind(1, std::string_view(agent))
       .bind(2, std::string_view(serial))

@@ -421,8 +421,8 @@ int main(int argc, char** argv) {
                  },
                  [&](const json& j) {
                    std::cout << "agent " << agent_id << " revoked: certificate serial "
-                             << j.value("serial", "?") << ", "
-                             << j.value("connections_closed", 0) << " connection(s) closed\n";
+                             << j.value("serial", "?") << ", " << j.value("connections_closed", 0)
+                             << " connection(s) closed\n";
                  }};
       return;
     }

@@ -2,13 +2,13 @@
 // serves it to Prometheus and the support team.
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
 #include <csignal>
 #include <iostream>
-#include <sys/resource.h>
 
 #include "dozor/collector/clock.h"
 #include "dozor/collector/desk.h"

@@ -75,8 +75,8 @@ PeerCertificate peer_certificate(SSL* ssl) {
   const int n =
       X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
   if (n > 0) out.cn.assign(buf, static_cast<std::size_t>(n));
-  const int ou = X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
-                                           NID_organizationalUnitName, buf, sizeof buf);
+  const int ou = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_organizationalUnitName,
+                                           buf, sizeof buf);
   if (ou > 0) out.site.assign(buf, static_cast<std::size_t>(ou));
   out.serial = serial_hex(cert);
   out.not_after = not_after(cert);
@@ -248,10 +248,10 @@ int revoked_index() {
 // fails with a certificate_revoked alert.
 int verify_not_revoked(int preverified, X509_STORE_CTX* store) {
   if (!preverified || X509_STORE_CTX_get_error_depth(store) != 0) return preverified;
-  auto* ssl = static_cast<SSL*>(
-      X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  const auto* revoked =
-      static_cast<const RevokedSerials*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), revoked_index()));
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  const auto* revoked = static_cast<const RevokedSerials*>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), revoked_index()));
   if (revoked && revoked->count(serial_hex(X509_STORE_CTX_get_current_cert(store)))) {
     X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REVOKED);
     return 0;
@@ -343,7 +343,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     spdlog::info("store: writing again");
     store_failure.clear();
   }
-  IdleConnections idle;  // the connections waiting for a request
+  IdleConnections idle;                                 // the connections waiting for a request
   std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented
   std::unordered_map<std::string, std::pair<double, double>> report_tokens;  // tokens, at
   bool stopping = false;
@@ -420,8 +420,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       if (!agents) {
         if (const char* over = make_http_room(source)) {
           metrics.rejected(over);
-          refusals.note(source, "HTTP connection from " + source +
-                                    " refused: over limits." + std::string(over));
+          refusals.note(source, "HTTP connection from " + source + " refused: over limits." +
+                                    std::string(over));
           sock.close(ec);
           continue;
         }
@@ -447,8 +447,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   // Room for one more HTTP connection from `source`: at a limit, the connection idle longest
   // (of that source, for its own limit) is closed. nullptr, or the limit that refuses it.
   const char* make_http_room(const std::string& source) {
-    const bool source_full = http_by_source.count(source) &&
-                             http_by_source[source] >= config.http_per_source;
+    const bool source_full =
+        http_by_source.count(source) && http_by_source[source] >= config.http_per_source;
     if (!source_full && http_connections < config.http_connections) return nullptr;
     IdleConnection* oldest = nullptr;
     for (auto& [stream, c] : idle)
@@ -554,7 +554,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
     if (ec) {
       const bool timeout = ec == beast::error::timeout;
-      const bool was_revoked = SSL_get_verify_result(stream.native_handle()) == X509_V_ERR_CERT_REVOKED;
+      const bool was_revoked =
+          SSL_get_verify_result(stream.native_handle()) == X509_V_ERR_CERT_REVOKED;
       metrics.rejected(timeout ? "handshake_timeout" : was_revoked ? "revoked" : "tls_handshake");
       refusals.note(remote, "connection from " + remote + " refused: " +
                                 (timeout       ? "TLS handshake not finished within "
@@ -657,9 +658,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     if (!site.empty() && decoded.value->agent.site != site) {
       // The certificate's site wins: an agent's config cannot move it to another client.
       metrics.rejected("site_claimed");
-      refusals.note(agent, "agent " + agent + ": report claims site '" +
-                               decoded.value->agent.site + "'; its certificate says '" + site +
-                               "', which is kept");
+      refusals.note(agent, "agent " + agent + ": report claims site '" + decoded.value->agent.site +
+                               "'; its certificate says '" + site + "', which is kept");
       decoded.value->agent.site = site;
     }
     try {
@@ -713,12 +713,11 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     report_tokens.erase(id);
     spdlog::warn("agent {} revoked by {} (certificate serial {}, {} connection(s) closed): {}", id,
                  r.by.empty() ? "?" : r.by, r.serial, closed, r.comment);
-    return reply(http::status::ok, json{{"id", id},
-                                        {"serial", r.serial},
-                                        {"revoked", true},
-                                        {"connections_closed", closed}}
-                                       .dump() +
-                                       "\n");
+    return reply(
+        http::status::ok,
+        json{{"id", id}, {"serial", r.serial}, {"revoked", true}, {"connections_closed", closed}}
+                .dump() +
+            "\n");
   }
 
   Response handle_http(const Request& req) {
@@ -737,9 +736,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         req.method() == http::verb::post) {
       if (auto refused = refuse_write(req, config.api_token)) return *refused;
       constexpr std::string_view prefix = "/api/v1/agents/", suffix = "/revoke";
-      return revoke(url_unescape(path.substr(prefix.size(), path.size() - prefix.size() -
-                                                                suffix.size())),
-                    req);
+      return revoke(
+          url_unescape(path.substr(prefix.size(), path.size() - prefix.size() - suffix.size())),
+          req);
     }
     if (path == "/api/v1/revocations" && req.method() == http::verb::get) {
       json out = json::array();
@@ -797,8 +796,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 Server::Server(asio::io_context& io, ServerConfig config, collector::Health& health,
                collector::Desk* desk, collector::Metrics& metrics, Clock clock,
                collector::Store* store)
-    : state_(std::make_shared<State>(io, std::move(config), health, desk, metrics,
-                                     std::move(clock), store)) {}
+    : state_(std::make_shared<State>(io, std::move(config), health, desk, metrics, std::move(clock),
+                                     store)) {}
 
 Server::~Server() {
   boost::system::error_code ec;

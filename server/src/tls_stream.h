@@ -194,9 +194,9 @@ class TlsStream {
     if (err == SSL_ERROR_ZERO_RETURN) return asio::error::eof;
     const unsigned long e = ERR_peek_last_error();
     if (err == SSL_ERROR_SYSCALL && e == 0)
-      return saved_errno == 0 ? boost::system::error_code(asio::ssl::error::stream_truncated)
-                              : boost::system::error_code(saved_errno,
-                                                          boost::system::system_category());
+      return saved_errno == 0
+                 ? boost::system::error_code(asio::ssl::error::stream_truncated)
+                 : boost::system::error_code(saved_errno, boost::system::system_category());
     if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
       return asio::ssl::error::stream_truncated;
     if (e == 0) return asio::ssl::error::unexpected_result;

@@ -452,15 +452,14 @@ TEST_F(DeskTest, ACertificateExpiringWithinAWeekOpensATaskUntilRenewed) {
   health->tick(kNoon + 1);
   EXPECT_TRUE(all().empty());
   send("a1", "erp-port", Status::ok, kNoon + 86400);  // reporting all along
-  health->tick(kNoon + 86400 + 1);                     // 7 days left: its renewal is failing
+  health->tick(kNoon + 86400 + 1);                    // 7 days left: its renewal is failing
   auto open = active();
   ASSERT_EQ(open.size(), 1u);
-  EXPECT_EQ((std::vector<std::string>{open[0].rule, open[0].ticket_class, open[0].agent,
-                                      open[0].probe}),
-            (std::vector<std::string>{"certificate-expiring", "task", "a1", "certificate"}));
+  EXPECT_EQ(
+      (std::vector<std::string>{open[0].rule, open[0].ticket_class, open[0].agent, open[0].probe}),
+      (std::vector<std::string>{"certificate-expiring", "task", "a1", "certificate"}));
   EXPECT_EQ(open[0].priority, 3);
-  EXPECT_NE(open[0].summary.find("a1's certificate expires"), std::string::npos)
-      << open[0].summary;
+  EXPECT_NE(open[0].summary.find("a1's certificate expires"), std::string::npos) << open[0].summary;
   // Renewed (the agent reconnects with a new certificate): resolved.
   health->certificate("a1", kNoon + 31 * 86400);
   health->tick(kNoon + 86400 + 2);

@@ -24,8 +24,8 @@
 #include <stdexcept>
 
 #include "probe_runner.h"
-#include "test_cert.h"
 #include "temp_dir.h"
+#include "test_cert.h"
 
 namespace dozor::probes {
 namespace {

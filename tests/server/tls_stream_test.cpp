@@ -96,12 +96,12 @@ TEST_F(TlsStreamTest, CarriesAMegabyteEachWayPastAFullSendBuffer) {
   run(
       [&](TlsStream& s) -> asio::awaitable<void> {
         co_await s.async_handshake(redirect_error(use_awaitable, server_ec));
-        co_await asio::async_read(s, asio::buffer(got_up), redirect_error(use_awaitable, server_ec));
+        co_await asio::async_read(s, asio::buffer(got_up),
+                                  redirect_error(use_awaitable, server_ec));
         // Two buffers, as Beast hands a header and a body; the client reads late and the
         // socket's send buffer is small, so it fills and the stream waits for writability.
-        const std::array<asio::const_buffer, 2> parts{asio::buffer(down.data(), 100),
-                                                      asio::buffer(down.data() + 100,
-                                                                   down.size() - 100)};
+        const std::array<asio::const_buffer, 2> parts{
+            asio::buffer(down.data(), 100), asio::buffer(down.data() + 100, down.size() - 100)};
         co_await asio::async_write(s, parts, redirect_error(use_awaitable, server_ec));
       },
       [&](ssl::stream<tcp::socket>& c) -> asio::awaitable<void> {
@@ -109,7 +109,8 @@ TEST_F(TlsStreamTest, CarriesAMegabyteEachWayPastAFullSendBuffer) {
         co_await asio::async_write(c, asio::buffer(up), use_awaitable);
         asio::steady_timer late(io_, 200ms);
         co_await late.async_wait(use_awaitable);
-        co_await asio::async_read(c, asio::buffer(got_down), redirect_error(use_awaitable, client_ec));
+        co_await asio::async_read(c, asio::buffer(got_down),
+                                  redirect_error(use_awaitable, client_ec));
       },
       8192);
   EXPECT_FALSE(server_ec) << server_ec.message();
@@ -127,13 +128,15 @@ TEST_F(TlsStreamTest, ADeadlineEndsAWaitingReadWithTimeoutAndClosesTheConnection
         const auto start = std::chrono::steady_clock::now();
         s.expires_after(150ms);
         char byte;
-        co_await s.async_read_some(asio::buffer(&byte, 1), redirect_error(use_awaitable, server_ec));
+        co_await s.async_read_some(asio::buffer(&byte, 1),
+                                   redirect_error(use_awaitable, server_ec));
         waited = std::chrono::steady_clock::now() - start;
       },
       [&](ssl::stream<tcp::socket>& c) -> asio::awaitable<void> {
         co_await handshake(c);
         char byte;
-        co_await c.async_read_some(asio::buffer(&byte, 1), redirect_error(use_awaitable, client_ec));
+        co_await c.async_read_some(asio::buffer(&byte, 1),
+                                   redirect_error(use_awaitable, client_ec));
       });
   EXPECT_EQ(server_ec, boost::beast::error::timeout) << server_ec.message();
   EXPECT_GE(waited, 150ms);
@@ -166,7 +169,8 @@ TEST_F(TlsStreamTest, CancelEndsAWaitingReadWithOperationAborted) {
         asio::steady_timer later(io_, 50ms);
         later.async_wait([&](error_code) { s.cancel(); });
         char byte;
-        co_await s.async_read_some(asio::buffer(&byte, 1), redirect_error(use_awaitable, server_ec));
+        co_await s.async_read_some(asio::buffer(&byte, 1),
+                                   redirect_error(use_awaitable, server_ec));
       },
       [&](ssl::stream<tcp::socket>& c) -> asio::awaitable<void> {
         co_await handshake(c);

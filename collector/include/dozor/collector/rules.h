@@ -26,10 +26,10 @@ struct Matcher {
 };
 
 enum class RuleKind {
-  status,    // a probe's status held `for` a duration
-  silent,    // an agent that stopped reporting (no report for 3 heartbeats)
-  stale,     // a metric whose value has not changed for `for` (a hung meter or PLC)
-  forecast,  // a metric whose trend reaches `threshold` within `horizon`
+  status,       // a probe's status held `for` a duration
+  silent,       // an agent that stopped reporting (no report for 3 heartbeats)
+  stale,        // a metric whose value has not changed for `for` (a hung meter or PLC)
+  forecast,     // a metric whose trend reaches `threshold` within `horizon`
   certificate,  // an agent's certificate (or the collector's own) expiring within `horizon`
 };
 std::string_view to_string(RuleKind kind);

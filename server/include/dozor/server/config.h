@@ -28,7 +28,7 @@ struct ServerConfig {
   std::chrono::milliseconds read_timeout{10'000};      // whole request, once its first byte came
   std::chrono::milliseconds idle_timeout{60'000};      // keep-alive connection with no request
   std::chrono::milliseconds handshake_timeout{3'000};  // from accept to a completed handshake
-  std::size_t max_connections = 4096;  // agents past the handshake
+  std::size_t max_connections = 4096;                  // agents past the handshake
   // Connections that have not completed their handshake: a budget of their own, so that
   // strangers never take the room of authenticated agents, and one address not all of it.
   std::size_t pending_per_source = 16;
