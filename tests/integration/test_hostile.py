@@ -253,6 +253,55 @@ class Hostile(CollectorCase):
         wait_for("the attack's connections gone",
                  lambda: len(os.listdir(f"/proc/{pid}/fd")) < 30, timeout=10)
 
+    def test_a_full_http_port_makes_room_by_closing_the_longest_idle_connection(self):
+        import socket
+        self.collector.stop()
+        self.collector = self.start(Collector(self.dir, self.certs.files("collector"),
+                                              extra="limits: { http_per_source: 3 }\n"))
+        port = self.collector.http_port
+
+        def connect():
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+        def scrape(s):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            return s.recv(4096)
+
+        def rejected(reason):  # read from another address, which has a budget of its own
+            import http.client
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5,
+                                           source_address=("127.0.0.2", 0))
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            c.close()
+            return sample(text, "dozor_ingest_rejected_total", reason=reason)
+
+        # Three keep-alive connections that have had their answer and wait: idle.
+        idle = [connect() for _ in range(3)]
+        for s in idle:
+            self.assertTrue(scrape(s).startswith(b"HTTP/1.1 200"))
+        time.sleep(0.1)
+        fresh = connect()  # the fourth: the longest idle one (the first) makes room
+        self.assertTrue(scrape(fresh).startswith(b"HTTP/1.1 200"))
+        self.assertEqual(idle[0].recv(1), b"")  # closed by the collector
+        self.assertTrue(scrape(idle[2]).startswith(b"HTTP/1.1 200"))  # the others still served
+        self.assertEqual(rejected("http_idle_closed"), 1)
+
+        # Three connections in the middle of a request are not idle: a fourth is refused.
+        for s in idle + [fresh]:
+            s.close()
+        time.sleep(0.2)
+        busy = [connect() for _ in range(3)]
+        for s in busy:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.2)
+        refused = connect()
+        self.assertEqual(refused.recv(1), b"")
+        self.assertEqual(rejected("http_per_source"), 1)
+        for s in busy:
+            s.sendall(b"Host: x\r\n\r\n")
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200"))
+
     def test_a_full_store_is_visible_and_repeats_no_notification(self):
         # The collector's store on a tmpfs of its own, filled up while a ticket resolves, then
         # given room again.
