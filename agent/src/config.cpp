@@ -69,7 +69,7 @@ bool parse_collector_url(const std::string& url, CollectorLink& out, std::string
 }
 
 std::optional<AgentConfig> load_agent_config(const std::string& file,
-                                             std::vector<ConfigError>& errors, bool need_spool) {
+                                             std::vector<ConfigError>& errors, bool need_files) {
   YAML::Node root;
   if (!load_yaml_file(file, root, errors)) return std::nullopt;
   const std::size_t errors_before = errors.size();
@@ -109,13 +109,14 @@ std::optional<AgentConfig> load_agent_config(const std::string& file,
   c.collector.key = resolve_path(file, collector.string("key"));
   for (auto [key, path] : {std::pair{"ca", &c.collector.ca}, std::pair{"cert", &c.collector.cert},
                            std::pair{"key", &c.collector.key}}) {
-    if (collector.has(key) && !fs::exists(*path)) collector.error(key, "no such file: " + *path);
+    if (need_files && collector.has(key) && !fs::exists(*path))
+      collector.error(key, "no such file: " + *path);
   }
   c.spool.path = resolve_path(file, spool.string("path"));
   c.spool.max_size = spool.size("max_size");
   c.spool.max_age = spool.duration("max_age");
   if (auto folder = fs::path(c.spool.path).parent_path();
-      need_spool && !folder.empty() && !fs::is_directory(folder))
+      need_files && !folder.empty() && !fs::is_directory(folder))
     spool.error("path", "folder " + folder.string() + " does not exist");
   if (c.spool.max_size < (64u << 10)) spool.error("max_size", "must be at least 64KiB");
   c.log_level = log.string("level");

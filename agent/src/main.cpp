@@ -16,6 +16,7 @@
 #include <iostream>
 
 #include "dozor/agent/config.h"
+#include "dozor/agent/enroll.h"
 #include "dozor/agent/scheduler.h"
 #include "dozor/agent/spool.h"
 #include "dozor/agent/uplink.h"
@@ -27,9 +28,9 @@ namespace {
 using namespace dozor;
 namespace asio = boost::asio;
 
-std::optional<agent::AgentConfig> load(const std::string& path, bool need_spool = true) {
+std::optional<agent::AgentConfig> load(const std::string& path, bool need_files = true) {
   std::vector<ConfigError> errors;
-  auto config = agent::load_agent_config(path, errors, need_spool);
+  auto config = agent::load_agent_config(path, errors, need_files);
   for (const auto& e : errors) std::cerr << "config error: " << e.to_string() << "\n";
   return config;
 }
@@ -119,6 +120,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--check-config", check_only, "validate the configuration and exit (0 ok, 2 bad)");
   app.set_version_flag("--version", std::string("dozor-agent ") + kVersion);
+  app.fallthrough();  // dozor-agent enroll --config FILE ...
+  agent::EnrollOptions enroll;
+  auto* enroll_cmd = app.add_subcommand(
+      "enroll",
+      "get this machine's certificate with a one-time token (dozorctl enroll create): a key is\n"
+      "made here and never leaves it; key, certificate and CA are written where the config's\n"
+      "collector.key, .cert and .ca point");
+  enroll_cmd->add_option("--collector", enroll.collector,
+                         "the collector's agent port, https://host:port (default: collector.url)");
+  enroll_cmd->add_option("--token", enroll.token, "the token")->required();
+  enroll_cmd->add_option("--ca-sha256", enroll.ca_sha256,
+                         "the collector CA's SHA-256 fingerprint, checked besides the token's pin");
+  enroll_cmd->add_option("--agent", enroll.agent,
+                         "the agent id to ask for (default: the one the token names)");
+  enroll_cmd->add_flag("--force", enroll.force, "replace this machine's certificate and key");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -132,8 +148,10 @@ int main(int argc, char** argv) {
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_default_logger(logger);
 
-  auto config = load(config_path, !once);  // a first try on a laptop needs no spool folder
+  // A first try on a laptop needs no spool folder and no certificates; enrolling makes them.
+  auto config = load(config_path, !once && !enroll_cmd->parsed());
   if (!config) return 2;
+  if (enroll_cmd->parsed()) return agent::enroll(*config, enroll);
   if (check_only) {
     std::cout << config_path << ": configuration OK, " << config->probes.size() << " probes\n";
     return 0;

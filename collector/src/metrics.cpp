@@ -64,6 +64,10 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                                                                3600, 7200, 14400, 28800, 86400})),
       notifications_failed(family(BuildCounter(), *r, "dozor_notifications_failed_total",
                                   "Ticket notifications a notifier failed to deliver (retried)")),
+      enrollments(family(BuildCounter(), *r, "dozor_enrollments_total",
+                         "Enrollment requests by result: ok, or why they were refused")),
+      renewals(family(BuildCounter(), *r, "dozor_certificate_renewals_total",
+                      "Certificate renewals by result: ok, or why they were refused")),
       registry_(std::move(r)),
       ingest_rejected_(family(BuildCounter(), *registry_, "dozor_ingest_rejected_total",
                               "Requests and connections refused, by reason")) {}

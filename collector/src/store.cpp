@@ -24,6 +24,16 @@ CREATE TABLE IF NOT EXISTS agent_certificates (
 CREATE TABLE IF NOT EXISTS revocations (
   serial TEXT PRIMARY KEY, agent TEXT, revoked_at REAL, revoked_by TEXT, comment TEXT
 );
+CREATE TABLE IF NOT EXISTS enroll_tokens (
+  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, agent TEXT NOT NULL, site TEXT NOT NULL,
+  created_by TEXT, comment TEXT, created_at REAL, expires_at REAL, uses INTEGER, used INTEGER,
+  revoked_at REAL, last_used_at REAL, replace INTEGER
+);
+CREATE TABLE IF NOT EXISTS issued_certificates (
+  serial TEXT PRIMARY KEY, agent TEXT NOT NULL, site TEXT, how TEXT, source TEXT,
+  issued_at REAL, not_after REAL
+);
+CREATE INDEX IF NOT EXISTS issued_by_agent ON issued_certificates(agent);
 )sql";
 
 std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
@@ -171,6 +181,133 @@ std::vector<Store::Revocation> Store::revocations() {
   std::vector<Revocation> out;
   sqlite::Statement q(db_.handle(), "SELECT * FROM revocations ORDER BY revoked_at");
   while (q.step()) out.push_back({q.text(0), q.text(1), q.text(3), q.text(4), q.real(2)});
+  return out;
+}
+
+namespace {
+
+Store::EnrollToken token_row(const sqlite::Statement& q) {
+  Store::EnrollToken t;
+  t.id = q.text(0);
+  t.hash = q.text(1);
+  t.agent = q.text(2);
+  t.site = q.text(3);
+  t.by = q.text(4);
+  t.comment = q.text(5);
+  t.created_at = q.real(6);
+  t.expires_at = q.real(7);
+  t.uses = q.integer(8);
+  t.used = q.integer(9);
+  t.revoked_at = q.real(10);
+  t.last_used_at = q.real(11);
+  t.replace = q.integer(12) != 0;
+  return t;
+}
+
+constexpr double kKeepExpired = 30 * 86400.0;  // expired tokens and certificates, for the API
+
+}  // namespace
+
+void Store::add_token(const EnrollToken& t) {
+  sqlite::Statement(db_.handle(), "DELETE FROM enroll_tokens WHERE expires_at < ?")
+      .bind(1, t.created_at - kKeepExpired)
+      .run();
+  sqlite::Statement(db_.handle(), "INSERT INTO enroll_tokens VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+      .bind(1, std::string_view(t.id))
+      .bind(2, std::string_view(t.hash))
+      .bind(3, std::string_view(t.agent))
+      .bind(4, std::string_view(t.site))
+      .bind(5, std::string_view(t.by))
+      .bind(6, std::string_view(t.comment))
+      .bind(7, t.created_at)
+      .bind(8, t.expires_at)
+      .bind(9, t.uses)
+      .bind(10, t.used)
+      .bind(11, t.revoked_at)
+      .bind(12, t.last_used_at)
+      .bind(13, std::int64_t{t.replace})
+      .run();
+}
+
+std::optional<Store::EnrollToken> Store::token_by_hash(const std::string& hash) {
+  sqlite::Statement q(db_.handle(), "SELECT * FROM enroll_tokens WHERE hash = ?");
+  q.bind(1, std::string_view(hash));
+  if (!q.step()) return std::nullopt;
+  return token_row(q);
+}
+
+std::vector<Store::EnrollToken> Store::tokens() {
+  std::vector<EnrollToken> out;
+  sqlite::Statement q(db_.handle(), "SELECT * FROM enroll_tokens ORDER BY created_at");
+  while (q.step()) out.push_back(token_row(q));
+  return out;
+}
+
+bool Store::revoke_token(const std::string& id, double now) {
+  sqlite::Statement q(db_.handle(),
+                      "UPDATE enroll_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0");
+  q.bind(1, now).bind(2, std::string_view(id)).run();
+  return db_.changes() == 1;
+}
+
+std::size_t Store::revoke_tokens_of(const std::string& agent, double now) {
+  sqlite::Statement q(db_.handle(),
+                      "UPDATE enroll_tokens SET revoked_at = ? WHERE agent = ? AND revoked_at = 0");
+  q.bind(1, now).bind(2, std::string_view(agent)).run();
+  return static_cast<std::size_t>(db_.changes());
+}
+
+bool Store::record_issued(const Issued& c, const std::string& token_id) {
+  sqlite::Transaction tx(db_);
+  if (!token_id.empty()) {
+    sqlite::Statement(db_.handle(),
+                      "UPDATE enroll_tokens SET used = used + 1, last_used_at = ? WHERE id = ? "
+                      "AND used < uses AND revoked_at = 0 AND expires_at > ?")
+        .bind(1, c.issued_at)
+        .bind(2, std::string_view(token_id))
+        .bind(3, c.issued_at)
+        .run();
+    if (db_.changes() != 1) return false;
+  }
+  sqlite::Statement(db_.handle(),
+                    "DELETE FROM issued_certificates WHERE agent = ? AND not_after < ?")
+      .bind(1, std::string_view(c.agent))
+      .bind(2, c.issued_at - kKeepExpired)
+      .run();
+  sqlite::Statement(db_.handle(),
+                    "INSERT OR REPLACE INTO issued_certificates VALUES (?,?,?,?,?,?,?)")
+      .bind(1, std::string_view(c.serial))
+      .bind(2, std::string_view(c.agent))
+      .bind(3, std::string_view(c.site))
+      .bind(4, std::string_view(c.how))
+      .bind(5, std::string_view(c.source))
+      .bind(6, c.issued_at)
+      .bind(7, c.not_after)
+      .run();
+  tx.commit();
+  return true;
+}
+
+std::vector<Store::Issued> Store::issued(const std::string& agent) {
+  std::vector<Issued> out;
+  sqlite::Statement q(db_.handle(), agent.empty()
+                                        ? "SELECT * FROM issued_certificates ORDER BY issued_at"
+                                        : "SELECT * FROM issued_certificates WHERE agent = ? "
+                                          "ORDER BY issued_at");
+  if (!agent.empty()) q.bind(1, std::string_view(agent));
+  while (q.step())
+    out.push_back({q.text(0), q.text(1), q.text(2), q.text(3), q.text(4), q.real(5), q.real(6)});
+  return out;
+}
+
+std::vector<std::string> Store::live_serials(const std::string& agent, double now) {
+  std::vector<std::string> out;
+  sqlite::Statement q(db_.handle(),
+                      "SELECT serial FROM agent_certificates WHERE agent = ?1 UNION "
+                      "SELECT serial FROM issued_certificates WHERE agent = ?1 AND not_after > ?2 "
+                      "EXCEPT SELECT serial FROM revocations");
+  q.bind(1, std::string_view(agent)).bind(2, now);
+  while (q.step()) out.push_back(q.text(0));
   return out;
 }
 

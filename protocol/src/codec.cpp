@@ -207,6 +207,19 @@ std::string encode(const Ack& ack) {
   return dump(j);
 }
 
+std::string encode(const EnrollRequest& request) {
+  return dump(json{{"token", request.token}, {"csr", request.csr}});
+}
+
+std::string encode(const IssuedCertificate& issued) {
+  json j{{"agent", issued.agent},
+         {"site", issued.site},
+         {"certificate", issued.certificate},
+         {"not_after", issued.not_after}};
+  if (!issued.ca.empty()) j["ca"] = issued.ca;
+  return dump(j);
+}
+
 std::string encode_results(const std::vector<Result>& results, bool pretty) {
   json arr = json::array();
   for (const auto& r : results) arr.push_back(to_json(r));
@@ -280,6 +293,25 @@ Decoded<std::vector<Result>> decode_results(std::string_view body) {
 Decoded<Result> decode_result(std::string_view body) {
   return decode<Result>(
       body, [](Reader& rd, const json& j, Result& r) { return read_result(rd, j, "", r); });
+}
+
+Decoded<EnrollRequest> decode_enroll_request(std::string_view body) {
+  return decode<EnrollRequest>(body, [](Reader& rd, const json& j, EnrollRequest& r) {
+    if (!j.is_object()) return rd.fail("", "expected a JSON object");
+    if (!rd.string(j, "", "token", r.token) || !rd.string(j, "", "csr", r.csr)) return false;
+    if (r.token.empty() || r.token.size() > 128) return rd.fail("token", "expected 1-128 bytes");
+    if (r.csr.empty() || r.csr.size() > 8192) return rd.fail("csr", "expected 1-8192 bytes of PEM");
+    return true;
+  });
+}
+
+Decoded<IssuedCertificate> decode_issued(std::string_view body) {
+  return decode<IssuedCertificate>(body, [](Reader& rd, const json& j, IssuedCertificate& r) {
+    if (!j.is_object()) return rd.fail("", "expected a JSON object");
+    return rd.string(j, "", "agent", r.agent) && rd.string(j, "", "site", r.site) &&
+           rd.string(j, "", "certificate", r.certificate) &&
+           rd.string(j, "", "ca", r.ca, false) && rd.number(j, "", "not_after", r.not_after);
+  });
 }
 
 }  // namespace dozor::protocol

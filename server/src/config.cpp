@@ -53,6 +53,20 @@ constexpr OptionSpec kApi[] = {
     {"token", OptionKind::string, "", false, "the token itself (prefer token_file)"},
 };
 
+constexpr OptionSpec kEnroll[] = {
+    {"ca_cert", OptionKind::string, "", false,
+     "issuing CA certificate (then its chain to tls.ca) that signs enrolled agents"},
+    {"ca_key", OptionKind::string, "", false, "its private key"},
+    {"cert_lifetime", OptionKind::duration, "30d", false,
+     "validity of the certificates it issues; agents renew at 2/3 of it"},
+    {"token_ttl", OptionKind::duration, "30m", false,
+     "lifetime of an enrollment token unless dozorctl enroll create --ttl says otherwise"},
+    {"per_source", OptionKind::integer, "10", false,
+     "enrollment requests a minute from one address; more get 429"},
+    {"per_minute", OptionKind::integer, "120", false,
+     "enrollment requests a minute from all addresses"},
+};
+
 constexpr OptionSpec kTop[] = {
     {"store", OptionKind::string, "sqlite:/var/lib/dozor/collector.db", false,
      "where state and seq bookkeeping are kept: sqlite:PATH"},
@@ -63,11 +77,9 @@ struct Section {
   std::span<const OptionSpec> specs;
   bool required;
 };
-const Section kSections[] = {{"listen", kListen, false},
-                             {"tls", kTls, true},
-                             {"limits", kLimits, false},
-                             {"log", log_options(), false},
-                             {"api", kApi, false}};
+const Section kSections[] = {{"listen", kListen, false}, {"tls", kTls, true},
+                             {"limits", kLimits, false}, {"log", log_options(), false},
+                             {"api", kApi, false},       {"enroll", kEnroll, false}};
 // Sections the desk reads (collector::parse_desk_config).
 constexpr std::string_view kDeskSections[] = {"rules", "calendars", "service", "tickets",
                                               "notifiers"};
@@ -112,10 +124,9 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
     if (scalar)
       top[kv.first] = kv.second;
     else if (!section)
-      errors.push_back(
-          {file, kv.first.Mark().line + 1, kv.first.Scalar(),
-           "unknown key; known: store, listen, tls, limits, log, api, rules, calendars, "
-           "service, tickets, notifiers"});
+      errors.push_back({file, kv.first.Mark().line + 1, kv.first.Scalar(),
+                        "unknown key; known: store, listen, tls, limits, log, api, enroll, rules, "
+                        "calendars, service, tickets, notifiers"});
   }
   Options top_options = read_options(top, kTop, file, "", errors);
   auto section = [&](const Section& s) {
@@ -130,6 +141,7 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   Options limits = section(kSections[2]);
   Options log = section(kSections[3]);
   Options api = section(kSections[4]);
+  Options enroll = section(kSections[5]);
 
   ServerConfig c;
   std::string message;
@@ -199,6 +211,31 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
     c.api_token = api.string("token");
     if (c.api_token.size() < 16) api.error("token", "shorter than 16 characters");
   }
+  if (enroll.has("ca_cert") != enroll.has("ca_key"))
+    enroll.error(enroll.has("ca_cert") ? "ca_key" : "ca_cert", "give both ca_cert and ca_key");
+  for (auto [key, path] :
+       {std::pair{"ca_cert", &c.enroll.ca_cert}, std::pair{"ca_key", &c.enroll.ca_key}}) {
+    if (!enroll.has(key)) continue;
+    *path = resolve_path(file, enroll.string(key));
+    if (!fs::exists(*path)) enroll.error(key, "no such file: " + *path);
+  }
+  c.enroll.cert_lifetime =
+      std::chrono::duration_cast<std::chrono::seconds>(enroll.duration("cert_lifetime"));
+  if (c.enroll.cert_lifetime < std::chrono::seconds(30) ||
+      c.enroll.cert_lifetime > std::chrono::seconds(825 * 86400))
+    enroll.error("cert_lifetime", "expected 30s-825d");
+  c.enroll.token_ttl =
+      std::chrono::duration_cast<std::chrono::seconds>(enroll.duration("token_ttl"));
+  if (c.enroll.token_ttl < std::chrono::seconds(60) ||
+      c.enroll.token_ttl > std::chrono::seconds(30 * 86400))
+    enroll.error("token_ttl", "expected 1m-30d");
+  auto per_minute = [&enroll](const char* key) {
+    const auto n = enroll.integer(key);
+    if (n < 1 || n > 100'000) enroll.error(key, "expected 1-100000");
+    return static_cast<std::size_t>(std::clamp<std::int64_t>(n, 1, 100'000));
+  };
+  c.enroll.per_source = per_minute("per_source");
+  c.enroll.per_minute = per_minute("per_minute");
   c.desk = collector::parse_desk_config(root, file, errors);
 
   if (errors.size() != errors_before) return std::nullopt;

@@ -1,5 +1,5 @@
 // dozorctl: the support team's command line over dozor-collector's HTTP API (/api/v1): agents,
-// tickets (list, show, acknowledge, close) and silences.
+// tickets (list, show, acknowledge, close), silences, enrollment tokens, certificates and the CRL.
 #include <pwd.h>
 #include <unistd.h>
 
@@ -85,11 +85,13 @@ class Api {
       : url_(std::move(url)), token_(std::move(token)), timeout_(timeout) {}
 
   json get(const std::string& target) { return call(verb::get, target, nullptr); }
+  /// A body that is not JSON (a PEM CRL), as {"text": body}.
+  json get_text(const std::string& target) { return call(verb::get, target, nullptr, true); }
   json post(const std::string& target, const json& body) { return call(verb::post, target, &body); }
   json del(const std::string& target) { return call(verb::delete_, target, nullptr); }
 
  private:
-  json call(verb method, const std::string& target, const json* body) {
+  json call(verb method, const std::string& target, const json* body, bool text_body = false) {
     const std::string text = body ? body->dump() : std::string();
     Reply reply;
     try {
@@ -105,6 +107,7 @@ class Api {
         message += " (no token given: use --token-file, --token or DOZOR_TOKEN)";
       throw Failure(std::to_string(reply.status) + " " + message);
     }
+    if (text_body) return json{{"text", reply.body}};
     if (j.is_discarded())
       throw Failure(url_.text + " answered " + target + " with something other than JSON" +
                     " (is that a dozor-collector?)");
@@ -273,6 +276,51 @@ void show_new_silence(const json& s) {
   std::cout << "\n";
 }
 
+void show_tokens(const json& answer) {
+  const json& tokens = list(answer, "tokens");
+  if (tokens.empty()) {
+    std::cerr << "no enrollment tokens\n";
+    return;
+  }
+  const auto t = now();
+  Table table({"ID", "AGENT", "SITE", "STATE", "USED", "EXPIRES", "BY", "COMMENT"});
+  for (const auto& k : tokens)
+    table.add({str(k, "id"), str(k, "agent"), str(k, "site"),
+               str(k, "state") + (flag(k, "replace") ? " (replace)" : ""),
+               str(k, "used") + "/" + str(k, "uses"), age(k, "expires_at", t), dash(str(k, "by")),
+               str(k, "comment")});
+  table.print(std::cout);
+}
+
+// The token alone on stdout (for a script: TOKEN=$(dozorctl enroll create ...)); what to do
+// with it on stderr.
+void show_new_token(const json& k) {
+  std::cout << str(k, "token") << "\n";
+  const auto expires = when(k, "expires_at");
+  std::cerr << "token " << str(k, "id") << " for agent " << str(k, "agent") << " at site "
+            << str(k, "site") << ": " << str(k, "uses") << " use(s)"
+            << (expires ? ", expires " + absolute(*expires) + " (" + relative(*expires, now()) + ")"
+                        : "")
+            << (flag(k, "replace") ? "; enrolling revokes the agent's current certificate" : "")
+            << "\nAt the site, as root:\n  dozor-agent enroll --collector https://COLLECTOR:7443 "
+               "--token "
+            << str(k, "token") << "\n";
+}
+
+void show_certificates(const json& answer) {
+  const json& certs = list(answer, "certificates");
+  if (certs.empty()) {
+    std::cerr << "no certificates issued by this collector\n";
+    return;
+  }
+  const auto t = now();
+  Table table({"SERIAL", "AGENT", "SITE", "ISSUED", "EXPIRES", "HOW", "FROM"});
+  for (const auto& c : certs)
+    table.add({str(c, "serial"), str(c, "agent"), str(c, "site"), age(c, "issued_at", t),
+               age(c, "not_after", t), str(c, "how"), dash(str(c, "source"))});
+  table.print(std::cout);
+}
+
 // ---- The command line.
 
 // Every command is one request, and a way to show its answer when --json does not ask for it raw.
@@ -404,8 +452,9 @@ int main(int argc, char** argv) {
   forget->add_option("id", agent_id, "agent id (its certificate's CN)")->required();
   auto* revoke = agents->add_subcommand(
       "revoke",
-      "revoke the certificate an agent presented last (a client that left, a stolen machine): "
-      "its connections are closed at once, every new handshake with it fails, it is forgotten");
+      "revoke every certificate of an agent (a client that left, a stolen machine): its "
+      "connections are closed at once, every new handshake with it fails, its enrollment tokens "
+      "and renewals are refused, it is forgotten");
   revoke->add_option("id", agent_id, "agent id (its certificate's CN)")->required();
   add_actor(revoke, by, comment, true);
   agents->callback([&] {
@@ -420,13 +469,84 @@ int main(int argc, char** argv) {
                                    actor(by, comment));
                  },
                  [&](const json& j) {
-                   std::cout << "agent " << agent_id << " revoked: certificate serial "
-                             << j.value("serial", "?") << ", " << j.value("connections_closed", 0)
-                             << " connection(s) closed\n";
+                   std::cout << "agent " << agent_id << " revoked: certificate serial(s) "
+                             << join(j.value("serials", json::array()), ", ") << ", "
+                             << j.value("connections_closed", 0) << " connection(s) closed\n";
                  }};
       return;
     }
     command = {[](Api& api) { return api.get("/agents"); }, show_agents};
+  });
+
+  auto* enroll = app.add_subcommand(
+      "enroll", "one-time tokens with which an agent gets its certificate (dozor-agent enroll)");
+  enroll->require_subcommand(1);
+  std::string enroll_agent, enroll_site, ttl, token_id;
+  int uses = 1;
+  bool replace = false;
+  auto* create = enroll->add_subcommand(
+      "create", "make a token for one agent id at one site; prints it (only this once)");
+  create->add_option("--agent", enroll_agent, "the agent id the certificate will name (its CN)")
+      ->required();
+  create->add_option("--site", enroll_site, "the client site it will name (its OU)")->required();
+  create->add_option("--ttl", ttl, "how long the token is good (default: enroll.token_ttl, 30m)")
+      ->check(kDuration);
+  create->add_option("--uses", uses, "how many enrollments it allows")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  create->add_flag("--replace", replace,
+                   "the agent id is in use and moves to a new machine: enrolling revokes its "
+                   "current certificate");
+  add_actor(create, by, comment, false);
+  create->callback([&] {
+    json body = actor(by, comment);
+    body["agent"] = enroll_agent;
+    body["site"] = enroll_site;
+    body["uses"] = uses;
+    body["replace"] = replace;
+    if (!ttl.empty()) body["ttl"] = ttl;
+    command = {[body](Api& api) { return api.post("/enroll/tokens", body); }, show_new_token};
+  });
+  enroll->add_subcommand("list", "every token: active, used, expired or revoked")->callback([&] {
+    command = {[](Api& api) { return api.get("/enroll/tokens"); }, show_tokens};
+  });
+  auto* revoke_token = enroll->add_subcommand("revoke", "revoke a token that was not used yet");
+  revoke_token->add_option("id", token_id, "token id (dozorctl enroll list)")->required();
+  revoke_token->callback([&] {
+    command = {[&](Api& api) {
+                 return api.post("/enroll/tokens/" + query_escape(token_id) + "/revoke",
+                                 json::object());
+               },
+               [&](const json&) { std::cout << "token " << token_id << " revoked\n"; }};
+  });
+
+  auto* certificates = app.add_subcommand(
+      "certificates", "certificates this collector issued: enrollments and renewals");
+  certificates->add_option("--agent", agent_id, "only this agent's");
+  certificates->callback([&] {
+    command = {[&](Api& api) {
+                 return api.get("/certificates" +
+                                (agent_id.empty() ? "" : "?agent=" + query_escape(agent_id)));
+               },
+               show_certificates};
+  });
+
+  std::string crl_out;
+  auto* crl = app.add_subcommand(
+      "crl", "the revoked certificates as a CRL (PEM) signed by the issuing CA, for others");
+  crl->add_option("-o,--output", crl_out, "write it to this file instead of stdout");
+  crl->callback([&] {
+    command = {[](Api& api) { return api.get_text("/crl"); },
+               [&](const json& j) {
+                 const std::string pem = str(j, "text");
+                 if (crl_out.empty()) {
+                   std::cout << pem;
+                   return;
+                 }
+                 std::ofstream out(crl_out, std::ios::binary | std::ios::trunc);
+                 if (!(out << pem) || !out.flush()) throw Failure("cannot write " + crl_out);
+                 std::cerr << "wrote " << crl_out << "\n";
+               }};
   });
 
   std::string status = "active", site;

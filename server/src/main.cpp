@@ -80,6 +80,12 @@ int main(int argc, char** argv) {
 
   auto config = load(config_path);
   if (!config) return 2;
+  try {
+    server::check_enrollment(*config);
+  } catch (const std::exception& e) {
+    std::cerr << "config error: " << config_path << ": enroll: " << e.what() << "\n";
+    return 2;
+  }
   if (check_only) {
     std::cout << config_path << ": configuration OK\n";
     return 0;

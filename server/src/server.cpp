@@ -25,7 +25,9 @@
 #include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
+#include "enrollment.h"
 #include "http.h"
+#include "issuer.h"
 #include "tls_stream.h"
 
 namespace dozor::server {
@@ -54,19 +56,6 @@ double not_after(const X509* cert) {
   return static_cast<double>(timegm(&tm));
 }
 
-// The serial of `cert` in hex, as openssl prints it.
-std::string serial_hex(const X509* cert) {
-  std::string out;
-  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
-    if (char* hex = BN_bn2hex(bn)) {
-      out = hex;
-      OPENSSL_free(hex);
-    }
-    BN_free(bn);
-  }
-  return out;
-}
-
 PeerCertificate peer_certificate(SSL* ssl) {
   PeerCertificate out;
   X509* cert = SSL_get1_peer_certificate(ssl);
@@ -78,7 +67,7 @@ PeerCertificate peer_certificate(SSL* ssl) {
   const int ou = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_organizationalUnitName,
                                            buf, sizeof buf);
   if (ou > 0) out.site.assign(buf, static_cast<std::size_t>(ou));
-  out.serial = serial_hex(cert);
+  out.serial = serial_hex(X509_get0_serialNumber(cert));
   out.not_after = not_after(cert);
   X509_free(cert);
   return out;
@@ -252,7 +241,8 @@ int verify_not_revoked(int preverified, X509_STORE_CTX* store) {
       static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   const auto* revoked = static_cast<const RevokedSerials*>(
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), revoked_index()));
-  if (revoked && revoked->count(serial_hex(X509_STORE_CTX_get_current_cert(store)))) {
+  if (revoked &&
+      revoked->count(serial_hex(X509_get0_serialNumber(X509_STORE_CTX_get_current_cert(store))))) {
     X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REVOKED);
     return 0;
   }
@@ -270,9 +260,11 @@ asio::ssl::context make_agent_tls(const ServerConfig& config, const RevokedSeria
   ctx.use_certificate_chain_file(config.tls_cert);
   ctx.use_private_key_file(config.tls_key, ssl::context::pem);
   ctx.load_verify_file(config.tls_ca);
-  // Tell clients which CA we take, and refuse a handshake without a certificate from it.
+  // Tell clients which CA we take, and refuse a handshake without a certificate from it; with
+  // enrollment on, a client without one may ask to enroll, and nothing else.
   SSL_CTX_set_client_CA_list(ctx.native_handle(), SSL_load_client_CA_file(config.tls_ca.c_str()));
-  SSL_CTX_set_verify(ctx.native_handle(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+  SSL_CTX_set_verify(ctx.native_handle(),
+                     SSL_VERIFY_PEER | (config.enroll.on() ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
                      verify_not_revoked);
   SSL_CTX_set_ex_data(ctx.native_handle(), revoked_index(), const_cast<RevokedSerials*>(revoked));
   return ctx;
@@ -297,6 +289,18 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         agents_acceptor(io),
         http_acceptor(io) {
     publish_own_expiry();
+    enrollment = make_enrollment(config);
+  }
+
+  std::unique_ptr<Enrollment> make_enrollment(const ServerConfig& c) {
+    if (!c.enroll.on()) return nullptr;
+    if (!store) throw std::runtime_error("enrollment needs the store");
+    return std::make_unique<Enrollment>(
+        c, *store, metrics,
+        [this](const std::string& agent, const std::vector<std::string>& serials,
+               const std::string& by, const std::string& comment) {
+          revoke_serials(agent, serials, by, comment, clock());
+        });
   }
 
   void publish_own_expiry() {
@@ -315,6 +319,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::shared_ptr<RevokedSerials> revoked;  // shared with every TLS context made
   std::shared_ptr<ssl::context> tls;
   std::unordered_multimap<std::string, TlsStream*> agent_streams;  // agent -> its connections
+  std::unique_ptr<Enrollment> enrollment;                          // with the enroll section
 
   static std::shared_ptr<RevokedSerials> load_revoked(collector::Store* st) {
     auto out = std::make_shared<RevokedSerials>();
@@ -513,7 +518,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         co_return;
       }
       Response res = handle(parser.get());
-      const bool keep = parser.get().keep_alive() && !stopping;
+      const bool keep = parser.get().keep_alive() && res.keep_alive() && !stopping;
       res.keep_alive(keep);
       res.prepare_payload();
       socket.expires_after(config.read_timeout);
@@ -564,6 +569,11 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
                                                : "TLS handshake: " + ec.message()));
       co_return;
     }
+    if (!SSL_get0_peer_certificate(stream.native_handle()) && enrollment) {
+      // No certificate yet: one enrollment request, still on the strangers' budget.
+      co_await serve(stream, [&](const Request& req) { return handle_enrollment(remote, req); });
+      co_return;
+    }
     pending_slot.release();
     PeerCertificate certificate = peer_certificate(stream.native_handle());
     const std::string agent = certificate.cn;
@@ -597,7 +607,16 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     } unregister{agent_streams, registered};
     certificates[agent] = std::move(certificate);
     metrics.agent_connections.Add({{"agent", agent}}).Increment();
-    co_await serve(stream, [&](const Request& req) { return handle_report(agent, site, req); });
+    co_await serve(stream, [&](const Request& req) {
+      if (req.target() == "/v1/renew" && req.method() == http::verb::post) {
+        if (!enrollment)
+          return error_reply(http::status::not_found, "enrollment_off",
+                             "this collector issues no certificates (no enroll section)");
+        return enrollment->renew(agent, site, SSL_get0_peer_certificate(stream.native_handle()),
+                                 remote, clock());
+      }
+      return handle_report(agent, site, req);
+    });
     stream.expires_after(std::chrono::seconds(1));
     co_await stream.async_shutdown(redirect_error(use_awaitable, ec));
   }
@@ -624,6 +643,29 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     if (tokens < 1) return false;
     tokens -= 1;
     return true;
+  }
+
+  // A connection without a client certificate: GET /v1/enroll/ca or POST /v1/enroll, once.
+  Response handle_enrollment(const std::string& remote, const Request& req) {
+    Response res = [&] {
+      if (req.target() == "/v1/enroll/ca" && req.method() == http::verb::get)
+        return enrollment->ca(remote, clock());
+      if (req.target() == "/v1/enroll" && req.method() == http::verb::post) {
+        try {
+          return enrollment->enroll(req, remote, clock());
+        } catch (const std::exception& e) {
+          store_failed(std::string("enrollment: ") + e.what());
+          return error_reply(http::status::service_unavailable, "store_error", e.what());
+        }
+      }
+      metrics.rejected("no_certificate");
+      refusals.note(remote, "connection from " + remote + " refused: no client certificate");
+      return error_reply(http::status::forbidden, "no_certificate",
+                         "a client certificate is required; without one only GET /v1/enroll/ca "
+                         "and POST /v1/enroll are served");
+    }();
+    res.keep_alive(false);
+    return res;
   }
 
   // `site`: the one the agent's certificate names; empty when it names none (the report's then).
@@ -682,42 +724,93 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     }
   }
 
-  // Revokes the certificate `id` presented last: refused at every handshake from now on, its
-  // open connections closed at once, the agent forgotten (its client left, its machine was
-  // stolen: no agent-silent ticket follows). Kept in the store across restarts.
+  // Revokes `serials` of `agent`: refused at every handshake from now on, kept in the store
+  // across restarts; the agent's open connections are closed at once. How many were closed.
+  std::size_t revoke_serials(const std::string& agent, const std::vector<std::string>& serials,
+                             const std::string& by, const std::string& comment, double at) {
+    for (const auto& serial : serials) store->revoke({serial, agent, by, comment, at});
+    revoked->insert(serials.begin(), serials.end());
+    std::size_t closed = 0;
+    for (auto [it, end] = agent_streams.equal_range(agent); it != end; ++it, ++closed)
+      it->second->close();
+    spdlog::warn("agent {}: certificate(s) {} revoked by {} ({} connection(s) closed): {}", agent,
+                 fmt::join(serials, ", "), by.empty() ? "?" : by, closed, comment);
+    return closed;
+  }
+
+  // Revokes every certificate of `id` that may still be in use: the one it presented last and
+  // those issued to it; its unused enrollment tokens too. The agent is forgotten (its client
+  // left, its machine was stolen: no agent-silent ticket follows).
   Response revoke(const std::string& id, const Request& req) {
     if (!store) return error_reply(http::status::not_found, "not_found", "no store");
     const auto body = json::parse(req.body(), nullptr, false);
-    collector::Store::Revocation r;
-    r.agent = id;
-    r.by = body.is_object() ? body.value("by", "") : "";
-    r.comment = body.is_object() ? body.value("comment", "") : "";
-    r.revoked_at = clock();
+    const std::string by = body.is_object() ? body.value("by", "") : "";
+    const std::string comment = body.is_object() ? body.value("comment", "") : "";
+    const double now = clock();
+    std::vector<std::string> serials;
+    std::size_t closed = 0, tokens = 0;
     try {
-      const auto serial = store->certificate_serial(id);
-      if (!serial)
+      serials = store->live_serials(id, now);
+      if (serials.empty())
         return error_reply(http::status::not_found, "not_found",
-                           "no certificate of agent " + id + " was ever presented here");
-      r.serial = *serial;
-      store->revoke(r);
-      health.forget(id, r.revoked_at);
+                           "no certificate of agent " + id + " in use is known here");
+      closed = revoke_serials(id, serials, by, comment, now);
+      tokens = store->revoke_tokens_of(id, now);
+      health.forget(id, now);
     } catch (const std::exception& e) {
       store_failed(std::string("revoking ") + id + ": " + e.what());
       return error_reply(http::status::service_unavailable, "store_error", e.what());
     }
-    revoked->insert(r.serial);
-    std::size_t closed = 0;
-    for (auto [it, end] = agent_streams.equal_range(id); it != end; ++it, ++closed)
-      it->second->close();
     certificates.erase(id);
     report_tokens.erase(id);
-    spdlog::warn("agent {} revoked by {} (certificate serial {}, {} connection(s) closed): {}", id,
-                 r.by.empty() ? "?" : r.by, r.serial, closed, r.comment);
-    return reply(
-        http::status::ok,
-        json{{"id", id}, {"serial", r.serial}, {"revoked", true}, {"connections_closed", closed}}
-                .dump() +
-            "\n");
+    return reply(http::status::ok, json{{"id", id},
+                                        {"serial", serials.front()},
+                                        {"serials", serials},
+                                        {"revoked", true},
+                                        {"connections_closed", closed},
+                                        {"tokens_revoked", tokens}}
+                                           .dump() +
+                                       "\n");
+  }
+
+  // /api/v1/enroll/tokens[/ID/revoke], /api/v1/certificates, /api/v1/crl; nullopt otherwise.
+  std::optional<Response> handle_enrollment_api(std::string_view path, const Request& req) {
+    constexpr std::string_view tokens_path = "/api/v1/enroll/tokens";
+    const bool ours =
+        path.starts_with(tokens_path) || path == "/api/v1/certificates" || path == "/api/v1/crl";
+    if (!ours) return std::nullopt;
+    if (!enrollment)
+      return error_reply(http::status::not_found, "enrollment_off",
+                         "enrollment is off: set enroll.ca_cert and enroll.ca_key in "
+                         "collector.yaml");
+    const auto method = req.method();
+    const bool read = method == http::verb::get || method == http::verb::head;
+    if (!read)
+      if (auto refused = refuse_write(req, config.api_token)) return refused;
+    const double now = clock();
+    try {
+      if (path == tokens_path && read) return enrollment->tokens(now);
+      if (path == tokens_path && method == http::verb::post)
+        return enrollment->create_token(req, now);
+      if (path.starts_with(std::string(tokens_path) + "/") && path.ends_with("/revoke") &&
+          method == http::verb::post)
+        return enrollment->revoke_token(
+            std::string(
+                path.substr(tokens_path.size() + 1, path.size() - tokens_path.size() - 1 - 7)),
+            now);
+      if (path == "/api/v1/certificates" && read) {
+        std::string_view target = req.target();
+        const auto q = target.find("?agent=");
+        return enrollment->certificates(
+            q == std::string_view::npos ? "" : url_unescape(target.substr(q + 7)));
+      }
+      if (path == "/api/v1/crl" && read) return enrollment->crl(now);
+    } catch (const std::exception& e) {
+      store_failed(std::string("enrollment API: ") + e.what());
+      return error_reply(http::status::service_unavailable, "store_error", e.what());
+    }
+    return error_reply(http::status::method_not_allowed, "method_not_allowed",
+                       "no such method on " + std::string(path));
   }
 
   Response handle_http(const Request& req) {
@@ -732,6 +825,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         return error_reply(http::status::service_unavailable, "store_error", e.what());
       }
     }
+    if (auto res = handle_enrollment_api(path, req)) return *res;
     if (path.starts_with("/api/v1/agents/") && path.ends_with("/revoke") &&
         req.method() == http::verb::post) {
       if (auto refused = refuse_write(req, config.api_token)) return *refused;
@@ -841,11 +935,13 @@ void Server::stop(std::chrono::milliseconds grace) {
 
 void Server::reload(const ServerConfig& config) {
   auto tls = std::make_shared<ssl::context>(make_agent_tls(config, state_->revoked.get()));
+  auto enrollment = state_->make_enrollment(config);
   const Endpoint agents = state_->config.agents, http = state_->config.http;
   state_->config = config;  // limits and the API token; the listeners stay where they are
   state_->config.agents = agents;
   state_->config.http = http;
   state_->tls = std::move(tls);
+  state_->enrollment = std::move(enrollment);
   state_->publish_own_expiry();
 }
 

@@ -32,10 +32,11 @@ struct AgentConfig {
 };
 
 /// Reads and validates an agent config; every problem goes to `errors` (file, line, key).
-/// `need_spool`: the spool's folder must exist (a real run, --check-config; not --once).
+/// `need_files`: the spool's folder and the TLS files must exist (a real run, --check-config;
+/// not --once, which only runs the probes, nor enroll, which writes the TLS files).
 std::optional<AgentConfig> load_agent_config(const std::string& file,
                                              std::vector<ConfigError>& errors,
-                                             bool need_spool = true);
+                                             bool need_files = true);
 
 /// Splits "https://host:port/prefix"; false with a message when it is not an https URL.
 bool parse_collector_url(const std::string& url, CollectorLink& out, std::string& message);

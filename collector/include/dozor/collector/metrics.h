@@ -42,6 +42,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& ticket_events;  // event
   prometheus::Histogram& ticket_reaction;                  // open -> acknowledge, service time
   prometheus::Family<prometheus::Counter>& notifications_failed;  // notifier
+  prometheus::Family<prometheus::Counter>& enrollments;           // result: ok, token_expired, ...
+  prometheus::Family<prometheus::Counter>& renewals;              // result: ok, rate_limited, ...
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> r);

@@ -43,6 +43,39 @@ class Store {
   void revoke(const Revocation& r);
   std::vector<Revocation> revocations();
 
+  /// A one-time enrollment token (`dozorctl enroll create`): only the hash of its secret is kept.
+  struct EnrollToken {
+    std::string id;  // public: the first 12 hex digits of the hash
+    std::string hash, agent, site, by, comment;
+    double created_at = 0, expires_at = 0;
+    std::int64_t uses = 1, used = 0;
+    double revoked_at = 0;  // 0: not revoked
+    double last_used_at = 0;
+    bool replace = false;  // enrolling revokes the agent's earlier certificates
+  };
+  /// Adds a token; tokens expired a month ago go.
+  void add_token(const EnrollToken& t);
+  std::optional<EnrollToken> token_by_hash(const std::string& hash);
+  std::vector<EnrollToken> tokens();
+  /// False when there is no such token, or it was revoked already.
+  bool revoke_token(const std::string& id, double now);
+  /// Revokes the unrevoked tokens for `agent`; how many.
+  std::size_t revoke_tokens_of(const std::string& agent, double now);
+
+  /// A certificate this collector issued: at an enrollment (`how` = "enroll <token id>") or a
+  /// renewal ("renew <previous serial>"), to whom and asked from where.
+  struct Issued {
+    std::string serial, agent, site, how, source;
+    double issued_at = 0, not_after = 0;
+  };
+  /// Records `issued`, and with `token_id` takes one use of that token, in one transaction;
+  /// false (nothing recorded) when the token has no use left, expired or was revoked meanwhile.
+  bool record_issued(const Issued& issued, const std::string& token_id = "");
+  std::vector<Issued> issued(const std::string& agent = "");
+  /// Serials of `agent` that may still be in use: the one it presented last and those issued to
+  /// it that have not expired, less the revoked ones.
+  std::vector<std::string> live_serials(const std::string& agent, double now);
+
  private:
   sqlite::Database db_;
   sqlite::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_;

@@ -34,6 +34,8 @@ std::string encode(const Ack& ack);
 std::string encode_results(const std::vector<Result>& results, bool pretty = false);
 /// {"error": message, "reason": reason}: the body of every 4xx/5xx the collector sends.
 std::string encode_error(std::string_view reason, std::string_view message);
+std::string encode(const EnrollRequest& request);
+std::string encode(const IssuedCertificate& issued);
 
 /// Strict: unknown fields are ignored, missing or mistyped ones are errors naming the field.
 Decoded<Report> decode_report(std::string_view body);
@@ -41,5 +43,8 @@ Decoded<Ack> decode_ack(std::string_view body);
 Decoded<Refusal> decode_error(std::string_view body);
 Decoded<std::vector<Result>> decode_results(std::string_view body);
 Decoded<Result> decode_result(std::string_view body);
+/// Bounded: a token of at most 128 bytes and a CSR of at most 8 KiB.
+Decoded<EnrollRequest> decode_enroll_request(std::string_view body);
+Decoded<IssuedCertificate> decode_issued(std::string_view body);
 
 }  // namespace dozor::protocol

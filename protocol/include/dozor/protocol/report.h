@@ -85,4 +85,19 @@ struct Refusal {
   std::string message;
 };
 
+/// `POST /v1/enroll` (no client certificate): a one-time token and a certificate signing request
+/// made on the site's machine, whose key never leaves it.
+struct EnrollRequest {
+  std::string token;
+  std::string csr;  // PEM; its CN, when set, must be the token's agent id
+};
+
+/// The answer to an enrollment or a renewal (`POST /v1/renew`, over mutual TLS, same key).
+struct IssuedCertificate {
+  std::string agent, site;
+  std::string certificate;  // PEM: the agent's certificate, then the issuing chain
+  std::string ca;           // PEM: the CA agents trust for the collector (enrollment only)
+  double not_after = 0;
+};
+
 }  // namespace dozor::protocol

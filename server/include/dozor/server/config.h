@@ -18,6 +18,17 @@ struct Endpoint {
   std::string to_string() const { return host + ":" + std::to_string(port); }
 };
 
+/// The `enroll` section: the issuing CA that signs agents' certificates at enrollment and
+/// renewal. Off (no enrollment, no renewal) while ca_cert is empty.
+struct EnrollSettings {
+  std::string ca_cert, ca_key;
+  std::chrono::seconds cert_lifetime{30 * 86400};
+  std::chrono::seconds token_ttl{30 * 60};  // a token's lifetime unless dozorctl says otherwise
+  std::size_t per_source = 10;              // enrollment requests a minute from one address
+  std::size_t per_minute = 120;             // ... from all addresses
+  bool on() const { return !ca_cert.empty(); }
+};
+
 /// collector.yaml, validated. Relative paths are resolved against the config file's folder.
 struct ServerConfig {
   Endpoint agents;  // mutual-TLS listener for agent reports
@@ -42,6 +53,7 @@ struct ServerConfig {
   std::string log_level = "info";
   std::string api_token;       // bearer token for the API's writes; empty: writes refused
   collector::DeskConfig desk;  // rules, calendars, service targets, tickets, notifiers
+  EnrollSettings enroll;
 };
 
 /// Reads and validates a collector config; every problem goes to `errors` (file, line, key).

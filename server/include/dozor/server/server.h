@@ -28,6 +28,10 @@ using RevokedSerials = std::unordered_set<std::string>;
 asio::ssl::context make_agent_tls(const ServerConfig& config,
                                   const RevokedSerials* revoked = nullptr);
 
+/// Throws std::runtime_error saying what is wrong when the enroll section's CA and key, or the
+/// collector's own certificate, cannot serve enrollment; nothing when enrollment is off.
+void check_enrollment(const ServerConfig& config);
+
 /// The network front of dozor-collector: the mutual-TLS listener for agent reports and the plain
 /// HTTP listener for /metrics, /healthz and /api/v1. Runs on one io_context; not thread-safe.
 class Server {
