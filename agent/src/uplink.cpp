@@ -22,7 +22,9 @@
 
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/tls_profile.h"
+#include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
+#include "identity.h"
 
 namespace dozor::agent {
 namespace {
@@ -97,6 +99,10 @@ std::string tls_material(const CollectorLink& link) {
   return all;
 }
 
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 bool is_ip_address(const std::string& host) {
   boost::system::error_code ec;
   asio::ip::make_address(host, ec);
@@ -128,7 +134,9 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
         tls(std::make_shared<ssl::context>(make_client_tls(link))),
         material(tls_material(link)),
         wake(io),
-        backoff_timer(io) {}
+        backoff_timer(io) {
+    plan_renewal();
+  }
 
   asio::io_context& io;
   CollectorLink link;
@@ -146,6 +154,32 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
   std::uint64_t failures_in_row = 0;
   milliseconds retry_after{0};  // the collector's (or a proxy's) Retry-After, for one backoff
   std::set<std::string> refusals_logged;
+  double renew_at = 0;  // unix time the certificate is due for renewal; 0: never
+  milliseconds renew_retry{3'600'000};
+  Clock::time_point next_renewal_try{};
+
+  // At 2/3 of the certificate's lifetime, less up to a twentieth at random, so that agents
+  // enrolled together do not renew together; a failed renewal is tried again every thirtieth
+  // of the lifetime (1 s - 1 h), in time for several tries before the certificate expires.
+  void plan_renewal() {
+    renew_at = 0;
+    const auto v = validity(read_file(link.cert));
+    if (!v || v->not_after <= v->not_before) return;
+    const double life = v->not_after - v->not_before;
+    static thread_local std::minstd_rand rng{std::random_device{}()};
+    renew_at = v->not_before + life * 2 / 3 - std::uniform_real_distribution<>(0, life / 20)(rng);
+    renew_retry = std::clamp(milliseconds(static_cast<long>(life * 1000 / 30)), milliseconds(1000),
+                             milliseconds(3'600'000));
+  }
+  bool renewal_due() const {
+    return renew_at > 0 && unix_now() >= renew_at && Clock::now() >= next_renewal_try;
+  }
+  // When the heartbeat wait must end for a renewal.
+  Clock::time_point renewal_wake() const {
+    if (renew_at <= 0) return Clock::time_point::max();
+    const auto in = std::chrono::duration<double>(std::max(0.0, renew_at - unix_now()));
+    return std::max(next_renewal_try, Clock::now() + std::chrono::duration_cast<milliseconds>(in));
+  }
 
   milliseconds heartbeat() const { return milliseconds(static_cast<long>(info.heartbeat * 1000)); }
 
@@ -235,7 +269,11 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
     auto& socket = beast::get_lowest_layer(*stream);
     for (;;) {
       if (stopping || relink) co_return accepted;
-      const auto due = last_sent + heartbeat();
+      if (renewal_due()) {
+        if (!co_await renew(buffer)) co_return accepted;
+        continue;
+      }
+      const auto due = std::min(last_sent + heartbeat(), renewal_wake());
       if (spool.empty() && Clock::now() < due) {
         wake.expires_at(due);
         boost::system::error_code ec;
@@ -310,6 +348,51 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
       if (!res.keep_alive()) co_return accepted;
     }
   }
+
+  // Renews the certificate over this connection (same key, a new certificate), writes it in
+  // place of the old one and reconnects with it; results wait in the spool meanwhile. False
+  // when the connection failed.
+  asio::awaitable<bool> renew(beast::flat_buffer& buffer) {
+    http::request<http::string_body> req{http::verb::post, link.path_prefix + "/v1/renew", 11};
+    req.set(http::field::host, link.host);
+    req.set(http::field::user_agent, std::string("dozor-agent/") + kVersion);
+    req.keep_alive(true);
+    req.prepare_payload();
+    boost::system::error_code ec;
+    http::response<http::string_body> res;
+    beast::get_lowest_layer(*stream).expires_after(kExchangeTimeout);
+    co_await http::async_write(*stream, req, redirect_error(use_awaitable, ec));
+    if (!ec) co_await http::async_read(*stream, buffer, res, redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (!stopping) failed("certificate renewal: " + ec.message());
+      co_return false;
+    }
+    next_renewal_try = Clock::now() + renew_retry;
+    const auto issued = protocol::decode_issued(res.body());
+    if (res.result() != http::status::ok) {
+      spdlog::warn("collector {}: certificate renewal refused: {}; trying again in {} s", link.url,
+                   refusal_text(res), renew_retry.count() / 1000);
+    } else if (!issued || !key_matches(issued.value->certificate, read_file(link.key))) {
+      spdlog::error("collector {}: certificate renewal: the answer is not a certificate for {}",
+                    link.url, link.key);
+    } else {
+      try {
+        write_atomically(link.cert, issued.value->certificate, 0644);
+        tls = std::make_shared<ssl::context>(make_client_tls(link));
+        material = tls_material(link);
+        plan_renewal();
+        relink = true;
+        spdlog::info("collector {}: certificate renewed, valid until {}; reconnecting with it",
+                     link.url, format_timestamp(issued.value->not_after));
+      } catch (const std::exception& e) {
+        spdlog::error(
+            "collector {}: cannot keep the renewed certificate ({}); the agent's user "
+            "must be able to write to the folder of {}",
+            link.url, e.what(), link.cert);
+      }
+    }
+    co_return res.keep_alive();
+  }
 };
 
 Uplink::Uplink(asio::io_context& io, CollectorLink link, protocol::AgentInfo info, Spool& spool)
@@ -353,6 +436,7 @@ void Uplink::reconfigure(const CollectorLink& link, std::chrono::milliseconds he
   state_->tls = std::make_shared<ssl::context>(make_client_tls(link));
   state_->material = std::move(material);
   state_->link = link;
+  state_->plan_renewal();
   state_->relink = true;
   state_->wake.cancel();
   state_->backoff_timer.cancel();

@@ -733,8 +733,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     std::size_t closed = 0;
     for (auto [it, end] = agent_streams.equal_range(agent); it != end; ++it, ++closed)
       it->second->close();
-    spdlog::warn("agent {}: certificate(s) {} revoked by {} ({} connection(s) closed): {}", agent,
-                 fmt::join(serials, ", "), by.empty() ? "?" : by, closed, comment);
+    spdlog::warn("agent {} revoked by {}: certificate(s) {}, {} connection(s) closed: {}", agent,
+                 by.empty() ? "?" : by, fmt::join(serials, ", "), closed, comment);
     return closed;
   }
 
