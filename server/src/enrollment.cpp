@@ -330,7 +330,9 @@ Response Enrollment::certificates(const std::string& agent) {
 }
 
 Response Enrollment::crl(double now) {
-  return reply(http::status::ok, issuer_.crl(store_.revocations(), now), "application/x-pem-file");
+  std::vector<std::pair<std::string, double>> revoked;
+  for (const auto& r : store_.revocations()) revoked.emplace_back(r.serial, r.revoked_at);
+  return reply(http::status::ok, issuer_.crl(revoked, now), "application/x-pem-file");
 }
 
 }  // namespace dozor::server

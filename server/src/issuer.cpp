@@ -232,7 +232,7 @@ Issuer::Certificate Issuer::issue(EVP_PKEY* key, const std::string& agent, const
           static_cast<double>(start + lifetime_.count())};
 }
 
-std::string Issuer::crl(const std::vector<collector::Store::Revocation>& revoked,
+std::string Issuer::crl(const std::vector<std::pair<std::string, double>>& revoked,
                         double now) const {
   Crl crl(X509_CRL_new());
   X509_CRL_set_version(crl.get(), 1);  // v2
@@ -241,13 +241,13 @@ std::string Issuer::crl(const std::vector<collector::Store::Revocation>& revoked
   Asn1Time last(ASN1_TIME_set(nullptr, at)), next(ASN1_TIME_set(nullptr, at + 86400));
   X509_CRL_set1_lastUpdate(crl.get(), last.get());
   X509_CRL_set1_nextUpdate(crl.get(), next.get());
-  for (const auto& r : revoked) {
+  for (const auto& [hex, revoked_at] : revoked) {
     BIGNUM* raw = nullptr;
-    if (BN_hex2bn(&raw, r.serial.c_str()) == 0) continue;
+    if (BN_hex2bn(&raw, hex.c_str()) == 0) continue;
     Bn bn(raw);
     X509_REVOKED* entry = X509_REVOKED_new();
     ASN1_INTEGER* serial = BN_to_ASN1_INTEGER(bn.get(), nullptr);
-    Asn1Time when(ASN1_TIME_set(nullptr, static_cast<std::time_t>(r.revoked_at)));
+    Asn1Time when(ASN1_TIME_set(nullptr, static_cast<std::time_t>(revoked_at)));
     X509_REVOKED_set_serialNumber(entry, serial);
     X509_REVOKED_set_revocationDate(entry, when.get());
     ASN1_INTEGER_free(serial);

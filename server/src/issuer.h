@@ -13,8 +13,6 @@
 #include <string_view>
 #include <vector>
 
-#include "dozor/collector/store.h"
-
 namespace dozor::server {
 
 /// A certificate signing request whose signature checked: its subject's CN and OU, and its key.
@@ -50,8 +48,9 @@ class Issuer {
   /// configured lifetime.
   Certificate issue(EVP_PKEY* key, const std::string& agent, const std::string& site,
                     double now) const;
-  /// A CRL listing `revoked`, valid a day from `now`.
-  std::string crl(const std::vector<collector::Store::Revocation>& revoked, double now) const;
+  /// A CRL listing the `revoked` serials (hex) with when they were revoked, valid a day from
+  /// `now`.
+  std::string crl(const std::vector<std::pair<std::string, double>>& revoked, double now) const;
   std::chrono::seconds lifetime() const { return lifetime_; }
 
  private:

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace dozor::collector {
@@ -93,6 +94,49 @@ TEST_F(StoreTest, CertificatesAndRevocationsSurviveARestartAndAForget) {
   EXPECT_EQ((std::vector<std::string>{r[0].serial, r[0].agent, r[0].by, r[0].comment}),
             (std::vector<std::string>{"0C2D", "a1", "duty-officer", "laptop stolen"}));
   EXPECT_DOUBLE_EQ(r[0].revoked_at, 3000);
+}
+
+TEST_F(StoreTest, ATokenIsUsedAtMostItsUsesAndNeverAfterItExpiredOrWasRevoked) {
+  Store store(path_);
+  Store::EnrollToken t;
+  t.id = "abc";
+  t.hash = "hash-abc";
+  t.agent = "erp-01";
+  t.site = "acme-kyiv";
+  t.created_at = 1000;
+  t.expires_at = 2800;
+  t.uses = 2;
+  store.add_token(t);
+  auto issued = [](const char* serial, double at) {
+    return Store::Issued{serial, "erp-01", "acme-kyiv", "enroll abc", "127.0.0.1", at, at + 86400};
+  };
+  EXPECT_TRUE(store.record_issued(issued("01", 1100), "abc"));
+  EXPECT_TRUE(store.record_issued(issued("02", 1200), "abc"));
+  EXPECT_FALSE(store.record_issued(issued("03", 1300), "abc"));  // both uses gone
+  EXPECT_EQ(store.token_by_hash("hash-abc")->used, 2);
+  EXPECT_EQ(store.issued("erp-01").size(), 2u);  // the refused one left nothing
+
+  t.id = "def";
+  t.hash = "hash-def";
+  t.uses = 5;
+  store.add_token(t);
+  EXPECT_FALSE(store.record_issued(issued("04", 2800), "def"));  // expired
+  EXPECT_EQ(store.revoke_tokens_of("erp-01", 1500), 2u);
+  EXPECT_FALSE(store.revoke_token("def", 1600));  // revoked already
+  EXPECT_FALSE(store.record_issued(issued("05", 1700), "def"));
+  EXPECT_EQ(store.tokens().size(), 2u);
+}
+
+TEST_F(StoreTest, LiveSerialsAreThePresentedAndTheUnexpiredIssuedLessTheRevoked) {
+  Store store(path_);
+  store.save_certificate("erp-01", "0A", 5000, 1000);
+  for (auto [serial, not_after] : {std::pair{"0B", 900.0}, {"0C", 5000.0}, {"0D", 6000.0}})
+    store.record_issued({serial, "erp-01", "s", "renew", "", 0, not_after});
+  store.record_issued({"0E", "erp-02", "s", "renew", "", 0, 6000});
+  store.revoke({"0D", "erp-01", "", "", 1000});
+  auto live = store.live_serials("erp-01", 1000);
+  std::sort(live.begin(), live.end());
+  EXPECT_EQ(live, (std::vector<std::string>{"0A", "0C"}));
 }
 
 TEST_F(StoreTest, AnAgentAlreadySilentStaysDownAfterARestart) {
