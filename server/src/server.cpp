@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unordered_map>
 
 #include "dozor/protocol/codec.h"
@@ -470,10 +471,11 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   // Reads requests off one connection until it closes, answering each with `handle`.
   // `http_source`: an HTTP port's connection (closed to make room while idle; its refusals are
-  // counted as http_...).
+  // counted as http_...). `wait`: how long it may wait for a request (default idle_timeout).
   template <class Stream, class Handler>
   asio::awaitable<void> serve(Stream& stream, Handler handle,
-                              const std::string* http_source = nullptr) {
+                              const std::string* http_source = nullptr,
+                              std::optional<std::chrono::milliseconds> wait = {}) {
     auto& socket = beast::get_lowest_layer(stream);  // the deadlines
     Idle waiting(idle, socket, http_source);
     beast::flat_buffer buffer;
@@ -488,7 +490,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         // within read_timeout, so a slow sender holds a connection seconds, not idle_timeout.
         waiting.set(true);
         buffer.shrink_to_fit();  // an idle connection keeps no buffer
-        socket.expires_after(config.idle_timeout);
+        socket.expires_after(wait.value_or(config.idle_timeout));
         const auto n = co_await stream.async_read_some(buffer.prepare(kFirstRead),
                                                        redirect_error(use_awaitable, ec));
         buffer.commit(n);
@@ -570,8 +572,10 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       co_return;
     }
     if (!SSL_get0_peer_certificate(stream.native_handle()) && enrollment) {
-      // No certificate yet: one enrollment request, still on the strangers' budget.
-      co_await serve(stream, [&](const Request& req) { return handle_enrollment(remote, req); });
+      // No certificate yet: one enrollment request, soon, still on the strangers' budget.
+      co_await serve(
+          stream, [&](const Request& req) { return handle_enrollment(remote, req); }, nullptr,
+          config.read_timeout);
       co_return;
     }
     pending_slot.release();

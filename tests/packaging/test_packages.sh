@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian packages in a clean Debian 12 root, as an operator installs them: built with
 # scripts/package (lintian run there), installed with apt into a fresh mmdebstrap root from the
-# Debian registry, their binaries and installed configs checked, upgraded over themselves keeping
+# Debian registry, their binaries and installed configs checked, the agent enrolled with a token
+# at the collector and reporting as its service user, upgraded over themselves keeping
 # an edited config, then purged leaving nothing behind. Prints the installed sizes and the
 # agent's RSS when started from the package.
 #   tests/packaging/test_packages.sh     (as root: chroot; after scripts/setup --test)
@@ -55,25 +56,52 @@ for unit in dozor-agent dozor-collector; do
     fail "$unit.postinst starts the service"
 done
 
-say "the installed configs, with certificates made by the packaged dozor-certs"
+say "the installed configs: a CA made by the packaged dozor-certs, the agent enrolled with a token"
+[[ $(in_root stat -c %U:%G:%a /var/lib/dozor/certs) == dozor:dozor:700 ]] ||
+  fail "/var/lib/dozor/certs: $(in_root stat -c %U:%G:%a /var/lib/dozor/certs)"
 in_root sh -ec 'cd /etc/dozor/certs
   dozor-certs ca ca >/dev/null 2>&1
   dozor-certs collector ca collector 127.0.0.1 >/dev/null 2>&1
-  dozor-certs agent ca agent >/dev/null 2>&1
-  cp ca/ca.pem ca/collector.pem ca/collector.key ca/agent.pem ca/agent.key .'
-in_root dozor-agent --config /etc/dozor/agent.yaml --check-config || fail "agent.yaml"
+  cp ca/ca.pem ca/collector.pem ca/collector.key ca/ca.key .
+  chown root:dozor collector.key ca.key && chmod 0640 collector.key ca.key
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d " \n" >/etc/dozor/api-token
+  chown root:dozor /etc/dozor/api-token && chmod 0640 /etc/dozor/api-token'
 in_root dozor-collector --config /etc/dozor/collector.yaml --check-config || fail "collector.yaml"
+# The chroot shares the host's network: free ports, and enrollment switched on as README says.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+agents_port=$(free_port)
+http_port=$(free_port)
+sed -i "s/127.0.0.1:7443/127.0.0.1:$agents_port/; s/127.0.0.1:9180/127.0.0.1:$http_port/" \
+  "$root/etc/dozor/collector.yaml" "$root/etc/dozor/agent.yaml"
+sed -i 's|^  # token_file: /etc/dozor/api-token|  token_file: /etc/dozor/api-token|' \
+  "$root/etc/dozor/collector.yaml"
+echo "enroll: { ca_cert: /etc/dozor/certs/ca.pem, ca_key: /etc/dozor/certs/ca.key }" \
+  >>"$root/etc/dozor/collector.yaml"
+in_root setpriv --reuid=dozor --regid=dozor --init-groups \
+  dozor-collector --config /etc/dozor/collector.yaml >"$work/collector.log" 2>&1 &
+ctl() { in_root dozorctl --url "http://127.0.0.1:$http_port" --token-file /etc/dozor/api-token "$@"; }
+for _ in $(seq 50); do ctl agents >/dev/null 2>&1 && break; sleep 0.1; done
+token=$(ctl enroll create --agent site-01 --site acme-kyiv 2>/dev/null) ||
+  { cat "$work/collector.log" >&2; fail "dozorctl enroll create"; }
+in_root dozor-agent enroll --token "$token" >"$work/enroll.log" 2>&1 ||
+  { cat "$work/enroll.log" "$work/collector.log" >&2; fail "dozor-agent enroll"; }
+for f in agent.key agent.pem ca.pem; do
+  [[ $(in_root stat -c %U:%G /var/lib/dozor/certs/$f) == dozor:dozor ]] ||
+    fail "/var/lib/dozor/certs/$f: $(in_root stat -c %U:%G /var/lib/dozor/certs/$f)"
+done
+in_root dozor-agent --config /etc/dozor/agent.yaml --check-config || fail "agent.yaml"
 
-say "the agent from the package, for its RSS"
-in_root chown root:dozor /etc/dozor/certs/agent.key /etc/dozor/certs/collector.key
-in_root chmod 0640 /etc/dozor/certs/agent.key /etc/dozor/certs/collector.key
+say "the enrolled agent from the package, as its service user: it reports; its RSS"
 in_root setpriv --reuid=dozor --regid=dozor --init-groups \
   dozor-agent --config /etc/dozor/agent.yaml >"$work/agent.log" 2>&1 &
-sleep 3
+reporting() { ctl agents 2>/dev/null | grep -Eq '^site-01 +acme-kyiv +up'; }
+for _ in $(seq 50); do reporting && break; sleep 0.1; done
+reporting || { cat "$work/agent.log" "$work/collector.log" >&2; fail "the enrolled agent does not report"; }
+sleep 2
 agent_pid=$(pgrep -f -n '^dozor-agent --config /etc/dozor/agent.yaml' || true)
 [[ -n $agent_pid ]] || { cat "$work/agent.log" >&2; fail "the packaged agent did not stay up"; }
 rss=$(awk '/^VmRSS/{print $2}' "/proc/$agent_pid/status")
-kill -TERM "$agent_pid"
+kill -TERM "$agent_pid" "$(pgrep -f -n '^dozor-collector --config /etc/dozor/collector.yaml')"
 wait || true
 
 say "upgrade over itself, keeping an edited config"
@@ -85,7 +113,7 @@ grep -q "edited by the operator" "$root/etc/dozor/agent.yaml" || fail "the edite
   fail "a .dpkg-new/.dpkg-old copy was left"
 
 say "purge"
-rm -rf "$root/etc/dozor/certs/"*  # the operator's keys: a purge never deletes those
+rm -rf "$root/etc/dozor/certs/"* "$root/etc/dozor/api-token"  # the operator's: a purge keeps those
 in_root apt-get purge -y -qq dozor-agent dozor-collector >"$work/purge.log" 2>&1 ||
   { cat "$work/purge.log" >&2; fail "purge"; }
 left=$(cd "$root" && find etc var lib usr -name '*dozor*' 2>/dev/null | grep -v '^var/lib/dpkg/info' || true)

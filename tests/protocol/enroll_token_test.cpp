@@ -26,7 +26,7 @@ TEST(EnrollToken, ATokenCutShortOrFromElsewhereIsNamedAsSuch) {
   EXPECT_FALSE(parse_enroll_token("eyJhbGciOi.foo", message));
   EXPECT_NE(message.find("not an enrollment token"), std::string::npos);
   const std::string token = make_enroll_token(ca_pin("abc"));
-  for (const std::string bad :
+  for (const std::string& bad :
        {token.substr(0, token.size() - 1), token + "x",
         token.substr(0, 10) + "!" + token.substr(11), std::string("dz1.")}) {
     EXPECT_FALSE(parse_enroll_token(bad, message)) << bad;
