@@ -232,6 +232,41 @@ class EnrollmentTest(EnrollmentCase):
         self.assertEqual(answers[-1], 429)
         self.assertEqual(self.enrollments("rate_limited"), 5)
 
+    def test_an_intermediate_ca_signs_while_the_root_key_stays_offline(self):
+        ca = self.certs.dir
+        inter = os.path.join(self.dir, "issuing")
+        os.makedirs(inter)
+        ext = os.path.join(inter, "ext.cnf")
+        with open(ext, "w") as f:
+            f.write("[v3]\nbasicConstraints = critical,CA:TRUE,pathlen:0\n"
+                    "keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n"
+                    "authorityKeyIdentifier = keyid:always\n")
+        for argv in (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-out", f"{inter}/issuing.key"],
+                     ["req", "-new", "-key", f"{inter}/issuing.key", "-subj",
+                      "/CN=dozor issuing CA", "-out", f"{inter}/issuing.csr"],
+                     ["x509", "-req", "-in", f"{inter}/issuing.csr", "-CA", f"{ca}/ca.pem",
+                      "-CAkey", f"{ca}/ca.key", "-set_serial", "0x1234", "-days", "30",
+                      "-extfile", ext, "-extensions", "v3", "-out", f"{inter}/issuing.pem"]):
+            subprocess.run(["openssl", *argv], check=True, capture_output=True)
+        os.remove(f"{ca}/ca.key")  # offline from here on
+        self.collector.stop()
+        self.collector = self.start(Collector(
+            self.dir, self.certs.files("collector"),
+            extra=f"api: {{ token_file: {self.token_file} }}\n"
+                  f"enroll: {{ ca_cert: {inter}/issuing.pem, ca_key: {inter}/issuing.key }}\n"))
+        folder, files = self.site("erp-01")
+        out = self.enroll(folder, files, self.token("erp-01"))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        with open(files["cert"]) as f:
+            self.assertEqual(f.read().count("BEGIN CERTIFICATE"), 2)  # the agent's, the issuer's
+        verify = subprocess.run(["openssl", "verify", "-CAfile", files["ca"], "-untrusted",
+                                 files["cert"], files["cert"]], capture_output=True, text=True)
+        self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
+        agent = self.start(Agent(self.dir, "erp-01", self.collector.url, files, [PROBE]))
+        wait_for("erp-01 reporting", lambda: (self.agent_state("erp-01") or {}).get("results"))
+        agent.stop()
+
     @timing
     def test_enrollment_to_first_report_takes_under_2_seconds(self):
         folder, files = self.site("erp-01")
