@@ -64,7 +64,8 @@ void print_table(const std::vector<protocol::Result>& results) {
                 r.summary.c_str());
     std::string metrics;
     for (const auto& m : r.metrics) {
-      metrics += (metrics.empty() ? "" : "  ") + m.name + "=" + format_value(m.value);
+      metrics +=
+          (metrics.empty() ? "" : "  ") + protocol::series_name(m) + "=" + format_value(m.value);
       if (!m.unit.empty()) metrics += " " + m.unit;
     }
     if (!metrics.empty()) std::printf("%-*s  %s\n", int(wname + wtype + 2), "", metrics.c_str());

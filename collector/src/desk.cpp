@@ -68,7 +68,7 @@ std::string metrics_text(const std::vector<protocol::Metric>& metrics) {
   std::string out;
   for (const auto& m : metrics) {
     if (!out.empty()) out += ", ";
-    out += m.name + "=" + number_text(m.value) + m.unit;
+    out += protocol::series_name(m) + "=" + number_text(m.value) + m.unit;
   }
   return out;
 }
@@ -452,11 +452,13 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
       const Rule& rule = config_.rules[idx];
       for (const auto& m : r.metrics) {
         if (!glob_match(rule.match.metric, m.name)) continue;
+        // One incident per series: a disk's mounts, an infobase's sessions each have their own.
+        const std::string series = protocol::series_name(m);
         Incident& inc =
-            incident(a.site + "/" + a.id + "/" + r.probe + "/" + rule.name + "/" + m.name, idx,
-                     a.site, a.id, r.probe, m.name);
+            incident(a.site + "/" + a.id + "/" + r.probe + "/" + rule.name + "/" + series, idx,
+                     a.site, a.id, r.probe, series);
         bool failing = false;
-        const std::string what = a.id + " " + r.probe + " " + m.name;
+        const std::string what = a.id + " " + r.probe + " " + series;
         if (rule.kind == RuleKind::forecast) {
           const double window = std::chrono::duration<double>(rule.window).count();
           inc.trend.add(r.ts, m.value, window);
@@ -468,7 +470,7 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
               inc.summary = what + " reaches " + number_text(rule.threshold) + m.unit + " in " +
                             seconds_text(*eta);
               inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
-                            m.name + " now " + number_text(m.value) + m.unit + ", trend " +
+                            series + " now " + number_text(m.value) + m.unit + ", trend " +
                             number_text(fit->slope * 3600) + m.unit + "/h over the last " +
                             seconds_text(inc.trend.span()) + "\npredicted to reach " +
                             number_text(rule.threshold) + m.unit + " at " +
@@ -486,7 +488,7 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
             inc.summary = what + " unchanged at " + number_text(m.value) + m.unit + " for " +
                           seconds_text(unchanged);
             inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
-                          m.name + " has read " + number_text(m.value) + m.unit + " since " +
+                          series + " has read " + number_text(m.value) + m.unit + " since " +
                           format_timestamp(inc.value_since) + "\nrule " + rule.name;
           }
         }

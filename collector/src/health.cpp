@@ -32,6 +32,15 @@ std::uint64_t skip_below(AgentState& a, std::uint64_t floor) {
   return lost;
 }
 
+// The labels of one series of dozor_probe_value: the collector's own and the metric's (which
+// the decoder keeps from shadowing them).
+prometheus::Labels value_labels(const AgentState& a, const std::string& probe,
+                                const protocol::Metric& m) {
+  prometheus::Labels out(m.labels.begin(), m.labels.end());
+  out.insert({{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", m.name}});
+  return out;
+}
+
 // Takes one series off /metrics, if it is there.
 template <class Family>
 void remove_series(Family& family, const prometheus::Labels& labels) {
@@ -78,7 +87,7 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   std::vector<std::uint64_t> added_above;
   std::vector<std::string> changed;
   std::vector<const protocol::Result*> accepted;
-  std::vector<std::pair<std::string, std::string>> gone;  // (probe, metric) no longer reported
+  std::vector<std::pair<std::string, protocol::Metric>> gone;  // (probe, series) no longer reported
   if (report.agent.spool_id != a.spool_id) {
     // A new spool (reinstalled agent, deleted file) numbers its results from 1 again: any of
     // its results is newer than what the old spool sent.
@@ -149,9 +158,10 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     // newer, whatever the agent's clock said (a clock a year ahead, then corrected by NTP).
     if (r.seq < p.seq) continue;
     for (const auto& m : p.metrics)  // series the new reading no longer has leave /metrics
-      if (std::none_of(r.metrics.begin(), r.metrics.end(),
-                       [&m](const protocol::Metric& n) { return n.name == m.name; }))
-        gone.emplace_back(r.probe, m.name);
+      if (std::none_of(r.metrics.begin(), r.metrics.end(), [&m](const protocol::Metric& n) {
+            return n.name == m.name && n.labels == m.labels;
+          }))
+        gone.emplace_back(r.probe, m);
     a.series = a.series + r.metrics.size() - p.metrics.size();
     p = {r.type, r.status, r.summary, r.ts, r.duration, r.seq, r.metrics};
     if (std::find(changed.begin(), changed.end(), r.probe) == changed.end())
@@ -181,8 +191,7 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
         .Increment(static_cast<double>(lost));
   for (const auto& [probe, metric] : gone)
-    remove_series(metrics_.probe_value,
-                  {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", metric}});
+    remove_series(metrics_.probe_value, value_labels(a, probe, metric));
   for (const auto& r : out.refused) metrics_.rejected(r.reason);
   if (!out.refused.empty())
     metrics_.agent_refused.Add({{"agent", a.id}, {"site", a.site}})
@@ -212,11 +221,17 @@ std::optional<Refusal> Health::over_limit(const AgentState& a, const protocol::R
     return refuse(
         "name_length", n,
         "probe name " + quoted(r.probe) + " of " + std::to_string(r.probe.size()) + " bytes");
-  for (const auto& m : r.metrics)
+  for (const auto& m : r.metrics) {
     if (m.name.size() > n)
       return refuse("name_length", n,
                     "probe " + quoted(r.probe) + ": metric name " + quoted(m.name) + " of " +
                         std::to_string(m.name.size()) + " bytes");
+    for (const auto& [key, value] : m.labels)
+      if (key.size() > n || value.size() > n)
+        return refuse(
+            "name_length", n,
+            "probe " + quoted(r.probe) + ": metric " + quoted(m.name) + " label " + quoted(key));
+  }
   for (const auto& [key, value] : r.labels)
     if (key.size() > n || value.size() > n)
       return refuse("name_length", n, "probe " + quoted(r.probe) + ": label " + quoted(key));
@@ -246,9 +261,7 @@ void Health::unpublish(const AgentState& a, const std::string& probe, const Prob
   remove_series(metrics_.probe_status,
                 {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"type", p.type}});
   remove_series(metrics_.probe_duration, {{"agent", a.id}, {"site", a.site}, {"probe", probe}});
-  for (const auto& m : p.metrics)
-    remove_series(metrics_.probe_value,
-                  {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", m.name}});
+  for (const auto& m : p.metrics) remove_series(metrics_.probe_value, value_labels(a, probe, m));
 }
 
 void Health::unpublish_agent(const AgentState& a) {
@@ -323,11 +336,7 @@ void Health::publish(const AgentState& a, const std::string& probe, const ProbeS
       .Set(static_cast<double>(p.status));
   metrics_.probe_duration.Add({{"agent", a.id}, {"site", a.site}, {"probe", probe}})
       .Set(p.duration);
-  for (const auto& m : p.metrics) {
-    metrics_.probe_value
-        .Add({{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", m.name}})
-        .Set(m.value);
-  }
+  for (const auto& m : p.metrics) metrics_.probe_value.Add(value_labels(a, probe, m)).Set(m.value);
 }
 
 void Health::refresh_locked(AgentState& a, double now) {

@@ -86,8 +86,13 @@ std::vector<AgentState> Store::load() {
       p.seq = u64(probes.integer(7));
       auto metrics = nlohmann::json::parse(probes.text(8), nullptr, false);
       if (metrics.is_array()) {
-        for (const auto& m : metrics)
-          p.metrics.push_back({m.value("name", ""), m.value("value", 0.0), m.value("unit", "")});
+        for (const auto& m : metrics) {
+          protocol::Metric metric{m.value("name", ""), m.value("value", 0.0), m.value("unit", "")};
+          if (const auto labels = m.find("labels"); labels != m.end() && labels->is_object())
+            for (const auto& [k, v] : labels->items())
+              if (v.is_string()) metric.labels.emplace(k, v.get<std::string>());
+          p.metrics.push_back(std::move(metric));
+        }
       }
     }
   }
@@ -120,8 +125,10 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
   for (const auto& name : changed_probes) {
     const ProbeState& p = a.probes.at(name);
     nlohmann::json metrics = nlohmann::json::array();
-    for (const auto& m : p.metrics)
+    for (const auto& m : p.metrics) {
       metrics.push_back({{"name", m.name}, {"value", m.value}, {"unit", m.unit}});
+      if (!m.labels.empty()) metrics.back()["labels"] = m.labels;
+    }
     upsert_probe_.bind(1, std::string_view(a.id))
         .bind(2, std::string_view(name))
         .bind(3, std::string_view(p.type))

@@ -11,6 +11,7 @@ using nlohmann::json;
 json to_json(const Metric& m) {
   json j = {{"name", m.name}, {"value", m.value}};
   if (!m.unit.empty()) j["unit"] = m.unit;
+  if (!m.labels.empty()) j["labels"] = m.labels;
   return j;
 }
 
@@ -111,6 +112,18 @@ bool read_result(Reader& rd, const json& j, const std::string& path, Result& r) 
         !rd.string(mj, p, "unit", m.unit, false))
       return false;
     if (m.name.empty()) return rd.fail(p + ".name", "must not be empty");
+    if (const json* labels = rd.field(mj, p, "labels", false)) {
+      const std::string lpath = p + ".labels";
+      if (!labels->is_object()) return rd.fail(lpath, "expected an object of strings");
+      if (labels->size() > kMaxMetricLabels)
+        return rd.fail(lpath, "at most " + std::to_string(kMaxMetricLabels) + " labels");
+      for (const auto& [k, v] : labels->items()) {
+        if (const auto problem = label_name_problem(k); !problem.empty())
+          return rd.fail(lpath + "." + k, problem);
+        if (!v.is_string()) return rd.fail(lpath + "." + k, "expected a string");
+        m.labels.emplace(k, v.get<std::string>());
+      }
+    }
     r.metrics.push_back(std::move(m));
   }
 
@@ -309,8 +322,8 @@ Decoded<IssuedCertificate> decode_issued(std::string_view body) {
   return decode<IssuedCertificate>(body, [](Reader& rd, const json& j, IssuedCertificate& r) {
     if (!j.is_object()) return rd.fail("", "expected a JSON object");
     return rd.string(j, "", "agent", r.agent) && rd.string(j, "", "site", r.site) &&
-           rd.string(j, "", "certificate", r.certificate) &&
-           rd.string(j, "", "ca", r.ca, false) && rd.number(j, "", "not_after", r.not_after);
+           rd.string(j, "", "certificate", r.certificate) && rd.string(j, "", "ca", r.ca, false) &&
+           rd.number(j, "", "not_after", r.not_after);
   });
 }
 

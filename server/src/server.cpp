@@ -80,11 +80,19 @@ json agents_json(const std::vector<collector::AgentState>& agents,
   for (const auto& a : agents) {
     json probes = json::array();
     for (const auto& [name, p] : a.probes) {
+      json values = json::array();
+      for (const auto& m : p.metrics) {
+        values.push_back({{"name", m.name}, {"value", m.value}});
+        if (!m.unit.empty()) values.back()["unit"] = m.unit;
+        if (!m.labels.empty()) values.back()["labels"] = m.labels;
+      }
       probes.push_back({{"name", name},
                         {"type", p.type},
                         {"status", protocol::to_string(p.status)},
                         {"summary", p.summary},
-                        {"ts", format_timestamp(p.ts)}});
+                        {"ts", format_timestamp(p.ts)},
+                        {"duration_seconds", p.duration},
+                        {"metrics", std::move(values)}});
     }
     arr.push_back({{"id", a.id},
                    {"site", a.site},

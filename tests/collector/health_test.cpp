@@ -44,6 +44,30 @@ TEST(Health, KeepsLatestStateAndAcksHighestSeq) {
             std::string::npos);
 }
 
+TEST(Health, MetricLabelsArePrometheusLabelsAndEachSeriesComesAndGoesOnItsOwn) {
+  Metrics m;
+  Health h(m);
+  auto rep = report({{1, 100}});
+  rep.results[0].metrics = {{"sessions", 2, "", {{"infobase", "acc"}}},
+                            {"sessions", 1, "", {{"infobase", "hr"}}}};
+  h.ingest("a", rep, 101);
+  EXPECT_EQ(h.agent("a", 101)->series, 2u);
+  const std::string acc =
+      R"(dozor_probe_value{agent="a",infobase="acc",metric="sessions",probe="erp-port",)"
+      R"(site="acme-kyiv"} 2)";
+  const std::string hr =
+      R"(dozor_probe_value{agent="a",infobase="hr",metric="sessions",probe="erp-port",)"
+      R"(site="acme-kyiv"} 1)";
+  EXPECT_NE(m.scrape().find(acc), std::string::npos) << m.scrape();
+  EXPECT_NE(m.scrape().find(hr), std::string::npos);
+  rep = report({{2, 102}});
+  rep.results[0].metrics = {{"sessions", 2, "", {{"infobase", "acc"}}}};
+  h.ingest("a", rep, 103);
+  EXPECT_NE(m.scrape().find(acc), std::string::npos);
+  EXPECT_EQ(m.scrape().find("infobase=\"hr\""), std::string::npos);  // that infobase went
+  EXPECT_EQ(h.agent("a", 103)->series, 1u);
+}
+
 TEST(Health, RetriesCountOnce) {
   Metrics m;
   Health h(m);

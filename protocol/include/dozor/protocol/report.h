@@ -21,8 +21,21 @@ struct Metric {
   std::string name;  // e.g. "connect_seconds"; base units, as Prometheus names them
   double value = 0;
   std::string unit;  // e.g. "s", "bytes", "%"; free text, shown as-is
+  // Per-thing dimensions (infobase, kind, mount, device), Prometheus labels on
+  // dozor_probe_value; never glued into the name. Absent on the wire: none.
+  std::map<std::string, std::string> labels{};
   bool operator==(const Metric&) const = default;
 };
+
+/// At most this many labels on one metric.
+inline constexpr std::size_t kMaxMetricLabels = 8;
+
+/// `name`, or `name{k="v",...}` in Prometheus' notation: what tells two series of a probe apart.
+std::string series_name(const Metric& m);
+
+/// Why `name` cannot be a metric's label (empty when it can): Prometheus' rule for label names,
+/// and none of the labels the collector itself puts on dozor_probe_value.
+std::string label_name_problem(std::string_view name);
 
 /// One run of one probe.
 struct Result {
