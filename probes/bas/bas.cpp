@@ -394,13 +394,13 @@ class BasProbe final : public Probe {
     auto& m = r.metrics;
     m.push_back({"ras_up", 1, ""});
     m.push_back({"clusters", static_cast<double>(clusters.size()), ""});
-    m.push_back({"sessions", static_cast<double>(sessions), ""});
-    for (std::size_t k = 0; k < kKinds.size(); ++k)
-      m.push_back({"sessions_" + std::string(kKinds[k]), static_cast<double>(totals[k]), ""});
+    // One series per infobase and kind (0 included); totals are sums of them.
     for (const auto& [ib, counts] : per_infobase)
       for (std::size_t k = 0; k < kKinds.size(); ++k)
-        m.push_back(
-            {ib + ".sessions_" + std::string(kKinds[k]), static_cast<double>(counts[k]), ""});
+        m.push_back({"sessions",
+                     static_cast<double>(counts[k]),
+                     "",
+                     {{"infobase", ib}, {"kind", std::string(kKinds[k])}}});
     m.push_back({"sessions_blocked_dbms", static_cast<double>(blocked_dbms), ""});
     m.push_back({"sessions_blocked_ls", static_cast<double>(blocked_ls), ""});
     const double longest_call = longest ? longest->call_seconds : 0.0;

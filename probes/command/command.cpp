@@ -104,13 +104,16 @@ class CommandProbe final : public Probe {
                                    : std::move(text));
     }
 
-    // Labels are the plugin's; our own names win, and a repeated label gets a suffix.
-    std::set<std::string> taken = {"exit_code", "duration"};
+    // One metric name for every item, the plugin's label as a label (as Telegraf's nagios
+    // input tags it): `sum by (label)` works, and no label can clash with our own names. A
+    // repeated label gets a suffix.
+    std::set<std::string> taken;
     for (const PerfValue& v : parsed.perfdata) {
-      std::string name = metric_name(v.label);
-      for (int i = 2; taken.count(name); ++i) name = metric_name(v.label) + "_" + std::to_string(i);
-      taken.insert(name);
-      r.metrics.push_back({std::move(name), v.value, v.unit});
+      const std::string as_written = perfdata_label(v.label);
+      std::string label = as_written;
+      for (int i = 2; taken.count(label); ++i) label = as_written + "_" + std::to_string(i);
+      taken.insert(label);
+      r.metrics.push_back({"perfdata", v.value, v.unit, {{"label", std::move(label)}}});
     }
     if (p.signal == 0) r.metrics.push_back({"exit_code", static_cast<double>(p.exit_code), ""});
     r.metrics.push_back({"duration", p.seconds, "s"});

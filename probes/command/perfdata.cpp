@@ -173,24 +173,16 @@ PluginOutput parse_plugin_output(std::string_view text) {
   return out;
 }
 
-std::string metric_name(std::string_view label) {
-  std::string name;
-  bool gap = false;
+std::string perfdata_label(std::string_view label) {
+  std::string out;
   for (const char ch : label) {
     const auto c = static_cast<unsigned char>(ch);
-    const bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '_' || c == '.' || c == ':' || c == '/' || c == '-' || c >= 0x80;
-    if (!keep) {
-      gap = true;
-      continue;
-    }
+    if (c < 0x20 || c == 0x7f) continue;  // a control character is no part of a name
     // Bounded, cut between UTF-8 characters.
-    if (name.size() >= 100 && ((c & 0xC0) != 0x80 || name.size() >= 103)) break;
-    if (gap && !name.empty()) name += '_';
-    gap = false;
-    name += ch;
+    if (out.size() >= 100 && ((c & 0xC0) != 0x80 || out.size() >= 103)) break;
+    out += ch;
   }
-  return name.empty() ? "value" : name;
+  return out.empty() ? "value" : out;
 }
 
 }  // namespace dozor::probes::command

@@ -30,8 +30,9 @@ PluginOutput parse_plugin_output(std::string_view text);
 /// Appends the items of one stretch of performance data ("a=1 'b c'=2ms;3;4").
 void parse_perfdata(std::string_view text, PluginOutput& out);
 
-/// A metric name from a label: runs of spaces, quotes and other punctuation become one `_`
-/// ("'C:\ used %'" -> "C:_used"); letters, digits, `_ . : / -` and UTF-8 stay. Never empty.
-std::string metric_name(std::string_view label);
+/// A plugin's label as the `label` label of its metric: as written, without control characters,
+/// at most about 100 bytes (cut between UTF-8 characters, within the collector's name_length).
+/// Never empty.
+std::string perfdata_label(std::string_view label);
 
 }  // namespace dozor::probes::command

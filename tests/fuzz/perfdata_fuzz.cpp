@@ -39,9 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(std::isfinite(v.value));
     if (v.uom == "ms" || v.uom == "us") check(v.unit == "s");
     if (v.uom == "KB" || v.uom == "MB" || v.uom == "GB" || v.uom == "TB") check(v.unit == "bytes");
-    const std::string name = metric_name(v.label);
-    check(!name.empty() && name.size() <= 104);
-    check(name.find_first_of(" \t\r\n'\"=;|") == std::string::npos);
+    // Within the collector's name_length (128), and no control character in a label value.
+    const std::string label = perfdata_label(v.label);
+    check(!label.empty() && label.size() <= 104);
+    for (unsigned char c : label) check(c >= 0x20 && c != 0x7f);
 
     PluginOutput again;
     parse_perfdata(quoted(v.label) + "=1", again);

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "bas/rac_output.h"
@@ -85,6 +87,30 @@ void expect_metric(const Result& r, std::string_view name, double value) {
   EXPECT_DOUBLE_EQ(*v, value) << name;
 }
 
+// The value of `name` with exactly `labels`.
+std::optional<double> labelled(const Result& r, std::string_view name,
+                               const std::map<std::string, std::string>& labels) {
+  for (const auto& m : r.metrics)
+    if (m.name == name && m.labels == labels) return m.value;
+  return std::nullopt;
+}
+
+void expect_sessions(const Result& r, const std::string& infobase, const std::string& kind,
+                     double value) {
+  const auto v = labelled(r, "sessions", {{"infobase", infobase}, {"kind", kind}});
+  ASSERT_TRUE(v) << "sessions{infobase=" << infobase << ",kind=" << kind
+                 << "} missing: " << to_text(r);
+  EXPECT_DOUBLE_EQ(*v, value) << infobase << " " << kind;
+}
+
+// The sum of every series of `name`, as Prometheus' sum() would take it.
+double sum_of(const Result& r, std::string_view name, const std::string& kind = "") {
+  double sum = 0;
+  for (const auto& m : r.metrics)
+    if (m.name == name && (kind.empty() || m.labels.at("kind") == kind)) sum += m.value;
+  return sum;
+}
+
 constexpr const char* kCluster = "--cluster=e3a1f5b2-7c44-4d1e-9a0b-1f2e3d4c5b6a";
 
 TEST(BasProbe, HealthyClusterThroughRacOnPath) {
@@ -98,19 +124,19 @@ TEST(BasProbe, HealthyClusterThroughRacOnPath) {
             "infobases, 2/2 workers running, 2 locks");
   expect_metric(r, "ras_up", 1);
   expect_metric(r, "clusters", 1);
-  expect_metric(r, "sessions", 10);
-  expect_metric(r, "sessions_thin", 5);
-  expect_metric(r, "sessions_thick", 1);
-  expect_metric(r, "sessions_web", 1);
-  expect_metric(r, "sessions_background", 1);
-  expect_metric(r, "sessions_designer", 1);
-  expect_metric(r, "sessions_other", 1);
-  expect_metric(r, "acc.sessions_thin", 3);
-  expect_metric(r, "acc.sessions_designer", 1);
-  expect_metric(r, "acc.sessions_web", 0);
-  expect_metric(r, "zup.sessions_web", 1);
-  expect_metric(r, "trade.sessions_thick", 1);
-  expect_metric(r, "trade.sessions_other", 1);
+  EXPECT_DOUBLE_EQ(sum_of(r, "sessions"), 10);
+  EXPECT_DOUBLE_EQ(sum_of(r, "sessions", "thin"), 5);
+  for (const char* kind : {"thick", "web", "background", "designer", "other"})
+    EXPECT_DOUBLE_EQ(sum_of(r, "sessions", kind), 1) << kind;
+  expect_sessions(r, "acc", "thin", 3);
+  expect_sessions(r, "acc", "designer", 1);
+  expect_sessions(r, "acc", "web", 0);
+  expect_sessions(r, "zup", "web", 1);
+  expect_sessions(r, "trade", "thick", 1);
+  expect_sessions(r, "trade", "other", 1);
+  EXPECT_EQ(r.metrics.end(), std::find_if(r.metrics.begin(), r.metrics.end(), [](const auto& m) {
+              return m.name.find('.') != std::string::npos;
+            }));  // nothing glued into a name
   expect_metric(r, "sessions_blocked_dbms", 0);
   expect_metric(r, "sessions_blocked_ls", 0);
   expect_metric(r, "longest_call_seconds", 0);
@@ -138,9 +164,9 @@ TEST(BasProbe, InfobaseFilterCountsOnlyThoseAndWarnsOfMissingOnes) {
   EXPECT_EQ(r.summary,
             "infobase 'hrm' not found in the cluster; 5 sessions (thin 3, background 1, designer "
             "1) in 1 infobase, 2/2 workers running, 1 lock");
-  expect_metric(r, "sessions", 5);
-  expect_metric(r, "acc.sessions_thin", 3);
-  EXPECT_FALSE(metric(r, "zup.sessions_thin"));
+  EXPECT_DOUBLE_EQ(sum_of(r, "sessions"), 5);
+  expect_sessions(r, "acc", "thin", 3);
+  EXPECT_FALSE(labelled(r, "sessions", {{"infobase", "zup"}, {"kind", "thin"}}));
   EXPECT_EQ(rac.calls().at(0), "srv-1c:1545\tcluster\tlist");
 }
 

@@ -97,6 +97,14 @@ TEST_F(CommandPlugin, DummyStatusesAndText) {
   }
 }
 
+// The value of the plugin's performance data item `label`.
+std::optional<double> perf(const Result& r, const std::string& label) {
+  for (const auto& m : r.metrics)
+    if (m.name == "perfdata" && m.labels.count("label") && m.labels.at("label") == label)
+      return m.value;
+  return std::nullopt;
+}
+
 TEST_F(CommandPlugin, DiskOfRoot) {
   const Result r = run_command("[" + kPlugins + "check_disk, -w, 10%, -c, 5%, -p, /]");
   // How full this machine's disk is decides the status; the exit code must agree with it.
@@ -104,12 +112,12 @@ TEST_F(CommandPlugin, DiskOfRoot) {
   EXPECT_EQ(static_cast<int>(r.status), static_cast<int>(*metric(r, "exit_code")));
   EXPECT_TRUE(r.summary.starts_with("DISK ")) << r.summary;
   // "/=25063063552B;...": the mount point is the label, bytes the unit.
-  const auto used = metric(r, "/");
+  const auto used = perf(r, "/");
   ASSERT_TRUE(used) << to_text(r);
   EXPECT_GT(*used, 0.0);
   EXPECT_LE(*used, static_cast<double>(std::filesystem::space("/").capacity));
   for (const auto& m : r.metrics) {
-    if (m.name == "/") {
+    if (m.name == "perfdata") {
       EXPECT_EQ(m.unit, "bytes");
     }
   }
@@ -121,9 +129,9 @@ TEST_F(CommandPlugin, TcpToListenerAndClosedPort) {
                          std::to_string(listener.port) + "']");
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
   EXPECT_TRUE(r.summary.starts_with("TCP OK")) << r.summary;
-  ASSERT_TRUE(metric(r, "time")) << to_text(r);  // time=0.000123s;;;0.000000;10.000000
-  EXPECT_GE(*metric(r, "time"), 0.0);
-  EXPECT_LT(*metric(r, "time"), 5.0);
+  ASSERT_TRUE(perf(r, "time")) << to_text(r);  // time=0.000123s;;;0.000000;10.000000
+  EXPECT_GE(*perf(r, "time"), 0.0);
+  EXPECT_LT(*perf(r, "time"), 5.0);
 
   int closed_port = 0;
   {
@@ -141,8 +149,8 @@ TEST_F(CommandPlugin, Procs) {
   const Result r = run_command("[" + kPlugins + "check_procs]");
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
   EXPECT_TRUE(r.summary.starts_with("PROCS OK: ")) << r.summary;
-  ASSERT_TRUE(metric(r, "procs")) << to_text(r);
-  EXPECT_GE(*metric(r, "procs"), 1.0);
+  ASSERT_TRUE(perf(r, "procs")) << to_text(r);
+  EXPECT_GE(*perf(r, "procs"), 1.0);
 }
 
 TEST_F(CommandProbe, HangingPluginIsKilledWithItsChildren) {
@@ -171,14 +179,14 @@ TEST_F(CommandProbe, LongOutputPerfdataAndEnvironment) {
   const Result r = run_command("[" + plugin + "]", ", env: { DOZOR_BASE: acc2026 }");
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
   EXPECT_EQ(r.summary, "ERP OK - acc2026 answers");
-  EXPECT_EQ(metric(r, "sessions_active"), 12.0);
-  EXPECT_EQ(metric(r, "latency"), 0.25);
-  EXPECT_EQ(metric(r, "db_size"), 2.0 * 1024 * 1024 * 1024);
-  // Names taken by the probe or by an earlier label get a suffix.
+  EXPECT_EQ(perf(r, "sessions active"), 12.0);
+  EXPECT_EQ(perf(r, "latency"), 0.25);
+  EXPECT_EQ(perf(r, "db_size"), 2.0 * 1024 * 1024 * 1024);
+  // The plugin's own exit_code item cannot shadow the probe's; a repeated label gets a suffix.
   EXPECT_EQ(metric(r, "exit_code"), 0.0);
-  EXPECT_EQ(metric(r, "exit_code_2"), 9.0);
-  EXPECT_EQ(metric(r, "latency_2"), 1.0);
-  EXPECT_EQ(metric(r, "free"), 75.0);
+  EXPECT_EQ(perf(r, "exit_code"), 9.0);
+  EXPECT_EQ(perf(r, "latency_2"), 1.0);
+  EXPECT_EQ(perf(r, "free"), 75.0);
 }
 
 TEST_F(CommandProbe, OddEndings) {
@@ -210,8 +218,8 @@ TEST_F(CommandProbe, TruncatedOutputKeepsWholeLinesOnly) {
       script("check_big", "echo 'OK | a=1'\necho 'x | b=123456789'\nhead -c 100000 /dev/zero\n");
   const Result r = run_command("[" + plugin + "]", ", max_output: 20B");
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
-  EXPECT_EQ(metric(r, "a"), 1.0);
-  EXPECT_FALSE(metric(r, "b"));
+  EXPECT_EQ(perf(r, "a"), 1.0);
+  EXPECT_FALSE(perf(r, "b"));
 }
 
 TEST_F(CommandProbe, ConfigErrors) {
@@ -297,14 +305,14 @@ TEST(Perfdata, LongOutput) {
   EXPECT_EQ(parse_plugin_output("  | a=1").summary, "");
 }
 
-TEST(Perfdata, MetricNames) {
-  EXPECT_EQ(command::metric_name("time"), "time");
-  EXPECT_EQ(command::metric_name("/var/log"), "/var/log");
-  EXPECT_EQ(command::metric_name("sessions active"), "sessions_active");
-  EXPECT_EQ(command::metric_name("C:\\ used %"), "C:_used");
-  EXPECT_EQ(command::metric_name("база 1"), "база_1");
-  EXPECT_EQ(command::metric_name("%%"), "value");
-  EXPECT_EQ(command::metric_name(std::string(500, 'a')).size(), 100u);
+TEST(Perfdata, LabelsAreKeptAsWrittenAndBounded) {
+  EXPECT_EQ(command::perfdata_label("/var/log"), "/var/log");
+  EXPECT_EQ(command::perfdata_label("sessions active"), "sessions active");
+  EXPECT_EQ(command::perfdata_label("C:\\ used %"), "C:\\ used %");
+  EXPECT_EQ(command::perfdata_label("база\t1"), "база1");
+  EXPECT_EQ(command::perfdata_label(""), "value");
+  EXPECT_EQ(command::perfdata_label(std::string(500, 'a')).size(), 100u);
+  EXPECT_EQ(command::perfdata_label(std::string(99, 'a') + "б").size(), 101u);  // not cut in half
 }
 
 }  // namespace
