@@ -1,7 +1,9 @@
-"""Debian's real Prometheus scrapes a real collector and answers a query for the agent's probes."""
+"""Debian's real Prometheus scrapes a real collector and answers queries for the agent's probes,
+labelled metrics included; promtool checks the exposition."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 import urllib.parse
 
@@ -10,6 +12,19 @@ from harness import (Agent, Certs, Collector, IntegrationCase, Process, TcpServi
                      http_get, main, wait_for)
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+BAS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../probes/bas")
+
+
+def fake_rac(folder, case="healthy"):
+    """An executable `rac` answering from tests/probes/bas/testdata/CASE: no 1C:Enterprise
+    cluster can run here (tests/probes/bas/fake_rac.sh says how it answers)."""
+    path = os.path.join(folder, "rac")
+    with open(path, "w") as f:
+        f.write(f"#!/bin/sh\nexec /bin/sh '{BAS_DIR}/fake_rac.sh' '{BAS_DIR}/testdata/{case}' "
+                f"'{folder}/rac.log' \"$@\"\n")
+    os.chmod(path, 0o755)
+    return path
 
 
 class PrometheusScrape(IntegrationCase):
@@ -21,6 +36,7 @@ class PrometheusScrape(IntegrationCase):
         self.start(Agent(self.dir, "agent-01", collector.url, certs.agent("agent-01"), [
             f"{{ name: erp-port, type: tcp, host: 127.0.0.1, port: {service.port}, interval: 1s }}",
             f"{{ name: gone, type: tcp, host: 127.0.0.1, port: {free_port()}, interval: 1s }}",
+            f"{{ name: erp, type: bas, rac: '{fake_rac(self.dir)}', interval: 1s, timeout: 1s }}",
         ]))
 
         port = free_port()
@@ -41,13 +57,31 @@ class PrometheusScrape(IntegrationCase):
             self.assertEqual(body["status"], "success")
             return {r["metric"]["probe"]: float(r["value"][1]) for r in body["data"]["result"]}
 
-        got = wait_for("Prometheus to have both probes",
-                       lambda: (lambda r: r if len(r) == 2 else None)(
+        got = wait_for("Prometheus to have every probe",
+                       lambda: (lambda r: r if len(r) == 3 else None)(
                            query('dozor_probe_status{agent="agent-01",site="acme-kyiv"}')),
                        timeout=60, interval=0.5)
-        self.assertEqual(got, {"erp-port": 0.0, "gone": 2.0})
+        self.assertEqual(got, {"erp-port": 0.0, "gone": 2.0, "erp": 0.0})
         up = json.loads(http_get(f"http://127.0.0.1:{port}/api/v1/query?query=up"))
         self.assertEqual(up["data"]["result"][0]["value"][1], "1")  # the scrape itself succeeded
+
+        # Metric labels are Prometheus labels: sessions per infobase, summed over kinds.
+        def by_infobase():
+            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(
+                {"query": 'sum by (infobase) (dozor_probe_value{metric="sessions"})'})
+            rows = json.loads(http_get(url))["data"]["result"]
+            return {r["metric"]["infobase"]: float(r["value"][1]) for r in rows}
+        sessions = wait_for("sessions by infobase", by_infobase, timeout=30, interval=0.5)
+        self.assertEqual(set(sessions), {"acc", "zup", "trade"})
+        self.assertEqual(sessions["acc"], 5.0)  # thin 3, background 1, designer 1
+        self.assertEqual(sum(sessions.values()), 10.0)
+
+        # The exposition passes promtool's check (format and naming lint).
+        exposition = collector.metrics()
+        self.assertIn('infobase="acc"', exposition)
+        check = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition,
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
 
 if __name__ == "__main__":
