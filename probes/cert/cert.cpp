@@ -138,7 +138,7 @@ class CertProbe final : public Probe {
     const auto from = tls::days_until(X509_get0_notBefore(cert));
     if (!left || !from)
       return make_result(Status::critical, where + " certificate has unreadable validity dates");
-    r.metrics.push_back({"days_left", *left, "d"});
+    r.metrics.push_back({"expires_in_seconds", *left * 86400, "s"});
     r.metrics.push_back({"handshake_seconds", handshake_seconds, "s"});
 
     std::string summary = where + " certificate " + one_line(X509_get_subject_name(cert)) + " ";

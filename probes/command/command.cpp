@@ -79,7 +79,7 @@ class CommandProbe final : public Probe {
       r = make_result(Status::critical, "timed out after " + format_duration(timeout) +
                                             " (process group killed)" +
                                             (p.error.empty() ? "" : "; " + p.error));
-      r.metrics.push_back({"duration", p.seconds, "s"});
+      r.metrics.push_back({"duration_seconds", p.seconds, "s"});
       return r;
     }
     if (!p.error.empty())
@@ -116,7 +116,7 @@ class CommandProbe final : public Probe {
       r.metrics.push_back({"perfdata", v.value, v.unit, {{"label", std::move(label)}}});
     }
     if (p.signal == 0) r.metrics.push_back({"exit_code", static_cast<double>(p.exit_code), ""});
-    r.metrics.push_back({"duration", p.seconds, "s"});
+    r.metrics.push_back({"duration_seconds", p.seconds, "s"});
     return r;
   }
 

@@ -35,6 +35,7 @@
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/url.h"
 #include "dozor/protocol/version.h"
+#include "src/human_units.h"
 #include "src/regex_window.h"
 
 namespace dozor::probes::http {
@@ -187,7 +188,7 @@ class HttpProbe final : public Probe {
       if (X509* cert = SSL_get0_peer_certificate(stream.native_handle())) {
         if (const auto days = tls::days_until(X509_get0_notAfter(cert))) {
           const double left = *days;
-          r.metrics.push_back({"cert_expiry_days", left, "d"});
+          r.metrics.push_back({"cert_expires_in_seconds", left * 86400, "s"});
           cert_status = threshold_status_below(left, c_.cert_warning_days, c_.cert_critical_days);
           cert_note = left >= 0 ? "cert expires in " + fixed(left, 1) + " d"
                                 : "cert expired " + fixed(-left, 1) + " d ago";
@@ -209,7 +210,7 @@ class HttpProbe final : public Probe {
     r.metrics.push_back({"body_bytes", static_cast<double>(resp.body_bytes), "bytes"});
 
     Status s = protocol::worst(cert_status, threshold_status(took, c_.warning, c_.critical));
-    std::string summary = "HTTP " + std::to_string(resp.code) + " in " + fixed(took, 3) + " s";
+    std::string summary = "HTTP " + std::to_string(resp.code) + " in " + human_seconds(took);
     if (static_cast<int>(resp.code) != c_.expect_status) {
       s = Status::critical;
       summary += ", expected " + std::to_string(c_.expect_status);

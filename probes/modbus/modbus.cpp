@@ -258,10 +258,8 @@ class ModbusProbe final : public Probe {
     }
     add_health(r, 1, cycle);
     r.status = status;
-    char head[128];
-    std::snprintf(head, sizeof head, ": %zu points in %d requests, %.3f s", c_->points.size(),
-                  cycle.requests, cycle.seconds);
-    r.summary = where + head;
+    r.summary = where + ": " + std::to_string(c_->points.size()) + " points in " +
+                std::to_string(cycle.requests) + " requests, " + human_seconds(cycle.seconds);
     for (const auto& n : notes) r.summary += "; " + n;
     if (!texts.empty()) r.summary += "; " + texts;
     return r;

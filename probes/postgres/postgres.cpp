@@ -294,16 +294,7 @@ Reading collect(const Config& c, const std::optional<std::string>& password,
   return rd;
 }
 
-std::string format_seconds(double s) {
-  char buf[32];
-  if (s < 1)
-    std::snprintf(buf, sizeof buf, s < 0.01 ? "%.1f ms" : "%.0f ms", s * 1000);
-  else if (s < 60)
-    std::snprintf(buf, sizeof buf, "%.1fs", s);
-  else
-    return format_duration(std::chrono::seconds(std::llround(s)));
-  return buf;
-}
+std::string format_seconds(double s) { return human_seconds(s); }
 
 /// One reading in the summary, with the verdict of its thresholds.
 struct Finding {

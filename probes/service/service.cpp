@@ -93,7 +93,7 @@ class ServiceProbe final : public Probe {
 
     Result r = with_active(make_result(status, ""), active);
     if (s.restarts) {
-      r.metrics.push_back({"restarts", static_cast<double>(*s.restarts), ""});
+      r.metrics.push_back({"restarts_total", static_cast<double>(*s.restarts), ""});
       if (*s.restarts > 0) summary += ", restarted " + std::to_string(*s.restarts) + " times";
     }
     if (active && s.start_monotonic_us && *s.start_monotonic_us > 0) {

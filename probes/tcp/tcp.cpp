@@ -6,6 +6,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include "src/human_units.h"
+
 namespace dozor::probes::tcp {
 namespace {
 
@@ -88,10 +90,9 @@ class TcpProbe final : public Probe {
       }
     }
     Status s = threshold_status(connect_s, c_.warning, c_.critical);
-    char line[128];
-    std::snprintf(line, sizeof line, "connected in %.3f s", connect_s);
     co_return with(std::move(r), s,
-                   where + " " + line + (c_.expect.empty() ? "" : ", reply matched"));
+                   where + " connected in " + human_seconds(connect_s) +
+                       (c_.expect.empty() ? "" : ", reply matched"));
   }
 
  private:

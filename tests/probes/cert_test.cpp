@@ -184,9 +184,9 @@ TEST_F(CertProbe, ThirtyDaysIsOk) {
   TlsPeer peer(leaf(30.5));
   const Result r = run(yaml(peer.port())).result;
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
-  ASSERT_TRUE(metric(r, "days_left")) << to_text(r);
-  EXPECT_GT(*metric(r, "days_left"), 30.4);
-  EXPECT_LE(*metric(r, "days_left"), 30.5);
+  ASSERT_TRUE(metric(r, "expires_in_seconds")) << to_text(r);
+  EXPECT_GT((*metric(r, "expires_in_seconds") / 86400), 30.4);
+  EXPECT_LE((*metric(r, "expires_in_seconds") / 86400), 30.5);
   ASSERT_TRUE(metric(r, "handshake_seconds"));
   EXPECT_GE(*metric(r, "handshake_seconds"), 0.0);
   EXPECT_LT(*metric(r, "handshake_seconds"), 2.0);
@@ -239,8 +239,8 @@ TEST_F(CertProbe, ExpiredIsCritical) {
   TlsPeer peer(leaf(-2, -30));
   Result r = run(yaml(peer.port())).result;
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
-  ASSERT_TRUE(metric(r, "days_left"));
-  EXPECT_LT(*metric(r, "days_left"), -1.9);
+  ASSERT_TRUE(metric(r, "expires_in_seconds"));
+  EXPECT_LT((*metric(r, "expires_in_seconds") / 86400), -1.9);
   EXPECT_TRUE(contains(r.summary, "expired 2 days ago")) << r.summary;
   EXPECT_TRUE(contains(r.summary, "not trusted: certificate has expired")) << r.summary;
   // Without verification expiry still counts.
@@ -263,7 +263,7 @@ TEST_F(CertProbe, WrongNameIsCritical) {
   Result r = run(yaml(peer.port(), ", server_name: erp.example.com")).result;
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
   EXPECT_TRUE(contains(r.summary, "not trusted: hostname mismatch")) << r.summary;
-  ASSERT_TRUE(metric(r, "days_left")) << "the certificate is still read";
+  ASSERT_TRUE(metric(r, "expires_in_seconds")) << "the certificate is still read";
   r = run(yaml(peer.port(), ", server_name: 10.0.0.1")).result;
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
   EXPECT_TRUE(contains(r.summary, "IP address mismatch")) << r.summary;

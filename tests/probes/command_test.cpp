@@ -91,9 +91,9 @@ TEST_F(CommandPlugin, DummyStatusesAndText) {
     EXPECT_EQ(r.status, c.status) << to_text(r);
     EXPECT_EQ(r.summary, c.summary);
     EXPECT_EQ(metric(r, "exit_code"), c.code);
-    ASSERT_TRUE(metric(r, "duration"));
-    EXPECT_GE(*metric(r, "duration"), 0.0);
-    EXPECT_LT(*metric(r, "duration"), 5.0);
+    ASSERT_TRUE(metric(r, "duration_seconds"));
+    EXPECT_GE(*metric(r, "duration_seconds"), 0.0);
+    EXPECT_LT(*metric(r, "duration_seconds"), 5.0);
   }
 }
 

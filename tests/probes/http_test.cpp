@@ -164,7 +164,7 @@ TEST(HttpProbe, Status200IsOk) {
   ASSERT_TRUE(metric(r, "response_seconds"));
   EXPECT_GE(*metric(r, "response_seconds"), 0.0);
   EXPECT_LT(*metric(r, "response_seconds"), 3.0);
-  EXPECT_FALSE(metric(r, "cert_expiry_days"));
+  EXPECT_FALSE(metric(r, "cert_expires_in_seconds"));
 
   const auto seen = peer.seen();
   ASSERT_EQ(seen.size(), 1u);
@@ -357,9 +357,9 @@ TEST_F(HttpsProbe, TrustedCertIsOkAndReportsExpiry) {
   HttpPeer peer(reply(200, "secure hello"), &cert);
   const Result r = run(yaml(peer.url(), ", ca: " + ca)).result;
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
-  ASSERT_TRUE(metric(r, "cert_expiry_days"));
-  EXPECT_GT(*metric(r, "cert_expiry_days"), 89.9);
-  EXPECT_LE(*metric(r, "cert_expiry_days"), 90.0);
+  ASSERT_TRUE(metric(r, "cert_expires_in_seconds"));
+  EXPECT_GT((*metric(r, "cert_expires_in_seconds") / 86400), 89.9);
+  EXPECT_LE((*metric(r, "cert_expires_in_seconds") / 86400), 90.0);
   EXPECT_TRUE(contains(r.summary, "cert expires in ")) << r.summary;
   EXPECT_EQ(metric(r, "body_bytes"), 12);
   ASSERT_EQ(peer.seen().size(), 1u);
@@ -382,9 +382,9 @@ TEST_F(HttpsProbe, CertExpiryThresholds) {
   HttpPeer peer_soon(reply(200, "ok"), &soon);
   Result r = run(yaml(peer_soon.url(), ", ca: " + ca_soon)).result;
   EXPECT_EQ(r.status, Status::warning) << to_text(r);
-  ASSERT_TRUE(metric(r, "cert_expiry_days"));
-  EXPECT_GT(*metric(r, "cert_expiry_days"), 19.9);
-  EXPECT_LE(*metric(r, "cert_expiry_days"), 20.0);
+  ASSERT_TRUE(metric(r, "cert_expires_in_seconds"));
+  EXPECT_GT((*metric(r, "cert_expires_in_seconds") / 86400), 19.9);
+  EXPECT_LE((*metric(r, "cert_expires_in_seconds") / 86400), 20.0);
   r = run(yaml(peer_soon.url(),
                ", ca: " + ca_soon + ", cert_warning_days: 10, cert_critical_days: 2"))
           .result;
@@ -395,8 +395,8 @@ TEST_F(HttpsProbe, CertExpiryThresholds) {
   HttpPeer peer_very_soon(reply(200, "ok"), &very_soon);
   r = run(yaml(peer_very_soon.url(), ", ca: " + ca_very_soon)).result;
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
-  EXPECT_GT(*metric(r, "cert_expiry_days"), 2.9);
-  EXPECT_LE(*metric(r, "cert_expiry_days"), 3.0);
+  EXPECT_GT((*metric(r, "cert_expires_in_seconds") / 86400), 2.9);
+  EXPECT_LE((*metric(r, "cert_expires_in_seconds") / 86400), 3.0);
 }
 
 TEST_F(HttpsProbe, ExpiredCertWithoutVerification) {
@@ -404,7 +404,7 @@ TEST_F(HttpsProbe, ExpiredCertWithoutVerification) {
   HttpPeer peer(reply(200, "ok"), &cert);
   Result r = run(yaml(peer.url(), ", tls_verify: false")).result;
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
-  EXPECT_LT(*metric(r, "cert_expiry_days"), -1.9);
+  EXPECT_LT((*metric(r, "cert_expires_in_seconds") / 86400), -1.9);
   EXPECT_TRUE(contains(r.summary, "cert expired 2.0 d ago")) << r.summary;
 
   r = run(yaml(peer.url(), ", ca: " + dir_.write("ca.pem", cert.cert_pem))).result;
@@ -425,7 +425,7 @@ TEST_F(HttpsProbe, UntrustedCertIsCritical) {
 
   r = run(yaml(peer.url(), ", tls_verify: false")).result;
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
-  EXPECT_TRUE(metric(r, "cert_expiry_days"));
+  EXPECT_TRUE(metric(r, "cert_expires_in_seconds"));
 }
 
 TEST_F(HttpsProbe, HostMismatchIsCritical) {

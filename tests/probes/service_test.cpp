@@ -29,7 +29,7 @@ TEST(ServiceProbe, ActiveUnit) {
   EXPECT_TRUE(r.summary.starts_with("postgresql.service active (running), pid 812, up "))
       << r.summary;
   EXPECT_EQ(metric(r, "active"), 1.0);
-  EXPECT_EQ(metric(r, "restarts"), 0.0);
+  EXPECT_EQ(metric(r, "restarts_total"), 0.0);
   // Started 5.4s after boot by the monotonic clock; this machine has been up longer than that.
   ASSERT_TRUE(metric(r, "uptime_seconds")) << to_text(r);
   EXPECT_GT(*metric(r, "uptime_seconds"), 0.0);
@@ -40,7 +40,7 @@ TEST(ServiceProbe, FailedUnitIsCritical) {
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
   EXPECT_EQ(r.summary, "srv1cv83.service failed (failed), restarted 3 times");
   EXPECT_EQ(metric(r, "active"), 0.0);
-  EXPECT_EQ(metric(r, "restarts"), 3.0);
+  EXPECT_EQ(metric(r, "restarts_total"), 3.0);
   EXPECT_FALSE(metric(r, "uptime_seconds"));
 }
 
