@@ -16,6 +16,9 @@ namespace {
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 
+// A point as its series reads: voltage{phase="L1"}.
+std::string point_name(const Point& p) { return protocol::series_name({p.name, 0, "", p.labels}); }
+
 constexpr OptionSpec kOptions[] = {
     {"link", OptionKind::string, "", true,
      "tcp://host:port, rtu:///dev/ttyUSB0?baud=9600&parity=N&data=8&stop=1 or rtu+tcp://host:port"},
@@ -237,23 +240,24 @@ class ModbusProbe final : public Probe {
         seen = {v, now, true};
       } else if (p.stale && now - seen.since >= *p.stale) {
         status = worst(status, Status::critical);
-        notes.push_back(p.name + " unchanged for " +
+        notes.push_back(point_name(p) + " unchanged for " +
                         human_number(std::floor(seconds_between(seen.since, now))) + " s");
       }
       if (v.is_text) {
-        texts += (texts.empty() ? "" : ", ") + p.name + "='" + v.text + "'";
+        texts += (texts.empty() ? "" : ", ") + point_name(p) + "='" + v.text + "'";
         continue;
       }
-      r.metrics.push_back({p.name, v.number, p.unit});
+      r.metrics.push_back({p.name, v.number, p.unit, p.labels});
       if (p.critical && !p.critical->contains(v.number)) {
         status = worst(status, Status::critical);
-        notes.push_back(p.name + " " + human_number(v.number) + p.unit + " outside critical [" +
-                        human_number(p.critical->low) + ", " + human_number(p.critical->high) +
-                        "]");
+        notes.push_back(point_name(p) + " " + human_number(v.number) + p.unit +
+                        " outside critical [" + human_number(p.critical->low) + ", " +
+                        human_number(p.critical->high) + "]");
       } else if (p.warning && !p.warning->contains(v.number)) {
         status = worst(status, Status::warning);
-        notes.push_back(p.name + " " + human_number(v.number) + p.unit + " outside warning [" +
-                        human_number(p.warning->low) + ", " + human_number(p.warning->high) + "]");
+        notes.push_back(point_name(p) + " " + human_number(v.number) + p.unit +
+                        " outside warning [" + human_number(p.warning->low) + ", " +
+                        human_number(p.warning->high) + "]");
       }
     }
     add_health(r, 1, cycle);

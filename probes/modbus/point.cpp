@@ -7,6 +7,8 @@
 #include <cstring>
 #include <set>
 
+#include "dozor/protocol/report.h"
+
 namespace dozor::probes::modbus {
 namespace {
 
@@ -114,6 +116,8 @@ constexpr OptionSpec kPointOptions[] = {
     {"scale", OptionKind::number, "1", false, "value = raw * scale + offset"},
     {"offset", OptionKind::number, "0", false, "value = raw * scale + offset"},
     {"unit", OptionKind::string, "", false, "unit of measure, e.g. V, kWh"},
+    {"labels", OptionKind::string_map, "", false,
+     "labels of its metric, e.g. {phase: L1}: points of one name told apart by them"},
     {"warning", OptionKind::yaml, "", false, "[low, high]: outside is a warning"},
     {"critical", OptionKind::yaml, "", false, "[low, high]: outside is critical"},
     {"stale", OptionKind::duration, "", false, "a value unchanged this long is critical"},
@@ -263,10 +267,17 @@ std::vector<Point> read_points(const Options& o, std::span<const Forbidden> forb
     Point p;
     p.line = list[i].Mark().line + 1;
     p.name = po.string("name");
+    if (po.has("labels")) p.labels = po.string_map("labels");
+    for (const auto& [key, value] : p.labels)
+      if (const auto problem = protocol::label_name_problem(key); !problem.empty())
+        po.error("labels", "'" + key + "': " + problem);
+    if (p.labels.size() > protocol::kMaxMetricLabels)
+      po.error("labels", "at most " + std::to_string(protocol::kMaxMetricLabels) + " labels");
+    const std::string series = protocol::series_name({p.name, 0, "", p.labels});
     if (!valid_name(p.name))
       po.error("name", "expected letters, digits and _, not starting with a digit");
-    else if (!seen.insert(p.name).second)
-      po.error("name", "duplicate point name '" + p.name + "'");
+    else if (!seen.insert(series).second)
+      po.error("name", "duplicate point '" + series + "' (the same name and labels)");
     auto reg = read_register(po);
     if (!reg) continue;
     p.reg = *reg;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -59,6 +60,7 @@ struct Point {
   double scale = 1;
   double offset = 0;
   std::string unit;
+  std::map<std::string, std::string> labels;  // of its metric, e.g. {phase: L1}
   std::optional<Range> warning, critical;
   std::optional<std::chrono::milliseconds> stale;
   int line = 0;  // in the config, for messages

@@ -76,7 +76,7 @@ std::string meter(const std::string& link, int unit, const std::string& extra = 
   - { name: alarm, register: holding, address: 110, type: bool, bit: 3 }
   - { name: breaker_closed, register: coil, address: 5, type: bool }
   - { name: door_open, register: discrete, address: 2, type: bool }
-  - { name: temperature, register: holding, address: 400, type: int16, scale: 0.1, unit: C }
+  - { name: temperature, register: holding, address: 400, type: int16, scale: 0.1, unit: C, labels: {sensor: cabinet} }
 )";
 }
 
@@ -102,6 +102,11 @@ void expect_values(const Result& r, double volts, double energy, double temp) {
   EXPECT_EQ(metric(r, "breaker_closed"), 1);
   EXPECT_EQ(metric(r, "door_open"), 0);
   EXPECT_DOUBLE_EQ(metric(r, "temperature"), temp);
+  for (const auto& m : r.metrics) {
+    if (m.name == "temperature") {
+      EXPECT_EQ(m.labels.at("sensor"), "cabinet");  // the point's own labels
+    }
+  }
   EXPECT_EQ(metric(r, "up"), 1);
 }
 

@@ -187,10 +187,16 @@ TEST(ModbusConfig, ErrorsNameFileLineAndKey) {
        "test.yaml:5: probes[0].points[0].warning: expected [low, high] with low <= high"},
       {device("  - { name: a, register: holding, address: 1, colour: red }\n"),
        "test.yaml:5: probes[0].points[0].colour: unknown key; known: name, register, address, "
-       "type, order, bit, length, scale, offset, unit, warning, critical, stale"},
+       "type, order, bit, length, scale, offset, unit, labels, warning, critical, stale"},
       {device("  - { name: a, register: holding, address: 1 }\n"
               "  - { name: a, register: holding, address: 2 }\n"),
-       "test.yaml:6: probes[0].points[1].name: duplicate point name 'a'"},
+       "test.yaml:6: probes[0].points[1].name: duplicate point 'a' (the same name and labels)"},
+      {device("  - { name: v, register: holding, address: 1, labels: {phase: L1} }\n"
+              "  - { name: v, register: holding, address: 2, labels: {phase: L1} }\n"),
+       "test.yaml:6: probes[0].points[1].name: duplicate point 'v{phase=\"L1\"}' (the same name "
+       "and labels)"},
+      {device("  - { name: v, register: holding, address: 1, labels: {site: x} }\n"),
+       "test.yaml:5: probes[0].points[0].labels: 'site': 'site' is the collector's own label"},
       {device("  - { name: a, register: holding, address: 10, type: uint32 }\n",
               "forbidden:\n  - { register: holding, from: 11, to: 20 }\n"),
        "test.yaml:7: probes[0].points[0].address: holding 10-11 overlaps forbidden 11-20"},
@@ -209,6 +215,13 @@ TEST(ModbusConfig, ErrorsNameFileLineAndKey) {
     ASSERT_EQ(errors.size(), 1u) << c.yaml << (errors.empty() ? "" : "\n" + errors[0]);
     EXPECT_EQ(errors[0], c.error) << c.yaml;
   }
+}
+
+TEST(ModbusConfig, PointsOfOneNameAreToldApartByTheirLabels) {
+  auto errors = errors_of(
+      device("  - { name: voltage, register: input, address: 0, labels: {phase: L1} }\n"
+             "  - { name: voltage, register: input, address: 1, labels: {phase: L2} }\n"));
+  EXPECT_TRUE(errors.empty()) << errors.front();
 }
 
 TEST(ModbusConfig, BadLinks) {
