@@ -76,6 +76,12 @@ class PrometheusScrape(IntegrationCase):
         self.assertEqual(sessions["acc"], 5.0)  # thin 3, background 1, designer 1
         self.assertEqual(sum(sessions.values()), 10.0)
 
+        # The API shows them too.
+        erp = next(p for p in collector.agents()["agent-01"]["probes"] if p["name"] == "erp")
+        self.assertIn({"name": "sessions", "value": 3.0, "labels": {"infobase": "acc",
+                                                                   "kind": "thin"}},
+                      erp["metrics"])
+
         # The exposition passes promtool's check (format and naming lint).
         exposition = collector.metrics()
         self.assertIn('infobase="acc"', exposition)
