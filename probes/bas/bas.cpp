@@ -38,8 +38,19 @@ constexpr OptionSpec kOptions[] = {
      "sessions waiting for a lock (DBMS or managed), at or above which to warn"},
     {"blocked_critical", OptionKind::integer, "5", false, "blocked sessions, critical"},
     {"call_warning", OptionKind::duration, "30s", false,
-     "a server call running this long or longer is a warning"},
-    {"call_critical", OptionKind::duration, "2m", false, "a server call this long is critical"},
+     "an interactive server call (thin, thick or web client, COM, services) running this long "
+     "or longer is a warning"},
+    {"call_critical", OptionKind::duration, "2m", false,
+     "an interactive server call this long is critical"},
+    {"background_call_warning", OptionKind::duration, "", false,
+     "a background job's server call this long is a warning; default: not judged (a routine "
+     "job is one long call)"},
+    {"background_call_critical", OptionKind::duration, "", false,
+     "a background job's server call this long is critical"},
+    {"licenses_total", OptionKind::integer, "0", false,
+     "licences bought (client and server together); with it, licences in use are judged"},
+    {"licenses_warning", OptionKind::number, "0.9", false,
+     "share of licenses_total in use at or above which to warn; all of them is critical"},
     {"performance_warning", OptionKind::number, "80", false,
      "a running worker's available-perfomance at or below which to warn"},
     {"performance_critical", OptionKind::number, "50", false,
@@ -48,13 +59,16 @@ constexpr OptionSpec kOptions[] = {
      "how long a worker may exceed the cluster's memory limit before it is critical (any "
      "excess is a warning)"},
     {"infobases", OptionKind::yaml, "", false,
-     "list of infobase names to count sessions and locks of; default all"},
+     "list of infobase names to count sessions of; default all"},
 };
 
 struct Config {
   std::string rac, ras, cluster, cluster_user, password_env;
   double blocked_warning = 1, blocked_critical = 5;
   milliseconds call_warning{30000}, call_critical{120000};
+  std::optional<milliseconds> background_warning, background_critical;
+  std::int64_t licenses_total = 0;
+  double licenses_warning = 0.9;
   double performance_warning = 80, performance_critical = 50;
   milliseconds memory_excess_critical{60000};
   std::vector<std::string> infobases;
@@ -118,7 +132,7 @@ struct ClusterState {
   std::vector<RacInfobase> infobases;
   std::vector<RacSession> sessions;
   std::vector<RacProcess> processes;
-  std::vector<RacLock> locks;
+  std::vector<RacLicense> licenses;
 };
 
 /// What one round of rac calls found: the clusters, or the result that says why it stopped.
@@ -165,7 +179,7 @@ class RacClient {
       if (!read(cl, {"infobase", "summary", "list"}, read_infobases, st.infobases, s) ||
           !read(cl, {"session", "list"}, read_sessions, st.sessions, s) ||
           !read(cl, {"process", "list"}, read_processes, st.processes, s) ||
-          !read(cl, {"lock", "list"}, read_locks, st.locks, s))
+          !read(cl, {"session", "list", "--licenses"}, read_licenses, st.licenses, s))
         return s;
       s.clusters.push_back(std::move(st));
     }
@@ -304,7 +318,8 @@ class BasProbe final : public Probe {
     if (!c_.password_env.empty()) auth += " --cluster-pwd=$" + c_.password_env;
     return c_.rac + " " + c_.ras + " cluster list; then per cluster" +
            (c_.cluster.empty() ? "" : " '" + c_.cluster + "'") +
-           ": infobase summary list, session list, process list, lock list, each with "
+           ": infobase summary list, session list, process list, session list --licenses, each "
+           "with "
            "--cluster=<uuid>" +
            auth;
   }
@@ -337,15 +352,33 @@ class BasProbe final : public Probe {
     co_return evaluate(s->clusters);
   }
 
+  // Interactive: someone waits for the call (a client, a COM or web-service caller); a
+  // background job's long call is routine; the Designer's (a configuration update) too.
+  static bool interactive(std::size_t kind) { return kind != 3 && kind != 4; }
+
   Result evaluate(const std::vector<ClusterState>& clusters) const {
     const std::set<std::string> wanted(c_.infobases.begin(), c_.infobases.end());
     std::set<std::string> seen;
-    // Per infobase name, sessions of each kind; every infobase counted is listed, also at 0.
+    // Per infobase name, awake sessions of each kind; every infobase counted is listed, also at
+    // 0. Hibernated sessions (their client gone for now) apart.
     std::map<std::string, std::array<int, kKinds.size()>> per_infobase;
+    std::map<std::string, int> hibernated_per_infobase;
     std::array<int, kKinds.size()> totals{};
-    int sessions = 0, blocked_dbms = 0, blocked_ls = 0, locks = 0;
-    const RacSession* longest = nullptr;
-    std::string longest_infobase;
+    int sessions = 0, hibernated = 0, blocked_dbms = 0, blocked_ls = 0;
+    struct Longest {
+      const RacSession* session = nullptr;
+      std::string infobase;
+      double seconds() const { return session ? session->call_seconds : 0.0; }
+      void offer(const RacSession& s, const std::string& ib) {
+        if (!session || s.call_seconds > session->call_seconds) {
+          session = &s;
+          infobase = ib;
+        }
+      }
+    } longest_interactive, longest_background, longest_wait;
+    // Licences in use by (type, issued by, series), each session counted once.
+    std::map<std::array<std::string, 3>, std::set<std::string>> licenses;
+    std::set<std::string> licensed_sessions;
     int enabled = 0, running = 0;
     std::vector<std::string> dead;
     std::optional<double> lowest_perf;
@@ -356,27 +389,40 @@ class BasProbe final : public Probe {
       for (const auto& ib : st.infobases) {
         names[ib.id] = ib.name;
         seen.insert(ib.name);
-        if (wanted.empty() || wanted.contains(ib.name)) per_infobase[ib.name];
+        if (wanted.empty() || wanted.contains(ib.name)) {
+          per_infobase[ib.name];
+          hibernated_per_infobase[ib.name];
+        }
       }
-      std::set<std::string> counted;  // session uuids, for the locks they hold
+      // With session fault tolerance and two central servers a session is listed by each:
+      // a session is its uuid.
+      std::set<std::string> counted;
       for (const auto& s : st.sessions) {
         const auto n = names.find(s.infobase);
         const std::string& ib = n != names.end() ? n->second : s.infobase;
         if (!wanted.empty() && !wanted.contains(ib)) continue;
-        counted.insert(s.id);
-        ++sessions;
+        if (!counted.insert(s.id).second) continue;
         const auto k = kind_of(s.app_id);
+        if (s.hibernate) {
+          ++hibernated;
+          ++hibernated_per_infobase[ib];
+          continue;
+        }
+        ++sessions;
         ++totals[k];
         ++per_infobase[ib][k];
         if (s.blocked_by_dbms != 0) ++blocked_dbms;
         if (s.blocked_by_ls != 0) ++blocked_ls;
-        if (!longest || s.call_seconds > longest->call_seconds) {
-          longest = &s;
-          longest_infobase = ib;
-        }
+        if (s.blocked_by_dbms != 0 || s.blocked_by_ls != 0) longest_wait.offer(s, ib);
+        if (k == 3) longest_background.offer(s, ib);
+        if (interactive(k)) longest_interactive.offer(s, ib);
       }
-      for (const auto& l : st.locks)
-        if (wanted.empty() || counted.contains(l.session)) ++locks;
+      for (const auto& l : st.licenses) {
+        if (!licensed_sessions.insert(st.cluster.id + "/" + l.session).second) continue;
+        licenses[{l.type.empty() ? "unknown" : l.type, l.issued_by_server ? "server" : "client",
+                  l.series}]
+            .insert(l.session);
+      }
       for (const auto& p : st.processes) {
         if (p.enabled) ++enabled;
         if (p.running) ++running;
@@ -397,20 +443,26 @@ class BasProbe final : public Probe {
     // One series per infobase and kind (0 included); totals are sums of them.
     for (const auto& [ib, counts] : per_infobase)
       for (std::size_t k = 0; k < kKinds.size(); ++k)
-        m.push_back({"sessions",
-                     static_cast<double>(counts[k]),
-                     "",
+        m.push_back({"sessions", static_cast<double>(counts[k]), "",
                      {{"infobase", ib}, {"kind", std::string(kKinds[k])}}});
+    for (const auto& [ib, n] : hibernated_per_infobase)
+      m.push_back({"sessions_hibernated", static_cast<double>(n), "", {{"infobase", ib}}});
     m.push_back({"sessions_blocked_dbms", static_cast<double>(blocked_dbms), ""});
     m.push_back({"sessions_blocked_ls", static_cast<double>(blocked_ls), ""});
-    const double longest_call = longest ? longest->call_seconds : 0.0;
-    m.push_back({"longest_call_seconds", longest_call, "s"});
+    m.push_back({"longest_lock_wait_seconds", longest_wait.seconds(), "s"});
+    m.push_back({"longest_interactive_call_seconds", longest_interactive.seconds(), "s"});
+    m.push_back({"longest_background_call_seconds", longest_background.seconds(), "s"});
+    const auto licenses_used = static_cast<std::int64_t>(licensed_sessions.size());
+    for (const auto& [key, holders] : licenses)
+      m.push_back({"licenses", static_cast<double>(holders.size()), "",
+                   {{"type", key[0]}, {"issued_by", key[1]}, {"series", key[2]}}});
+    if (c_.licenses_total > 0)
+      m.push_back({"licenses_total", static_cast<double>(c_.licenses_total), ""});
     m.push_back({"workers_running", static_cast<double>(running), ""});
     m.push_back({"workers_enabled", static_cast<double>(enabled), ""});
     if (lowest_perf) m.push_back({"lowest_performance", *lowest_perf, ""});
     m.push_back({"worker_memory_bytes", memory, "bytes"});
     m.push_back({"memory_excess_seconds", excess, "s"});
-    m.push_back({"locks", static_cast<double>(locks), ""});
 
     Status status = Status::ok;
     std::vector<std::string> problems;
@@ -426,7 +478,9 @@ class BasProbe final : public Probe {
     flag(threshold_status(blocked, c_.blocked_warning, c_.blocked_critical),
          std::to_string(blocked) + " session" + (blocked == 1 ? "" : "s") +
              " waiting for a lock (dbms " + std::to_string(blocked_dbms) + ", managed " +
-             std::to_string(blocked_ls) + ")");
+             std::to_string(blocked_ls) + ")" +
+             (longest_wait.session ? ", the longest " + human_seconds(longest_wait.seconds())
+                                   : std::string()));
     if (!dead.empty()) {
       std::string list;
       for (const auto& d : dead) list += (list.empty() ? "" : ", ") + d;
@@ -435,11 +489,28 @@ class BasProbe final : public Probe {
            std::to_string(dead.size()) + " worker" + (dead.size() == 1 ? "" : "s") +
                " enabled but not running (" + list + ")");
     }
-    if (longest)
-      flag(threshold_status(longest_call, seconds(c_.call_warning), seconds(c_.call_critical)),
-           "call running " + format_duration(milliseconds(static_cast<long>(longest_call * 1000))) +
-               " (" + longest_infobase + ", " + longest->app_id + ", user '" + longest->user_name +
-               "', session " + std::to_string(longest->number) + ")");
+    auto call_text = [](const char* what, const Longest& l) {
+      return std::string(what) + " running " +
+             format_duration(milliseconds(static_cast<long>(l.seconds() * 1000))) + " (" +
+             l.infobase + ", " + l.session->app_id + ", user '" + l.session->user_name +
+             "', session " + l.infobase + "/" + std::to_string(l.session->number) + ")";
+    };
+    if (longest_interactive.session)
+      flag(threshold_status(longest_interactive.seconds(), seconds(c_.call_warning),
+                            seconds(c_.call_critical)),
+           call_text("call", longest_interactive));
+    if (longest_background.session && c_.background_warning)
+      flag(threshold_status(longest_background.seconds(), seconds(*c_.background_warning),
+                            seconds(c_.background_critical.value_or(milliseconds::max()))),
+           call_text("background job call", longest_background));
+    if (c_.licenses_total > 0) {
+      const double share = static_cast<double>(licenses_used) / c_.licenses_total;
+      flag(licenses_used >= c_.licenses_total ? Status::critical
+           : share >= c_.licenses_warning     ? Status::warning
+                                              : Status::ok,
+           std::to_string(licenses_used) + " of " + std::to_string(c_.licenses_total) +
+               " licences in use");
+    }
     if (lowest_perf)
       flag(threshold_status_below(*lowest_perf, c_.performance_warning, c_.performance_critical),
            "worker available performance down to " + human_number(*lowest_perf));
@@ -453,12 +524,14 @@ class BasProbe final : public Probe {
       if (totals[k] > 0)
         kinds +=
             (kinds.empty() ? "" : ", ") + std::string(kKinds[k]) + " " + std::to_string(totals[k]);
-    std::string overview = std::to_string(sessions) + " session" + (sessions == 1 ? "" : "s") +
-                           (kinds.empty() ? "" : " (" + kinds + ")") + " in " +
-                           std::to_string(per_infobase.size()) + " infobase" +
-                           (per_infobase.size() == 1 ? "" : "s") + ", " + std::to_string(running) +
-                           "/" + std::to_string(enabled) + " workers running, " +
-                           std::to_string(locks) + " lock" + (locks == 1 ? "" : "s");
+    std::string overview =
+        std::to_string(sessions) + " session" + (sessions == 1 ? "" : "s") +
+        (kinds.empty() ? "" : " (" + kinds + ")") +
+        (hibernated > 0 ? " and " + std::to_string(hibernated) + " hibernated" : "") + " in " +
+        std::to_string(per_infobase.size()) + " infobase" + (per_infobase.size() == 1 ? "" : "s") +
+        ", " + std::to_string(running) + "/" + std::to_string(enabled) + " workers running, " +
+        std::to_string(licenses_used) + " licence" + (licenses_used == 1 ? "" : "s") +
+        (c_.licenses_total > 0 ? " of " + std::to_string(c_.licenses_total) : "") + " in use";
     if (clusters.size() > 1) overview = std::to_string(clusters.size()) + " clusters: " + overview;
     std::string summary;
     for (const auto& p : problems) summary += p + "; ";
@@ -503,6 +576,19 @@ std::unique_ptr<Probe> make(const Options& o) {
   if (c.performance_critical > c.performance_warning)
     o.error("performance_critical", "must not be above performance_warning");
   c.memory_excess_critical = o.duration("memory_excess_critical");
+  if (o.has("background_call_warning")) c.background_warning = o.duration("background_call_warning");
+  if (o.has("background_call_critical")) {
+    c.background_critical = o.duration("background_call_critical");
+    if (!c.background_warning)
+      o.error("background_call_critical", "needs background_call_warning too");
+    else if (*c.background_critical < *c.background_warning)
+      o.error("background_call_critical", "must not be below background_call_warning");
+  }
+  c.licenses_total = o.integer("licenses_total");
+  if (c.licenses_total < 0) o.error("licenses_total", "must not be negative");
+  c.licenses_warning = o.number("licenses_warning");
+  if (c.licenses_warning <= 0 || c.licenses_warning > 1)
+    o.error("licenses_warning", "expected a share above 0 and at most 1, e.g. 0.9");
   if (o.has("infobases")) {
     const YAML::Node list = o.yaml("infobases");
     if (!list.IsSequence()) {
@@ -523,8 +609,11 @@ std::unique_ptr<Probe> make(const Options& o) {
 }  // namespace
 
 ProbeType probe_type() {
-  return {"bas", "a BAS / 1C:Enterprise server cluster through rac: sessions, locks, workers",
-          kOptions, &make};
+  // rac's cluster list alone can take seconds on a loaded server: the community's 10 s.
+  return {"bas",
+          "a BAS / 1C:Enterprise server cluster through rac: sessions, licences, lock waits, "
+          "workers",
+          kOptions, &make, std::chrono::seconds(10)};
 }
 
 }  // namespace dozor::probes::bas

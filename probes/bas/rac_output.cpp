@@ -264,6 +264,7 @@ std::string read_sessions(const RacOutput& out, std::vector<RacSession>& session
     r.number("db-proc-took", ms);
     s.db_proc_took_seconds = ms / 1000;
     r.integer("memory-total", s.memory_total);
+    r.yes_no("hibernate", s.hibernate);
     return s;
   });
 }
@@ -293,9 +294,17 @@ std::string read_processes(const RacOutput& out, std::vector<RacProcess>& proces
   });
 }
 
-std::string read_locks(const RacOutput& out, std::vector<RacLock>& locks) {
-  return read_all(out, "lock", locks, [](const BlockReader& r) {
-    return RacLock{r.text("connection"), r.text("session"), r.text("object"), r.text("descr")};
+std::string read_licenses(const RacOutput& out, std::vector<RacLicense>& licenses) {
+  return read_all(out, "licence", licenses, [](const BlockReader& r) {
+    RacLicense l;
+    l.session = r.required("session");
+    l.series = r.text("series");
+    l.type = r.text("license-type");
+    r.yes_no("issued-by-server", l.issued_by_server);
+    r.yes_no("net", l.net);
+    r.integer("max-users-all", l.max_users_all);
+    l.full_name = r.text("full-name");
+    return l;
   });
 }
 

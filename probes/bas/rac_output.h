@@ -70,6 +70,7 @@ struct RacSession {
   double call_seconds = 0;
   double db_proc_took_seconds = 0;
   std::int64_t memory_total = 0;  // bytes
+  bool hibernate = false;          // asleep: its client is gone for now, the session kept
 };
 
 struct RacProcess {
@@ -88,17 +89,26 @@ struct RacProcess {
   double avg_call_seconds = 0;       // avg-call-time, seconds (may print as 9.99E-05)
 };
 
-struct RacLock {
-  std::string connection;  // uuid, all zeros when the lock belongs to no connection
-  std::string session;     // uuid
-  std::string object;
-  std::string descr;
+/// One licence held by a session, from `session list --licenses` (a block of its own, joined to
+/// the session by its uuid). Captured outputs (open tools' fixtures and their users' issues):
+/// a server's software licence `license-type : soft`, `issued-by-server : yes`, `series :
+/// "8100886831"`, `full-name : "file:///var/1C/licenses/20132343433446.lic"`; a HASP key
+/// `license-type : HASP`, `net : yes`, `series : "ORG8A"`; a client's own licence
+/// `issued-by-server : no` with `rmngr-address :` empty and `rmngr-port : 0`.
+struct RacLicense {
+  std::string session;  // uuid
+  std::string series;   // key series or licence number, e.g. ORG8A, 8100886831
+  std::string type;     // soft, HASP, ... as rac prints it
+  bool issued_by_server = false;
+  bool net = false;
+  std::int64_t max_users_all = 0;
+  std::string full_name;  // the licence file, or empty for a key
 };
 
 std::string read_clusters(const RacOutput& out, std::vector<RacCluster>& clusters);
 std::string read_infobases(const RacOutput& out, std::vector<RacInfobase>& infobases);
 std::string read_sessions(const RacOutput& out, std::vector<RacSession>& sessions);
 std::string read_processes(const RacOutput& out, std::vector<RacProcess>& processes);
-std::string read_locks(const RacOutput& out, std::vector<RacLock>& locks);
+std::string read_licenses(const RacOutput& out, std::vector<RacLicense>& licenses);
 
 }  // namespace dozor::probes::bas

@@ -41,7 +41,7 @@ std::span<const OptionSpec> common_probe_options() {
       {"type", OptionKind::string, "", true, "probe type"},
       {"interval", OptionKind::duration, "30s", false, "time between runs"},
       {"timeout", OptionKind::duration, "", false,
-       "a run taking longer fails; default 5s or interval"},
+       "a run taking longer fails; default 5s (bas: 10s) or interval"},
       {"labels", OptionKind::string_map, "", false, "extra labels sent with every result"},
   };
   return kCommon;
@@ -80,7 +80,7 @@ std::optional<ProbeSpec> read_probe(const YAML::Node& node, const std::string& f
   spec.interval = opts.duration("interval");
   spec.timeout = opts.has("timeout")
                      ? opts.duration("timeout")
-                     : std::min<std::chrono::milliseconds>(std::chrono::seconds(5), spec.interval);
+                     : std::min(pt->default_timeout, spec.interval);
   spec.labels = opts.string_map("labels");
   if (spec.name.empty()) opts.error("name", "must not be empty");
   if (spec.interval < std::chrono::milliseconds(100))

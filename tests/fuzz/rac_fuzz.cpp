@@ -48,6 +48,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   read_typed(out, read_infobases);
   read_typed(out, read_sessions);
   read_typed(out, read_processes);
-  read_typed(out, read_locks);
+  read_typed(out, read_licenses);
   return 0;
 }

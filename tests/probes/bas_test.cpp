@@ -121,7 +121,7 @@ TEST(BasProbe, HealthyClusterThroughRacOnPath) {
   EXPECT_EQ(r.status, Status::ok) << to_text(r);
   EXPECT_EQ(r.summary,
             "10 sessions (thin 5, thick 1, web 1, background 1, designer 1, other 1) in 3 "
-            "infobases, 2/2 workers running, 2 locks");
+            "infobases, 2/2 workers running, 7 licences in use");
   expect_metric(r, "ras_up", 1);
   expect_metric(r, "clusters", 1);
   EXPECT_DOUBLE_EQ(sum_of(r, "sessions"), 10);
@@ -139,13 +139,25 @@ TEST(BasProbe, HealthyClusterThroughRacOnPath) {
             }));  // nothing glued into a name
   expect_metric(r, "sessions_blocked_dbms", 0);
   expect_metric(r, "sessions_blocked_ls", 0);
-  expect_metric(r, "longest_call_seconds", 0);
+  expect_metric(r, "longest_interactive_call_seconds", 0);
+  expect_metric(r, "longest_background_call_seconds", 0);
+  expect_metric(r, "longest_lock_wait_seconds", 0);
   expect_metric(r, "workers_running", 2);
   expect_metric(r, "workers_enabled", 2);
   expect_metric(r, "lowest_performance", 181);
   expect_metric(r, "worker_memory_bytes", (1281672.0 + 954112.0) * 1024);
   expect_metric(r, "memory_excess_seconds", 0);
-  expect_metric(r, "locks", 2);
+  // Licences from session list --licenses, by type, who issued them and series, one per session.
+  EXPECT_EQ(labelled(r, "licenses", {{"type", "soft"}, {"issued_by", "server"},
+                                     {"series", "8100886831"}}),
+            4);
+  EXPECT_EQ(labelled(r, "licenses", {{"type", "HASP"}, {"issued_by", "server"}, {"series", "ORG8A"}}),
+            2);
+  EXPECT_EQ(labelled(r, "licenses", {{"type", "soft"}, {"issued_by", "client"},
+                                     {"series", "8100078895"}}),
+            1);
+  EXPECT_FALSE(metric(r, "licenses_total"));  // none configured
+  EXPECT_FALSE(metric(r, "locks"));  // lock list counts connections, not waits: not asked
 
   // rac [options] host:port mode command: the address first, then what to do.
   const auto calls = rac.calls();
@@ -154,7 +166,7 @@ TEST(BasProbe, HealthyClusterThroughRacOnPath) {
   EXPECT_EQ(calls[1], std::string("localhost:1545\tinfobase\tsummary\tlist\t") + kCluster);
   EXPECT_EQ(calls[2], std::string("localhost:1545\tsession\tlist\t") + kCluster);
   EXPECT_EQ(calls[3], std::string("localhost:1545\tprocess\tlist\t") + kCluster);
-  EXPECT_EQ(calls[4], std::string("localhost:1545\tlock\tlist\t") + kCluster);
+  EXPECT_EQ(calls[4], std::string("localhost:1545\tsession\tlist\t--licenses\t") + kCluster);
 }
 
 TEST(BasProbe, InfobaseFilterCountsOnlyThoseAndWarnsOfMissingOnes) {
@@ -163,11 +175,41 @@ TEST(BasProbe, InfobaseFilterCountsOnlyThoseAndWarnsOfMissingOnes) {
   EXPECT_EQ(r.status, Status::warning) << to_text(r);
   EXPECT_EQ(r.summary,
             "infobase 'hrm' not found in the cluster; 5 sessions (thin 3, background 1, designer "
-            "1) in 1 infobase, 2/2 workers running, 1 lock");
+            "1) in 1 infobase, 2/2 workers running, 7 licences in use");
   EXPECT_DOUBLE_EQ(sum_of(r, "sessions"), 5);
   expect_sessions(r, "acc", "thin", 3);
   EXPECT_FALSE(labelled(r, "sessions", {{"infobase", "zup"}, {"kind", "thin"}}));
   EXPECT_EQ(rac.calls().at(0), "srv-1c:1545\tcluster\tlist");
+}
+
+// Session fault tolerance with two central servers lists every session twice (and its licence
+// too); two sessions asleep; a background job in a call for an hour, a client for 45 s. CRLF, and
+// the licence blocks of a platform build that adds started-at and last-active-at.
+TEST(BasProbe, SessionsByUuidHibernatedApartInteractiveAndBackgroundCallsJudgedApart) {
+  FakeRac rac("fault_tolerant");
+  const Result r = run(rac.yaml("licenses_total: 7, background_call_warning: 30m, "
+                                "background_call_critical: 2h"))
+                       .result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "call running 45s (acc, 1CV8C, user 'Иванова О.П.', session acc/1); background job "
+            "call running 1h (acc, BackgroundJob, user 'Администратор', session acc/4); 7 of 7 "
+            "licences in use; 8 sessions (thin 3, thick 1, web 1, background 1, designer 1, "
+            "other 1) and 2 hibernated in 3 infobases, 2/2 workers running, 7 licences of 7 in "
+            "use");
+  EXPECT_DOUBLE_EQ(sum_of(r, "sessions"), 8);
+  EXPECT_EQ(labelled(r, "sessions_hibernated", {{"infobase", "zup"}}), 2);
+  EXPECT_EQ(labelled(r, "sessions_hibernated", {{"infobase", "acc"}}), 0);
+  expect_metric(r, "longest_interactive_call_seconds", 45);
+  expect_metric(r, "longest_background_call_seconds", 3600);
+  expect_metric(r, "licenses_total", 7);
+  EXPECT_EQ(labelled(r, "licenses", {{"type", "soft"}, {"issued_by", "server"},
+                                     {"series", "8100886831"}}),
+            4);  // not 8
+  // Without background thresholds, the hour-long job call is reported and not judged.
+  const Result quiet = run(rac.yaml()).result;
+  EXPECT_EQ(quiet.status, Status::warning) << to_text(quiet);
+  EXPECT_EQ(quiet.summary.find("background job call"), std::string::npos) << quiet.summary;
 }
 
 TEST(BasProbe, ClusterChosenByNameOrUuid) {
@@ -186,13 +228,13 @@ TEST(BasProbe, BlockedSessionsAndLongCall) {
   Result r = run(rac.yaml()).result;
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
   EXPECT_EQ(r.summary,
-            "3 sessions waiting for a lock (dbms 2, managed 1); call running 3m5s (acc, 1CV8C, "
-            "user 'Сидорова Е.В.', session 3); 10 sessions (thin 5, thick 1, web 1, background "
-            "1, designer 1, other 1) in 3 infobases, 2/2 workers running, 3 locks");
+            "3 sessions waiting for a lock (dbms 2, managed 1), the longest 42.0s; call running "
+            "3m5s (acc, 1CV8C, user 'Сидорова Е.В.', session acc/3); 10 sessions (thin 5, thick 1, web 1, background "
+            "1, designer 1, other 1) in 3 infobases, 2/2 workers running, 7 licences in use");
   expect_metric(r, "sessions_blocked_dbms", 2);
   expect_metric(r, "sessions_blocked_ls", 1);
-  expect_metric(r, "longest_call_seconds", 185);
-  expect_metric(r, "locks", 3);
+  expect_metric(r, "longest_interactive_call_seconds", 185);
+  expect_metric(r, "longest_lock_wait_seconds", 42);
 
   // Thresholds: the long call alone is a warning under 10m, the blocked ones critical from 3.
   r = run(rac.yaml("call_critical: 10m")).result;
@@ -212,7 +254,7 @@ TEST(BasProbe, DeadWorkerLowPerformanceMemoryExcess) {
             "1 worker enabled but not running (srv-1c:1561 pid 3201); worker available "
             "performance down to 70; a worker over the memory limit for 20s; 10 sessions (thin "
             "5, thick 1, web 1, background 1, designer 1, other 1) in 3 infobases, 1/2 workers "
-            "running, 2 locks");
+            "running, 7 licences in use");
   expect_metric(r, "workers_running", 1);
   expect_metric(r, "workers_enabled", 2);
   expect_metric(r, "lowest_performance", 70);

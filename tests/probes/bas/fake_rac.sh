@@ -2,7 +2,8 @@
 # A stand-in for the 1C:Enterprise `rac` client: no 1C server cluster can run in a test, so this
 # script answers rac's commands from captured-format files. Called as
 #   fake_rac.sh CASE_DIR LOG_FILE [rac's own arguments...]
-# it prints CASE_DIR/<command>.txt (the command's words joined by '-', e.g. session-list), writes
+# it prints CASE_DIR/<command>.txt (the command's words joined by '-', e.g. session-list, and
+# session-list-licenses for `session list --licenses`), writes
 # <command>.err to stderr and exits with <command>.exit (default 0), after sleeping
 # <command>.sleep seconds. A file missing from a case comes from the case named in its `base`.
 # With a CASE_DIR/password every command but `cluster list` needs a matching --cluster-pwd, as a
@@ -24,6 +25,7 @@ password=
 for a in "$@"; do
   case $a in
     --cluster-pwd=*) password=${a#--cluster-pwd=} ;;
+    --licenses) command="$command-licenses" ;;  # session list --licenses: a command of its own
     --*) ;;
     *) if [ -z "$addr" ]; then addr=$a; else command="$command${command:+-}$a"; fi ;;
   esac

@@ -23,6 +23,8 @@ struct ProbeType {
   std::string_view description;
   std::span<const OptionSpec> options;
   std::unique_ptr<Probe> (*make)(const Options& options);
+  /// The timeout when the config names none (or the interval, if shorter).
+  std::chrono::milliseconds default_timeout{5000};
 };
 
 /// Every probe type this build knows, in one visible list (probes/src/registry.cpp).
