@@ -119,11 +119,19 @@ bool credentials_refused(std::string_view err) {
             "insufficient rights", "Insufficient user rights"});
 }
 
+// Not always followed by "администрирования": some builds print the short header, then the
+// OS's socket error.
 bool ras_unreachable(std::string_view err) {
-  return contains_any(
-      err, {"Ошибка соединения с сервером администрирования",
-            "Administration server connection error", "Connection refused",
-            "No connection could be made", "Host not found", "Компьютер отсутствует в сети"});
+  return contains_any(err,
+                      {"Ошибка соединения с сервером", "Administration server connection error",
+                       "Connection refused", "No connection could be made", "Host not found",
+                       "Компьютер отсутствует в сети", "No route to host"});
+}
+
+// ras answers, but the cluster manager (rmngr, :1541) behind it does not: rac waits about 2 s,
+// then prints "нет ответа от tcp://host:1541".
+bool manager_unreachable(std::string_view err) {
+  return contains_any(err, {"нет ответа от tcp://", "no response from tcp://"});
 }
 
 /// One cluster as rac lists it.
@@ -263,6 +271,15 @@ class RacClient {
                                                    : " for user '" + c_.cluster_user + "'") +
                           ": " + why);
     }
+    if (manager_unreachable(r.err)) {
+      ras_answered_ = true;
+      manager_answered_ = false;
+      std::string why;
+      for (const auto& l : lines)
+        if (manager_unreachable(l)) why = l;
+      return answered(Status::critical,
+                      "ras " + c_.ras + " answers, the cluster manager behind it does not: " + why);
+    }
     if (ras_unreachable(r.err)) {
       // The last line is the cause ("Connection refused"), the first only rac's header.
       return answered(Status::critical,
@@ -277,10 +294,13 @@ class RacClient {
     return answered(Status::unknown, "rac " + command + " printed unreadable output: " + error);
   }
 
-  // A failure result with ras_up, which says whether the ras answered at all.
+  // A failure result with ras_up, which says whether the ras answered at all, and, once it did,
+  // cluster_manager_up: whether the cluster manager behind it did.
   Result answered(Status status, std::string summary) const {
     Result r = make_result(status, std::move(summary));
     r.metrics.push_back({"ras_up", ras_answered_ ? 1.0 : 0.0, ""});
+    if (ras_answered_)
+      r.metrics.push_back({"cluster_manager_up", manager_answered_ ? 1.0 : 0.0, ""});
     return r;
   }
 
@@ -290,6 +310,7 @@ class RacClient {
   Clock::time_point deadline_;
   milliseconds kill_grace_;
   bool ras_answered_ = false;
+  bool manager_answered_ = true;
 };
 
 class BasProbe final : public Probe {
@@ -439,11 +460,14 @@ class BasProbe final : public Probe {
     Result r;
     auto& m = r.metrics;
     m.push_back({"ras_up", 1, ""});
+    m.push_back({"cluster_manager_up", 1, ""});
     m.push_back({"clusters", static_cast<double>(clusters.size()), ""});
     // One series per infobase and kind (0 included); totals are sums of them.
     for (const auto& [ib, counts] : per_infobase)
       for (std::size_t k = 0; k < kKinds.size(); ++k)
-        m.push_back({"sessions", static_cast<double>(counts[k]), "",
+        m.push_back({"sessions",
+                     static_cast<double>(counts[k]),
+                     "",
                      {{"infobase", ib}, {"kind", std::string(kKinds[k])}}});
     for (const auto& [ib, n] : hibernated_per_infobase)
       m.push_back({"sessions_hibernated", static_cast<double>(n), "", {{"infobase", ib}}});
@@ -454,7 +478,9 @@ class BasProbe final : public Probe {
     m.push_back({"longest_background_call_seconds", longest_background.seconds(), "s"});
     const auto licenses_used = static_cast<std::int64_t>(licensed_sessions.size());
     for (const auto& [key, holders] : licenses)
-      m.push_back({"licenses", static_cast<double>(holders.size()), "",
+      m.push_back({"licenses",
+                   static_cast<double>(holders.size()),
+                   "",
                    {{"type", key[0]}, {"issued_by", key[1]}, {"series", key[2]}}});
     if (c_.licenses_total > 0)
       m.push_back({"licenses_total", static_cast<double>(c_.licenses_total), ""});
@@ -576,7 +602,8 @@ std::unique_ptr<Probe> make(const Options& o) {
   if (c.performance_critical > c.performance_warning)
     o.error("performance_critical", "must not be above performance_warning");
   c.memory_excess_critical = o.duration("memory_excess_critical");
-  if (o.has("background_call_warning")) c.background_warning = o.duration("background_call_warning");
+  if (o.has("background_call_warning"))
+    c.background_warning = o.duration("background_call_warning");
   if (o.has("background_call_critical")) {
     c.background_critical = o.duration("background_call_critical");
     if (!c.background_warning)

@@ -70,7 +70,7 @@ struct RacSession {
   double call_seconds = 0;
   double db_proc_took_seconds = 0;
   std::int64_t memory_total = 0;  // bytes
-  bool hibernate = false;          // asleep: its client is gone for now, the session kept
+  bool hibernate = false;         // asleep: its client is gone for now, the session kept
 };
 
 struct RacProcess {

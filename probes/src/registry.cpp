@@ -78,9 +78,8 @@ std::optional<ProbeSpec> read_probe(const YAML::Node& node, const std::string& f
   spec.name = opts.string("name");
   spec.type = type;
   spec.interval = opts.duration("interval");
-  spec.timeout = opts.has("timeout")
-                     ? opts.duration("timeout")
-                     : std::min(pt->default_timeout, spec.interval);
+  spec.timeout =
+      opts.has("timeout") ? opts.duration("timeout") : std::min(pt->default_timeout, spec.interval);
   spec.labels = opts.string_map("labels");
   if (spec.name.empty()) opts.error("name", "must not be empty");
   if (spec.interval < std::chrono::milliseconds(100))

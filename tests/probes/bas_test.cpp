@@ -148,16 +148,16 @@ TEST(BasProbe, HealthyClusterThroughRacOnPath) {
   expect_metric(r, "worker_memory_bytes", (1281672.0 + 954112.0) * 1024);
   expect_metric(r, "memory_excess_seconds", 0);
   // Licences from session list --licenses, by type, who issued them and series, one per session.
-  EXPECT_EQ(labelled(r, "licenses", {{"type", "soft"}, {"issued_by", "server"},
-                                     {"series", "8100886831"}}),
+  EXPECT_EQ(labelled(r, "licenses",
+                     {{"type", "soft"}, {"issued_by", "server"}, {"series", "8100886831"}}),
             4);
-  EXPECT_EQ(labelled(r, "licenses", {{"type", "HASP"}, {"issued_by", "server"}, {"series", "ORG8A"}}),
-            2);
-  EXPECT_EQ(labelled(r, "licenses", {{"type", "soft"}, {"issued_by", "client"},
-                                     {"series", "8100078895"}}),
+  EXPECT_EQ(
+      labelled(r, "licenses", {{"type", "HASP"}, {"issued_by", "server"}, {"series", "ORG8A"}}), 2);
+  EXPECT_EQ(labelled(r, "licenses",
+                     {{"type", "soft"}, {"issued_by", "client"}, {"series", "8100078895"}}),
             1);
   EXPECT_FALSE(metric(r, "licenses_total"));  // none configured
-  EXPECT_FALSE(metric(r, "locks"));  // lock list counts connections, not waits: not asked
+  EXPECT_FALSE(metric(r, "locks"));           // lock list counts connections, not waits: not asked
 
   // rac [options] host:port mode command: the address first, then what to do.
   const auto calls = rac.calls();
@@ -203,8 +203,8 @@ TEST(BasProbe, SessionsByUuidHibernatedApartInteractiveAndBackgroundCallsJudgedA
   expect_metric(r, "longest_interactive_call_seconds", 45);
   expect_metric(r, "longest_background_call_seconds", 3600);
   expect_metric(r, "licenses_total", 7);
-  EXPECT_EQ(labelled(r, "licenses", {{"type", "soft"}, {"issued_by", "server"},
-                                     {"series", "8100886831"}}),
+  EXPECT_EQ(labelled(r, "licenses",
+                     {{"type", "soft"}, {"issued_by", "server"}, {"series", "8100886831"}}),
             4);  // not 8
   // Without background thresholds, the hour-long job call is reported and not judged.
   const Result quiet = run(rac.yaml()).result;
@@ -229,7 +229,8 @@ TEST(BasProbe, BlockedSessionsAndLongCall) {
   EXPECT_EQ(r.status, Status::critical) << to_text(r);
   EXPECT_EQ(r.summary,
             "3 sessions waiting for a lock (dbms 2, managed 1), the longest 42.0s; call running "
-            "3m5s (acc, 1CV8C, user 'Сидорова Е.В.', session acc/3); 10 sessions (thin 5, thick 1, web 1, background "
+            "3m5s (acc, 1CV8C, user 'Сидорова Е.В.', session acc/3); 10 sessions (thin 5, thick 1, "
+            "web 1, background "
             "1, designer 1, other 1) in 3 infobases, 2/2 workers running, 7 licences in use");
   expect_metric(r, "sessions_blocked_dbms", 2);
   expect_metric(r, "sessions_blocked_ls", 1);
@@ -274,6 +275,30 @@ TEST(BasProbe, RasDownIsCritical) {
   EXPECT_EQ(r.summary, "ras localhost:1545 unreachable: Connection refused");
   expect_metric(r, "ras_up", 0);
   EXPECT_EQ(rac.calls().size(), 1u);
+}
+
+// rac's texts when ras answers and the cluster manager behind it does not, and the short header
+// some builds print when ras itself is unreachable.
+TEST(BasProbe, ClusterManagerDownIsToldApartFromRasDown) {
+  {
+    FakeRac rac("manager_down");
+    const Result r = run(rac.yaml()).result;
+    EXPECT_EQ(r.status, Status::critical) << to_text(r);
+    EXPECT_EQ(r.summary,
+              "ras localhost:1545 answers, the cluster manager behind it does not: нет ответа от "
+              "tcp://srv-1c:1541");
+    expect_metric(r, "ras_up", 1);
+    expect_metric(r, "cluster_manager_up", 0);
+  }
+  {
+    FakeRac rac("ras_no_route");
+    const Result r = run(rac.yaml()).result;
+    EXPECT_EQ(r.summary, "ras localhost:1545 unreachable: 113: No route to host") << to_text(r);
+    expect_metric(r, "ras_up", 0);
+    EXPECT_FALSE(metric(r, "cluster_manager_up"));
+  }
+  FakeRac rac("healthy");
+  expect_metric(run(rac.yaml()).result, "cluster_manager_up", 1);
 }
 
 TEST(BasProbe, WrongCredentialsAndThePasswordNeverShows) {
