@@ -26,8 +26,9 @@ constexpr OptionSpec kOptions[] = {
     {"rac", OptionKind::string, "rac", false,
      "the platform's rac client, e.g. /opt/1cv8/x86_64/8.3.24.1467/rac; searched on PATH "
      "without a '/'"},
-    {"ras", OptionKind::string, "localhost:1545", false,
-     "the cluster's administration server (ras), host:port"},
+    {"ras", OptionKind::yaml, "", false,
+     "the cluster's administration server (ras), host:port, default localhost:1545; or a list of "
+     "them (one per central server), asked in order until one answers"},
     {"cluster", OptionKind::string, "", false,
      "uuid or name of the one cluster to check; "
      "default every cluster the ras knows"},
@@ -63,7 +64,8 @@ constexpr OptionSpec kOptions[] = {
 };
 
 struct Config {
-  std::string rac, ras, cluster, cluster_user, password_env;
+  std::string rac, cluster, cluster_user, password_env;
+  std::vector<std::string> ras;
   double blocked_warning = 1, blocked_critical = 5;
   milliseconds call_warning{30000}, call_critical{120000};
   std::optional<milliseconds> background_warning, background_critical;
@@ -147,14 +149,16 @@ struct ClusterState {
 struct Survey {
   std::optional<Result> failure;
   std::vector<ClusterState> clusters;
+  std::vector<std::string> unreachable;  // ras addresses tried first that did not answer
 };
 
 /// The rac calls of one run, made one after another on a pool thread against one deadline.
 class RacClient {
  public:
-  RacClient(const Config& c, std::string password, milliseconds timeout, Clock::time_point deadline,
-            milliseconds kill_grace)
+  RacClient(const Config& c, std::string ras, std::string password, milliseconds timeout,
+            Clock::time_point deadline, milliseconds kill_grace)
       : c_(c),
+        ras_(std::move(ras)),
         password_(std::move(password)),
         timeout_(timeout),
         deadline_(deadline),
@@ -177,9 +181,9 @@ class RacClient {
     });
     if (clusters.empty()) {
       s.failure =
-          answered(Status::critical,
-                   c_.cluster.empty() ? "ras " + c_.ras + " lists no cluster"
-                                      : "cluster '" + c_.cluster + "' not found on ras " + c_.ras);
+          answered(Status::critical, c_.cluster.empty()
+                                         ? "ras " + ras_ + " lists no cluster"
+                                         : "cluster '" + c_.cluster + "' not found on ras " + ras_);
       return s;
     }
     for (const auto& cl : clusters) {
@@ -224,7 +228,7 @@ class RacClient {
                              RacOutput& out) {
     const std::string command = join(words);
     ProcessRequest req;
-    req.argv = {c_.rac, c_.ras};
+    req.argv = {c_.rac, ras_};
     req.argv.insert(req.argv.end(), words.begin(), words.end());
     if (cluster) {
       req.argv.push_back("--cluster=" + cluster->id);
@@ -278,12 +282,12 @@ class RacClient {
       for (const auto& l : lines)
         if (manager_unreachable(l)) why = l;
       return answered(Status::critical,
-                      "ras " + c_.ras + " answers, the cluster manager behind it does not: " + why);
+                      "ras " + ras_ + " answers, the cluster manager behind it does not: " + why);
     }
     if (ras_unreachable(r.err)) {
       // The last line is the cause ("Connection refused"), the first only rac's header.
       return answered(Status::critical,
-                      "ras " + c_.ras + " unreachable: " + (lines.empty() ? "" : lines.back()));
+                      "ras " + ras_ + " unreachable: " + (lines.empty() ? "" : lines.back()));
     }
     if (command != "cluster list") ras_answered_ = true;
     return answered(Status::critical, "rac " + command + " failed, " + describe_end(r) +
@@ -305,12 +309,16 @@ class RacClient {
   }
 
   const Config& c_;
+  std::string ras_;
   std::string password_;
   milliseconds timeout_;  // the probe's, for messages
   Clock::time_point deadline_;
   milliseconds kill_grace_;
   bool ras_answered_ = false;
   bool manager_answered_ = true;
+
+ public:
+  bool ras_answered() const { return ras_answered_; }
 };
 
 class BasProbe final : public Probe {
@@ -337,7 +345,9 @@ class BasProbe final : public Probe {
     std::string auth;
     if (!c_.cluster_user.empty()) auth += " --cluster-user=" + c_.cluster_user;
     if (!c_.password_env.empty()) auth += " --cluster-pwd=$" + c_.password_env;
-    return c_.rac + " " + c_.ras + " cluster list; then per cluster" +
+    std::string ras;
+    for (const auto& a : c_.ras) ras += (ras.empty() ? "" : " or ") + a;
+    return c_.rac + " " + ras + " cluster list; then per cluster" +
            (c_.cluster.empty() ? "" : " '" + c_.cluster + "'") +
            ": infobase summary list, session list, process list, session list --licenses, each "
            "with "
@@ -361,23 +371,40 @@ class BasProbe final : public Probe {
     // rac gets the run's timeout less a reserve in which a hung rac is killed and reaped.
     const auto start = Clock::now();
     const auto reserve = std::min<milliseconds>(milliseconds(300), ctx.timeout / 2);
+    // Several ras (one per central server): asked in order until one answers.
     auto survey = [c = c_, password, timeout = ctx.timeout,
                    deadline = start + ctx.timeout - reserve, grace = reserve / 2] {
-      return RacClient(c, password, timeout, deadline, grace).survey();
+      Survey s;
+      for (std::size_t i = 0; i < c.ras.size(); ++i) {
+        RacClient client(c, c.ras[i], password, timeout, deadline, grace);
+        auto unreachable = std::move(s.unreachable);
+        s = client.survey();
+        s.unreachable = std::move(unreachable);
+        if (!s.failure || client.ras_answered() || i + 1 == c.ras.size()) break;
+        s.unreachable.push_back(c.ras[i]);
+      }
+      return s;
     };
     const std::optional<Survey> s = co_await run_blocking(ctx, start + ctx.timeout, survey, last_);
     if (!s)
       co_return make_result(Status::critical,
                             "rac still running after " + format_duration(ctx.timeout));
-    if (s->failure) co_return *s->failure;
-    co_return evaluate(s->clusters);
+    if (s->failure) {
+      Result failure = *s->failure;
+      std::string before;
+      for (const auto& ras : s->unreachable) before += "ras " + ras + " unreachable; ";
+      failure.summary = before + failure.summary;
+      co_return failure;
+    }
+    co_return evaluate(s->clusters, s->unreachable);
   }
 
   // Interactive: someone waits for the call (a client, a COM or web-service caller); a
   // background job's long call is routine; the Designer's (a configuration update) too.
   static bool interactive(std::size_t kind) { return kind != 3 && kind != 4; }
 
-  Result evaluate(const std::vector<ClusterState>& clusters) const {
+  Result evaluate(const std::vector<ClusterState>& clusters,
+                  const std::vector<std::string>& unreachable) const {
     const std::set<std::string> wanted(c_.infobases.begin(), c_.infobases.end());
     std::set<std::string> seen;
     // Per infobase name, awake sessions of each kind; every infobase counted is listed, also at
@@ -497,6 +524,9 @@ class BasProbe final : public Probe {
       status = protocol::worst(status, s);
       problems.push_back(std::move(what));
     };
+    // A ras that did not answer while another did: one central server's redundancy is gone.
+    for (const auto& ras : unreachable)
+      flag(Status::warning, "ras " + ras + " unreachable (another answered)");
     for (const auto& name : c_.infobases)
       if (!seen.contains(name))
         flag(Status::warning, "infobase '" + name + "' not found in the cluster");
@@ -576,12 +606,20 @@ std::unique_ptr<Probe> make(const Options& o) {
   Config c;
   c.rac = o.string("rac");
   if (c.rac.empty()) o.error("rac", "must not be empty");
-  c.ras = o.string("ras");
-  std::string why;
-  if (c.ras.empty())
-    o.error("ras", "expected host:port, e.g. localhost:1545");
-  else if (!parse_host_port(c.ras, "1545", why))
-    o.error("ras", why);
+  const YAML::Node ras = o.has("ras") ? o.yaml("ras") : YAML::Node("localhost:1545");
+  if (ras.IsScalar()) {
+    c.ras.push_back(ras.Scalar());
+  } else if (ras.IsSequence()) {
+    for (const auto& n : ras) c.ras.push_back(n.IsScalar() ? n.Scalar() : "");
+  }
+  if (c.ras.empty()) o.error("ras", "expected host:port, e.g. localhost:1545, or a list of them");
+  for (const auto& address : c.ras) {
+    std::string why;
+    if (address.empty())
+      o.error("ras", "expected host:port, e.g. localhost:1545");
+    else if (!parse_host_port(address, "1545", why))
+      o.error("ras", why);
+  }
   c.cluster = o.string("cluster");
   c.cluster_user = o.string("cluster_user");
   c.password_env = o.string("cluster_password_env");

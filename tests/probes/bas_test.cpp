@@ -301,6 +301,25 @@ TEST(BasProbe, ClusterManagerDownIsToldApartFromRasDown) {
   expect_metric(run(rac.yaml()).result, "cluster_manager_up", 1);
 }
 
+// Two central servers, a ras on each: the first down, the second answers for the cluster.
+TEST(BasProbe, SeveralRasAreAskedInOrderUntilOneAnswers) {
+  FakeRac rac("failover");
+  Result r = run(rac.yaml("ras: [srv-a:1545, srv-b:1545]")).result;
+  EXPECT_EQ(r.status, Status::warning) << to_text(r);
+  EXPECT_TRUE(r.summary.starts_with("ras srv-a:1545 unreachable (another answered); 10 sessions"))
+      << r.summary;
+  expect_metric(r, "ras_up", 1);
+  const auto calls = rac.calls();
+  ASSERT_GE(calls.size(), 2u);
+  EXPECT_EQ(calls[0], "srv-a:1545\tcluster\tlist");
+  EXPECT_EQ(calls[1], "srv-b:1545\tcluster\tlist");
+  r = run(rac.yaml("ras: [srv-a:1545, srv-c:1545]")).result;  // both down
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "ras srv-a:1545 unreachable; ras srv-c:1545 unreachable: Connection refused");
+  expect_metric(r, "ras_up", 0);
+}
+
 TEST(BasProbe, WrongCredentialsAndThePasswordNeverShows) {
   FakeRac rac("wrong_credentials");
   const std::string auth =

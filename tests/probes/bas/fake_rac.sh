@@ -44,6 +44,11 @@ find_file() {
   done
 }
 
+# CASE_DIR/unreachable: ras addresses (one a line) that answer as a ras that is down.
+if f=$(find_file unreachable) && grep -qx "$addr" "$f"; then
+  printf 'Ошибка соединения с сервером администрирования (сервер: %s)\nConnection refused\n' "$addr" >&2
+  exit 255
+fi
 if f=$(find_file "$command.sleep"); then sleep "$(cat "$f")"; fi
 if [ "$command" != cluster-list ] && f=$(find_file password); then
   if [ "$password" != "$(cat "$f")" ]; then
