@@ -212,6 +212,21 @@ TEST(BasProbe, SessionsByUuidHibernatedApartInteractiveAndBackgroundCallsJudgedA
   EXPECT_EQ(quiet.summary.find("background job call"), std::string::npos) << quiet.summary;
 }
 
+// What older platforms and other builds print (open tools' fixtures, their users' issues): two
+// clusters with different key sets and 0/1 booleans; sessions without the memory, read, write
+// and cpu keys, and "duration current-dbms" with a space; processes without `reserve`, with
+// `avg-back-call-time` (old builds only) and a negative average.
+TEST(BasProbe, OlderPlatformsAndSeveralClustersRead) {
+  FakeRac rac("old_platform");  // the fake answers both clusters alike
+  const Result r = run(rac.yaml()).result;
+  EXPECT_EQ(r.status, Status::ok) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "2 clusters: 20 sessions (thin 10, thick 2, web 2, background 2, designer 2, other "
+            "2) in 3 infobases, 4/4 workers running, 14 licences in use");
+  expect_metric(r, "clusters", 2);
+  expect_sessions(r, "acc", "thin", 6);  // same-named infobases of two clusters add up
+}
+
 TEST(BasProbe, ClusterChosenByNameOrUuid) {
   FakeRac rac("healthy");
   EXPECT_EQ(run(rac.yaml("cluster: 'Локальный кластер'")).result.status, Status::ok);
