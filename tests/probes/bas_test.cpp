@@ -335,6 +335,22 @@ TEST(BasProbe, SeveralRasAreAskedInOrderUntilOneAnswers) {
   expect_metric(r, "ras_up", 0);
 }
 
+// A server running ras with no cluster prints nothing for `cluster list`; an English platform
+// refuses a user without rights in its own words.
+TEST(BasProbe, NoClusterAndEnglishRefusalsAreNamed) {
+  FakeRac none("no_cluster");
+  Result r = run(none.yaml()).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_EQ(r.summary, "ras localhost:1545 lists no cluster");
+  FakeRac rights("english_rights");
+  r = run(rights.yaml("cluster_user: viewer")).result;
+  EXPECT_EQ(r.status, Status::critical) << to_text(r);
+  EXPECT_EQ(r.summary,
+            "cluster administrator credentials refused for user 'viewer': Insufficient user "
+            "rights to manage the cluster");
+  expect_metric(r, "ras_up", 1);
+}
+
 TEST(BasProbe, WrongCredentialsAndThePasswordNeverShows) {
   FakeRac rac("wrong_credentials");
   const std::string auth =
