@@ -19,6 +19,7 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <cctype>
@@ -35,6 +36,7 @@
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/url.h"
 #include "dozor/protocol/version.h"
+#include "http/steps.h"
 #include "src/human_units.h"
 #include "src/regex_window.h"
 
@@ -72,6 +74,9 @@ constexpr OptionSpec kOptions[] = {
     {"critical", OptionKind::duration, "", false, "response time at or above this is critical"},
     {"max_body", OptionKind::size, "1MiB", false,
      "read at most this much of the body; the rest is ignored"},
+    {"steps", OptionKind::yaml, "", false,
+     "requests made one after another as a client goes through the site, each checked, with "
+     "captures and cookies carried to the next (see the README); url is their base"},
 };
 
 std::optional<double> seconds_option(const Options& o, std::string_view key) {
@@ -117,6 +122,16 @@ struct Config {
   std::optional<double> warning, critical;  // seconds
   std::uint64_t max_body = 0;
   std::shared_ptr<ssl::context> tls;  // https only
+  std::vector<Step> steps;            // a scenario instead of the one request
+};
+
+// One step's exchange: what came back, or where it failed.
+struct StepAnswer {
+  error_code ec;
+  std::string stage;
+  unsigned code = 0;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-case names
 };
 
 struct Response {
@@ -134,9 +149,203 @@ class HttpProbe final : public Probe {
 
   // g++ 12 warns falsely (-Wmismatched-new-delete on the coroutine frame) when the override
   // itself holds this coroutine's body.
-  asio::awaitable<Result> run(ProbeContext& ctx) override { co_return co_await check(ctx); }
+  asio::awaitable<Result> run(ProbeContext& ctx) override {
+    if (!c_.steps.empty()) co_return co_await run_steps(ctx);
+    co_return co_await check(ctx);
+  }
 
  private:
+  // The steps in order, each on a connection of its own, until one fails; the first failing
+  // step is the summary. step_seconds and step_status_code{step} for each step that ran.
+  asio::awaitable<Result> run_steps(ProbeContext& ctx) {
+    const auto start = Clock::now();
+    const auto deadline = start + ctx.timeout;
+    std::map<std::string, std::string> vars;
+    CookieJar cookies;
+    Result r;
+    Status status = Status::ok;
+    std::string failure;
+    std::size_t done = 0;
+    for (const Step& step : c_.steps) {
+      const std::string where = "step " + std::to_string(done + 1) + "/" +
+                                std::to_string(c_.steps.size()) + " '" + step.name + "'";
+      std::string url_text, body, missing;
+      if (!substitute(step.url, vars, url_text, missing) ||
+          !substitute(step.body, vars, body, missing)) {
+        failure = where + ": ${" + missing + "} was not captured";
+        break;
+      }
+      std::string why;
+      const auto url = parse_http_url(resolve_url(c_.url, url_text), why);
+      if (!url) {
+        failure = where + ": url " + url_text + ": " + why;
+        break;
+      }
+      bhttp::request<bhttp::string_body> req{step.method, url->target, 11};
+      req.set(bhttp::field::host, url->authority);
+      req.set(bhttp::field::user_agent, std::string("dozor-agent/") + kVersion);
+      req.set(bhttp::field::connection, "close");
+      if (!step.authorization.empty()) req.set(bhttp::field::authorization, step.authorization);
+      if (const auto jar = cookies.header(); !jar.empty()) req.set(bhttp::field::cookie, jar);
+      bool headers_ok = true;
+      for (const auto& [name, value] : step.headers) {
+        std::string v;
+        headers_ok = headers_ok && substitute(value, vars, v, missing);
+        req.set(name, v);
+      }
+      if (!headers_ok) {
+        failure = where + ": ${" + missing + "} was not captured";
+        break;
+      }
+      req.body() = std::move(body);
+      if (!req.body().empty() || step.method == bhttp::verb::post ||
+          step.method == bhttp::verb::put || step.method == bhttp::verb::patch)
+        req.prepare_payload();
+      const auto step_start = Clock::now();
+      const auto step_deadline =
+          step.timeout ? std::min(deadline, step_start + *step.timeout) : deadline;
+      const StepAnswer a = co_await fetch(ctx, *url, std::move(req), step_deadline);
+      const double took = seconds_between(step_start, Clock::now());
+      r.metrics.push_back({"step_seconds", took, "s", {{"step", step.name}}});
+      ++done;
+      if (a.ec) {
+        failure = where + ": " + a.stage + " " + url->address.text() + ": " +
+                  describe(a.ec, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     step_deadline - step_start));
+        break;
+      }
+      r.metrics.push_back(
+          {"step_status_code", static_cast<double>(a.code), "", {{"step", step.name}}});
+      for (const auto& [name, value] : a.headers)
+        if (name == "set-cookie") cookies.take(value);
+      failure = judge(step, a);
+      if (!failure.empty()) {
+        failure = where + ": " + failure;
+        break;
+      }
+      for (const auto& c : step.captures) {
+        std::optional<std::string> value;
+        if (c.regex) {
+          std::smatch m;
+          if (std::regex_search(a.body, m, *c.regex))
+            value = m.size() > 1 ? m[1].str() : m[0].str();
+        } else {
+          value = json_value(a.body, c.pointer);
+        }
+        if (!value) {
+          failure = where + ": nothing to capture as " + c.var;
+          break;
+        }
+        vars[c.var] = *value;
+      }
+      if (!failure.empty()) break;
+    }
+    const double took = seconds_between(start, Clock::now());
+    r.metrics.push_back({"response_seconds", took, "s"});
+    r.metrics.push_back(
+        {"steps_passed", static_cast<double>(failure.empty() ? done : done - 1), ""});
+    if (!failure.empty()) {
+      r.status = Status::critical;
+      r.summary = failure;
+      co_return r;
+    }
+    status = threshold_status(took, c_.warning, c_.critical);
+    r.status = status;
+    r.summary = std::to_string(done) + " steps passed in " + human_seconds(took);
+    co_return r;
+  }
+
+  // Why the answer fails the step's checks; empty when it passes.
+  static std::string judge(const Step& step, const StepAnswer& a) {
+    if (static_cast<int>(a.code) != step.expect_status)
+      return "HTTP " + std::to_string(a.code) + ", expected " + std::to_string(step.expect_status);
+    if (step.expect_body && !std::regex_search(a.body, *step.expect_body))
+      return "body does not match '" + step.expect_body_text + "'";
+    for (const auto& [pointer, want] : step.expect_json) {
+      const auto got = json_value(a.body, pointer);
+      if (!got) return "no JSON value at " + pointer;
+      if (*got != want) return pointer + " is '" + *got + "', expected '" + want + "'";
+    }
+    for (const auto& [name, re] : step.expect_header) {
+      const auto it = std::find_if(a.headers.begin(), a.headers.end(),
+                                   [&](const auto& h) { return h.first == name; });
+      if (it == a.headers.end()) return "no " + name + " header";
+      if (!std::regex_search(it->second, *re))
+        return name + ": '" + it->second + "' does not match";
+    }
+    return {};
+  }
+
+  asio::awaitable<StepAnswer> fetch(ProbeContext& ctx, const HttpUrl& u,
+                                    bhttp::request<bhttp::string_body> req,
+                                    Clock::time_point deadline) {
+    StepAnswer out;
+    asio::ip::tcp::resolver resolver(ctx.io);
+    auto endpoints = co_await resolver.async_resolve(u.address.host, u.address.port,
+                                                     redirect_error(use_awaitable, out.ec));
+    if (out.ec) {
+      out.stage = "resolve";
+      co_return out;
+    }
+    if (!u.tls) {
+      beast::tcp_stream stream(ctx.io);
+      stream.expires_at(deadline);
+      co_await stream.async_connect(endpoints, redirect_error(use_awaitable, out.ec));
+      if (out.ec) {
+        out.stage = "connect to";
+        co_return out;
+      }
+      co_await talk(stream, req, out);
+      co_return out;
+    }
+    beast::ssl_stream<beast::tcp_stream> stream(ctx.io, *c_.tls);
+    beast::get_lowest_layer(stream).expires_at(deadline);
+    const bool ip = tls::is_ip_address(u.address.host);
+    if (!ip) SSL_set_tlsext_host_name(stream.native_handle(), u.address.host.c_str());
+    if (c_.tls_verify)
+      stream.set_verify_callback(HostCheck{ssl::host_name_verification(u.address.host), ip});
+    co_await beast::get_lowest_layer(stream).async_connect(endpoints,
+                                                           redirect_error(use_awaitable, out.ec));
+    if (out.ec) {
+      out.stage = "connect to";
+      co_return out;
+    }
+    co_await stream.async_handshake(ssl::stream_base::client,
+                                    redirect_error(use_awaitable, out.ec));
+    if (out.ec) {
+      out.stage = "TLS handshake with";
+      co_return out;
+    }
+    co_await talk(stream, req, out);
+  }
+
+  template <class Stream>
+  asio::awaitable<void> talk(Stream& stream, bhttp::request<bhttp::string_body>& req,
+                             StepAnswer& out) {
+    co_await bhttp::async_write(stream, req, redirect_error(use_awaitable, out.ec));
+    if (out.ec) {
+      out.stage = "send request to";
+      co_return;
+    }
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(c_.max_body);
+    if (req.method() == bhttp::verb::head) parser.skip(true);
+    co_await bhttp::async_read(stream, buffer, parser, redirect_error(use_awaitable, out.ec));
+    if (out.ec) {
+      out.stage =
+          out.ec == bhttp::error::body_limit ? "body over max_body from" : "read answer from";
+      co_return;
+    }
+    out.code = parser.get().result_int();
+    for (const auto& f : parser.get()) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers.emplace_back(std::move(name), std::string(f.value()));
+    }
+    out.body = std::move(parser.get().body());
+  }
+
   asio::awaitable<Result> check(ProbeContext& ctx) {
     const auto start = Clock::now();
     const auto deadline = start + ctx.timeout;
@@ -357,10 +566,23 @@ std::unique_ptr<Probe> make(const Options& o) {
   c.critical = seconds_option(o, "critical");
   c.max_body = o.size("max_body");
   if (c.max_body == 0) o.error("max_body", "must be positive");
+  if (o.has("steps")) {
+    c.steps = read_steps(o);
+    // The one request's own settings mean nothing beside steps (defaults aside).
+    const std::pair<const char*, bool> own[] = {
+        {"method", method != "GET" && method != "get"},
+        {"expect_status", o.integer("expect_status") != 200},
+        {"expect_body", !c.expect_body_text.empty()},
+        {"username", !o.string("username").empty()}};
+    for (const auto& [key, given] : own)
+      if (given) o.error(key, "with steps, each step has its own; put it in the step");
+  }
+  bool any_tls = c.url.tls;
+  for (const auto& step : c.steps) any_tls = any_tls || step.url.starts_with("https://");
 
   const std::string ca = o.string("ca");
-  if (!ca.empty() && url && !c.url.tls) o.error("ca", "only used with https:// URLs");
-  if (c.url.tls) {
+  if (!ca.empty() && url && !any_tls) o.error("ca", "only used with https:// URLs");
+  if (any_tls) {
     c.tls = std::make_shared<ssl::context>(ssl::context::tls_client);
     if (const std::string why = tls::load_trust(*c.tls, ca); !why.empty())
       o.error(ca.empty() ? "url" : "ca", why);

@@ -25,6 +25,8 @@ DOZORCTL = os.path.join(BUILD, "server/dozorctl")
 WEBHOOK_RECEIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "webhook_receiver.py")
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-aiosmtpd
+NGINX = "/usr/sbin/nginx"
+STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 def free_port():
@@ -553,3 +555,32 @@ class SmtpSink(Process):
         if not os.path.isdir(os.path.join(self.maildir, "new")):
             return []
         return list(mailbox.Maildir(self.maildir, create=False))
+
+
+class Nginx(Process):
+    """Debian's nginx on 127.0.0.1:port, in the foreground, with a config of the test's."""
+
+    def __init__(self, workdir, port):
+        self.dir = os.path.join(workdir, "nginx")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = port
+        self.conf = os.path.join(self.dir, "nginx.conf")
+
+    def serve(self, body):
+        """(Re)starts nginx with `body` as its http or stream block."""
+        with open(self.conf, "w") as f:
+            # One process (no master, no workers left behind by a killed master); as root it
+            # would serve as nobody, who cannot read the test's 0700 folder.
+            f.write(f"load_module {STREAM_MODULE};\n" if body.startswith("stream") else "")
+            f.write(f"user root;\ndaemon off;\nmaster_process off;\npid {self.dir}/nginx.pid;\n"
+                    f"error_log stderr warn;\nevents {{ worker_connections 64; }}\n{body}\n")
+        super().__init__([NGINX, "-p", self.dir, "-c", self.conf], os.path.join(self.dir, "log"))
+        wait_for("nginx listening", self.listening)
+        return self
+
+    def listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False

@@ -10,45 +10,18 @@ import subprocess
 import sys
 import time
 
+import harness
 from harness import (DOZORCTL, Agent, Collector, CollectorCase, Process, TcpService, WebhookReceiver,
                      api_token_file, free_port, http_request, main, post_raw, sample, spool_state,
                      timing, tls_client, wait_for)
 
-NGINX = "/usr/sbin/nginx"
 SLOWHTTPTEST = "/usr/bin/slowhttptest"
-STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 MAKE_BACKLOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../bench/make_backlog.py")
 
 
-class Nginx(Process):
-    """Debian's nginx on 127.0.0.1:port, in the foreground, with a config of the test's."""
-
-    def __init__(self, workdir, port):
-        self.dir = os.path.join(workdir, "nginx")
-        os.makedirs(self.dir, exist_ok=True)
-        self.port = port
-        self.conf = os.path.join(self.dir, "nginx.conf")
-
-    def serve(self, body):
-        """(Re)starts nginx with `body` as its http or stream block."""
-        with open(self.conf, "w") as f:
-            # One process (no master, no workers left behind by a killed master); as root it
-            # would serve as nobody, who cannot read the test's 0700 folder.
-            f.write(f"load_module {STREAM_MODULE};\n" if body.startswith("stream") else "")
-            f.write(f"user root;\ndaemon off;\nmaster_process off;\npid {self.dir}/nginx.pid;\n"
-                    f"error_log stderr warn;\nevents {{ worker_connections 64; }}\n{body}\n")
-        super().__init__([NGINX, "-p", self.dir, "-c", self.conf], os.path.join(self.dir, "log"))
-        wait_for("nginx listening", self.listening)
-        return self
-
-    def listening(self):
-        import socket
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
+class Nginx(harness.Nginx):
+    """harness.Nginx with the fronts these tests put between agent and collector."""
 
     def refusing(self, status, headers="", certs=None):
         """An HTTPS front that answers every request `status` itself, as a misconfigured proxy,
