@@ -64,7 +64,7 @@ class LogProbe final : public Probe {
     Result r;
     r.metrics.push_back({"matches", static_cast<double>(rd.matches), ""});
     r.metrics.push_back({"lines", static_cast<double>(rd.lines), ""});
-    r.metrics.push_back({"bytes_read", static_cast<double>(rd.bytes), "bytes"});
+    r.metrics.push_back({"read_bytes", static_cast<double>(rd.bytes), "bytes"});
     Status s = threshold_status(static_cast<double>(rd.matches), c_.warning, c_.critical);
     std::string summary;
     std::string problem = !rd.problem.empty() ? rd.problem

@@ -241,7 +241,7 @@ class ModbusProbe final : public Probe {
       } else if (p.stale && now - seen.since >= *p.stale) {
         status = worst(status, Status::critical);
         notes.push_back(point_name(p) + " unchanged for " +
-                        human_number(std::floor(seconds_between(seen.since, now))) + " s");
+                        human_seconds(std::floor(seconds_between(seen.since, now))));
       }
       if (v.is_text) {
         texts += (texts.empty() ? "" : ", ") + point_name(p) + "='" + v.text + "'";

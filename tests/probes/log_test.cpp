@@ -54,7 +54,7 @@ struct Counts {
 
 Counts counts(const Result& r) {
   return {metric(r, "matches").value_or(-1), metric(r, "lines").value_or(-1),
-          metric(r, "bytes_read").value_or(-1)};
+          metric(r, "read_bytes").value_or(-1)};
 }
 
 TEST(LogProbe, CountsAppendedLinesOnce) {
