@@ -508,7 +508,7 @@ class BasProbe final : public Probe {
       m.push_back({"licenses",
                    static_cast<double>(holders.size()),
                    "",
-                   {{"type", key[0]}, {"issued_by", key[1]}, {"series", key[2]}}});
+                   {{"license_type", key[0]}, {"issued_by", key[1]}, {"series", key[2]}}});
     if (c_.licenses_total > 0)
       m.push_back({"licenses_total", static_cast<double>(c_.licenses_total), ""});
     m.push_back({"workers_running", static_cast<double>(running), ""});

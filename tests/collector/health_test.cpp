@@ -68,6 +68,17 @@ TEST(Health, MetricLabelsArePrometheusLabelsAndEachSeriesComesAndGoesOnItsOwn) {
   EXPECT_EQ(h.agent("a", 103)->series, 1u);
 }
 
+// A report without labels (an agent from before them) reads on /metrics as it always did.
+TEST(Health, AMetricWithoutLabelsIsExposedAsBefore) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({{1, 100}}), 101);
+  EXPECT_NE(m.scrape().find("dozor_probe_value{agent=\"a\",metric=\"connect_seconds\",probe=\"erp-"
+                            "port\",site=\"acme-kyiv\"} 0.1\n"),
+            std::string::npos)
+      << m.scrape();
+}
+
 TEST(Health, RetriesCountOnce) {
   Metrics m;
   Health h(m);

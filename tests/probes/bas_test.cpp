@@ -149,15 +149,20 @@ TEST(BasProbe, HealthyClusterThroughRacOnPath) {
   expect_metric(r, "memory_excess_seconds", 0);
   // Licences from session list --licenses, by type, who issued them and series, one per session.
   EXPECT_EQ(labelled(r, "licenses",
-                     {{"type", "soft"}, {"issued_by", "server"}, {"series", "8100886831"}}),
+                     {{"license_type", "soft"}, {"issued_by", "server"}, {"series", "8100886831"}}),
             4);
-  EXPECT_EQ(
-      labelled(r, "licenses", {{"type", "HASP"}, {"issued_by", "server"}, {"series", "ORG8A"}}), 2);
   EXPECT_EQ(labelled(r, "licenses",
-                     {{"type", "soft"}, {"issued_by", "client"}, {"series", "8100078895"}}),
+                     {{"license_type", "HASP"}, {"issued_by", "server"}, {"series", "ORG8A"}}),
+            2);
+  EXPECT_EQ(labelled(r, "licenses",
+                     {{"license_type", "soft"}, {"issued_by", "client"}, {"series", "8100078895"}}),
             1);
   EXPECT_FALSE(metric(r, "licenses_total"));  // none configured
-  EXPECT_FALSE(metric(r, "locks"));           // lock list counts connections, not waits: not asked
+  // Every label is one the collector takes (none shadows its own, such as `type`).
+  for (const auto& m : r.metrics)
+    for (const auto& [key, value] : m.labels)
+      EXPECT_EQ(protocol::label_name_problem(key), "") << m.name << " " << key;
+  EXPECT_FALSE(metric(r, "locks"));  // lock list counts connections, not waits: not asked
 
   // rac [options] host:port mode command: the address first, then what to do.
   const auto calls = rac.calls();
@@ -204,7 +209,7 @@ TEST(BasProbe, SessionsByUuidHibernatedApartInteractiveAndBackgroundCallsJudgedA
   expect_metric(r, "longest_background_call_seconds", 3600);
   expect_metric(r, "licenses_total", 7);
   EXPECT_EQ(labelled(r, "licenses",
-                     {{"type", "soft"}, {"issued_by", "server"}, {"series", "8100886831"}}),
+                     {{"license_type", "soft"}, {"issued_by", "server"}, {"series", "8100886831"}}),
             4);  // not 8
   // Without background thresholds, the hour-long job call is reported and not judged.
   const Result quiet = run(rac.yaml()).result;
