@@ -871,6 +871,21 @@ void Desk::publish_open() {
   open_counts_ = std::move(counts);
 }
 
+void Desk::publish_overdue(double now) {
+  if (now < next_overdue_) return;
+  next_overdue_ = now + 1;
+  std::map<std::vector<std::string>, double> counts;
+  for (auto& [label, n] : overdue_counts_) counts[label] = 0;  // keep series that dropped to zero
+  for (const auto& [id, t] : live_)
+    // Past a deadline once it escalated (an escalation moves the deadline on).
+    if (t.status == "open" && (t.escalations > 0 || (t.deadline > 0 && now > t.deadline)))
+      counts[{t.site, t.ticket_class, priority_name(t.priority)}] += 1;
+  for (const auto& [label, n] : counts)
+    metrics_.tickets_overdue.Add({{"site", label[0]}, {"class", label[1]}, {"priority", label[2]}})
+        .Set(n);
+  overdue_counts_ = std::move(counts);
+}
+
 // ---------------------------------------------------------------- timers
 
 void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
@@ -904,6 +919,7 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
     }
     for (Incident* inc : agent_silences_) advance(*inc, now);
     certificates(agents, now);
+    publish_overdue(now);
     for (const auto& key : std::vector<std::string>(pending_.begin(), pending_.end())) {
       auto it = incidents_.find(key);
       if (it == incidents_.end())

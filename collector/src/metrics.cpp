@@ -55,6 +55,8 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                        .Add({})),
       tickets_open(family(BuildGauge(), *r, "dozor_tickets_open",
                           "Tickets open or acknowledged, not yet resolved")),
+      tickets_overdue(family(BuildGauge(), *r, "dozor_tickets_overdue",
+                             "Open tickets not acknowledged by their reaction deadline")),
       ticket_events(family(BuildCounter(), *r, "dozor_ticket_events_total",
                            "Ticket events: opened, escalated, acknowledged, resolved, ...")),
       ticket_reaction(

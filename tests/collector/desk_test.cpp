@@ -557,6 +557,10 @@ TEST_F(DeskTest, UnacknowledgedEscalatesAndAcknowledgedDoesNot) {
   EXPECT_NE(text.find("dozor_ticket_reaction_seconds_sum 120"), std::string::npos) << text;
   EXPECT_NE(text.find("dozor_tickets_open{class=\"emergency\",priority=\"P2\",site=\"acme\"} 2"),
             std::string::npos);
+  // The unacknowledged one missed its deadline; the acknowledged one did not.
+  EXPECT_NE(text.find("dozor_tickets_overdue{class=\"emergency\",priority=\"P2\",site=\"acme\"} 1"),
+            std::string::npos)
+      << text;
   // Close by hand while it still fails: no new ticket until it clears and fails again.
   EXPECT_EQ(desk->close(open[0].id, "olena", "known", kNoon + 1900), Desk::Change::done);
   send("a1", "web", Status::critical, kNoon + 1901);

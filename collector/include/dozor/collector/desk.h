@@ -182,7 +182,8 @@ class Desk : public OutboxQueue {
   void event(Ticket& t, const std::string& event, const std::string& text, double now);
   void save(const Ticket& t);
   void save(const Incident& inc);
-  void publish_open();  // every label set, from live_ (after a load)
+  void publish_open();               // every label set, from live_ (after a load)
+  void publish_overdue(double now);  // open tickets past their reaction deadline, once a second
   void count_open(const Ticket& t, int delta);
   double deadline_for(const Ticket& t, double from) const;
   const ServiceCalendar& calendar(const std::string& site) const;
@@ -209,6 +210,8 @@ class Desk : public OutboxQueue {
   std::size_t known_agents_ = 0;           // that reported at least once, as of the last tick
   double own_not_after_ = 0;               // the collector's own certificate; 0: unknown
   std::map<std::vector<std::string>, double> open_counts_;  // published label sets
+  std::map<std::vector<std::string>, double> overdue_counts_;
+  double next_overdue_ = 0;
   std::function<void()> on_queued_;
   bool queued_ = false;
   std::uint64_t next_ticket_ = 1, next_event_ = 1, next_silence_ = 1;

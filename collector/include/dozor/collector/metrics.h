@@ -39,6 +39,7 @@ class Metrics {
   prometheus::Counter& ingest_duplicates;
   prometheus::Counter& store_errors;  // writes the store refused (disk full, read-only, ...)
   prometheus::Family<prometheus::Gauge>& tickets_open;     // site, class, priority
+  prometheus::Family<prometheus::Gauge>& tickets_overdue;  // not acknowledged by the deadline
   prometheus::Family<prometheus::Counter>& ticket_events;  // event
   prometheus::Histogram& ticket_reaction;                  // open -> acknowledge, service time
   prometheus::Family<prometheus::Counter>& notifications_failed;  // notifier
