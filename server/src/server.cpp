@@ -660,6 +660,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   // A connection without a client certificate: GET /v1/enroll/ca or POST /v1/enroll, once.
   Response handle_enrollment(const std::string& remote, const Request& req) {
     Response res = [&] {
+      if (!enrollment)  // switched off by a reload since this connection's handshake
+        return error_reply(http::status::not_found, "enrollment_off",
+                           "this collector enrolls no agents");
       if (req.target() == "/v1/enroll/ca" && req.method() == http::verb::get)
         return enrollment->ca(remote, clock());
       if (req.target() == "/v1/enroll" && req.method() == http::verb::post) {
