@@ -1,9 +1,5 @@
 #include "dozor/agent/enroll.h"
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -23,6 +19,7 @@
 #include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
+#include "dozor/protocol/x509.h"
 #include "identity.h"
 
 namespace dozor::agent {
@@ -123,27 +120,13 @@ std::string normalized_fingerprint(std::string text) {
 // others are not trusted, whatever the collector sent with it.
 std::string pinned_ca(const std::string& bundle, const std::string& pin,
                       const std::string& fingerprint) {
-  BIO* bio = BIO_new_mem_buf(bundle.data(), static_cast<int>(bundle.size()));
-  std::string out;
-  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
-    unsigned char* der = nullptr;
-    const int n = i2d_X509(cert, &der);
-    const std::string bytes(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
-    OPENSSL_free(der);
-    if (out.empty() && protocol::ca_pin(bytes) == pin &&
-        (fingerprint.empty() || protocol::sha256_hex(bytes) == fingerprint)) {
-      BIO* mem = BIO_new(BIO_s_mem());
-      PEM_write_bio_X509(mem, cert);
-      char* data = nullptr;
-      const long len = BIO_get_mem_data(mem, &data);
-      out.assign(data, static_cast<std::size_t>(len));
-      BIO_free(mem);
-    }
-    X509_free(cert);
+  for (const auto& cert : protocol::x509::read_certs(bundle)) {
+    const std::string der = protocol::x509::der(cert.get());
+    if (protocol::ca_pin(der) == pin &&
+        (fingerprint.empty() || protocol::sha256_hex(der) == fingerprint))
+      return protocol::x509::pem(cert.get());
   }
-  BIO_free(bio);
-  ERR_clear_error();
-  return out;
+  return {};
 }
 
 }  // namespace

@@ -17,27 +17,17 @@
 #include <memory>
 #include <stdexcept>
 
+#include "dozor/protocol/x509.h"
+
 namespace dozor::agent {
 namespace {
 
-template <class T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const { Free(p); }
-};
-using Bio = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using Key = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using Cert = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using Req = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
-
-Bio memory(const std::string& s) {
-  return Bio(BIO_new_mem_buf(s.data(), static_cast<int>(s.size())));
-}
-
-std::string text(BIO* bio) {
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<std::size_t>(n));
-}
+using protocol::x509::Bio;
+using protocol::x509::Cert;
+using protocol::x509::Key;
+using protocol::x509::memory;
+using protocol::x509::Req;
+using protocol::x509::text;
 
 Key read_key(const std::string& pem) {
   auto bio = memory(pem);
@@ -47,10 +37,8 @@ Key read_key(const std::string& pem) {
 }
 
 Cert read_cert(const std::string& pem) {
-  auto bio = memory(pem);
-  Cert cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  ERR_clear_error();
-  return cert;
+  auto certs = protocol::x509::read_certs(pem);
+  return certs.empty() ? nullptr : std::move(certs.front());
 }
 
 double unix_time(const ASN1_TIME* t) {

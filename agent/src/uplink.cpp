@@ -45,10 +45,14 @@ constexpr std::size_t kMaxBatchBytes = 1 << 20;
 
 // Equal jitter: half the backoff fixed, half random, so that agents of a site that lost its link
 // together do not all knock at the same moment.
+std::minstd_rand& rng() {
+  static thread_local std::minstd_rand r{std::random_device{}()};
+  return r;
+}
+
 milliseconds jittered(milliseconds backoff) {
-  static thread_local std::minstd_rand rng{std::random_device{}()};
   const long half = backoff.count() / 2;
-  return milliseconds(half + std::uniform_int_distribution<long>(0, half)(rng));
+  return milliseconds(half + std::uniform_int_distribution<long>(0, half)(rng()));
 }
 
 // The index of the result a `400 invalid_report` names ("results[3].metrics[0].value: ..."), when
@@ -166,8 +170,7 @@ struct Uplink::State : std::enable_shared_from_this<Uplink::State> {
     const auto v = validity(read_file(link.cert));
     if (!v || v->not_after <= v->not_before) return;
     const double life = v->not_after - v->not_before;
-    static thread_local std::minstd_rand rng{std::random_device{}()};
-    renew_at = v->not_before + life * 2 / 3 - std::uniform_real_distribution<>(0, life / 20)(rng);
+    renew_at = v->not_before + life * 2 / 3 - std::uniform_real_distribution<>(0, life / 20)(rng());
     renew_retry = std::clamp(milliseconds(static_cast<long>(life * 1000 / 30)), milliseconds(1000),
                              milliseconds(3'600'000));
   }

@@ -5,12 +5,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/enroll_token.h"
 #include "dozor/protocol/units.h"
+#include "dozor/protocol/x509.h"
 #include "dozor/server/server.h"
 
 namespace dozor::server {
@@ -31,50 +34,36 @@ struct CaFile {
 // The first certificate of `path`, and a check that the collector's own certificate (with the
 // chain in its file) verifies against it: agents enrolled trust only that one.
 CaFile agents_ca(const std::string& path, const std::string& collector_cert) {
-  BIO* bio = BIO_new_file(path.c_str(), "rb");
-  X509* ca = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
-  BIO_free(bio);
-  ERR_clear_error();
-  if (!ca) throw std::runtime_error("tls.ca " + path + ": no PEM certificate in it");
-  CaFile out;
-  unsigned char* der = nullptr;
-  const int n = i2d_X509(ca, &der);
-  out.der.assign(reinterpret_cast<const char*>(der), static_cast<std::size_t>(n));
-  OPENSSL_free(der);
-  BIO* mem = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(mem, ca);
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(mem, &data);
-  out.pem.assign(data, static_cast<std::size_t>(len));
-  BIO_free(mem);
-
-  X509_STORE* store = X509_STORE_new();
-  X509_STORE_add_cert(store, ca);
-  X509_free(ca);
-  STACK_OF(X509)* chain = sk_X509_new_null();
-  BIO* in = BIO_new_file(collector_cert.c_str(), "rb");
-  while (X509* c = in ? PEM_read_bio_X509(in, nullptr, nullptr, nullptr) : nullptr)
-    sk_X509_push(chain, c);
-  BIO_free(in);
-  ERR_clear_error();
+  namespace x509 = protocol::x509;
+  auto read = [](const std::string& file) {
+    std::ifstream in(file, std::ios::binary);
+    return x509::read_certs(std::string(std::istreambuf_iterator<char>(in), {}));
+  };
+  const auto cas = read(path);
+  if (cas.empty()) throw std::runtime_error("tls.ca " + path + ": no PEM certificate in it");
+  const auto chain = read(collector_cert);
   bool ok = false;
   int error = 0;
-  if (sk_X509_num(chain) > 0) {
+  if (!chain.empty()) {
+    X509_STORE* store = X509_STORE_new();
+    X509_STORE_add_cert(store, cas[0].get());
+    STACK_OF(X509)* untrusted = sk_X509_new_null();
+    for (const auto& c : chain) sk_X509_push(untrusted, c.get());
     X509_STORE_CTX* ctx = X509_STORE_CTX_new();
-    X509_STORE_CTX_init(ctx, store, sk_X509_value(chain, 0), chain);
+    X509_STORE_CTX_init(ctx, store, chain[0].get(), untrusted);
     ok = X509_verify_cert(ctx) == 1;
     error = X509_STORE_CTX_get_error(ctx);
     X509_STORE_CTX_free(ctx);
+    sk_X509_free(untrusted);
+    X509_STORE_free(store);
+    ERR_clear_error();
   }
-  sk_X509_pop_free(chain, X509_free);
-  X509_STORE_free(store);
-  ERR_clear_error();
   if (!ok)
     throw std::runtime_error("tls.cert " + collector_cert + " does not verify against the first " +
                              "certificate of tls.ca " + path + " (" +
                              X509_verify_cert_error_string(error) +
                              "), the one enrolled agents are given to trust");
-  return out;
+  return {x509::pem(cas[0].get()), x509::der(cas[0].get())};
 }
 
 json token_json(const collector::Store::EnrollToken& t, double now) {
@@ -97,6 +86,8 @@ json token_json(const collector::Store::EnrollToken& t, double now) {
           {"comment", t.comment}};
 }
 
+constexpr std::size_t kMaxSources = 4096;  // addresses (or agents) with a bucket of their own
+
 Response json_reply(const json& j, http::status status = http::status::ok) {
   return reply(status, j.dump(2) + "\n");
 }
@@ -110,23 +101,6 @@ void check_enrollment(const ServerConfig& config) {
   agents_ca(config.tls_ca, config.tls_cert);
 }
 
-bool PerMinute::take(const std::string& key, double now) {
-  if (buckets_.size() >= kMaxKeys && !buckets_.count(key)) {
-    // Keys whose bucket has refilled hold nothing worth keeping.
-    std::erase_if(buckets_, [&](const auto& kv) {
-      return kv.second.first + (now - kv.second.second) * rate_ / 60 >= rate_;
-    });
-    if (buckets_.size() >= kMaxKeys) return false;  // a flood from everywhere: refuse
-  }
-  auto [it, fresh] = buckets_.try_emplace(key, std::pair{rate_, now});
-  auto& [tokens, at] = it->second;
-  tokens = std::min(rate_, tokens + (now - at) * rate_ / 60);
-  at = now;
-  if (tokens < 1) return false;
-  tokens -= 1;
-  return true;
-}
-
 Enrollment::Enrollment(const ServerConfig& config, collector::Store& store,
                        collector::Metrics& metrics, Revoke revoke)
     : settings_(config.enroll),
@@ -135,9 +109,9 @@ Enrollment::Enrollment(const ServerConfig& config, collector::Store& store,
       revoke_(std::move(revoke)),
       issuer_(config.enroll.ca_cert, config.enroll.ca_key, config.tls_ca,
               config.enroll.cert_lifetime),
-      per_source_(config.enroll.per_source),
-      per_agent_(config.enroll.per_source),
-      total_(config.enroll.per_minute) {
+      per_source_(static_cast<double>(config.enroll.per_source), 60, kMaxSources),
+      per_agent_(static_cast<double>(config.enroll.per_source), 60, kMaxSources),
+      total_(static_cast<double>(config.enroll.per_minute), 60) {
   auto ca = agents_ca(config.tls_ca, config.tls_cert);
   ca_pem_ = std::move(ca.pem);
   pin_ = protocol::ca_pin(ca.der);

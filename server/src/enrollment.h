@@ -5,7 +5,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "dozor/collector/metrics.h"
@@ -13,21 +12,9 @@
 #include "dozor/server/config.h"
 #include "http.h"
 #include "issuer.h"
+#include "rate_limit.h"
 
 namespace dozor::server {
-
-/// Requests a minute per key (a source address, an agent), in a token bucket per key; bounded in
-/// keys.
-class PerMinute {
- public:
-  explicit PerMinute(std::size_t per_minute) : rate_(static_cast<double>(per_minute)) {}
-  bool take(const std::string& key, double now);
-
- private:
-  static constexpr std::size_t kMaxKeys = 4096;
-  double rate_;
-  std::unordered_map<std::string, std::pair<double, double>> buckets_;  // tokens, at
-};
 
 /// Enrollment of agents with one-time tokens and renewal of their certificates, signed by the
 /// issuing CA of the `enroll` section; and the API over tokens, issued certificates and the CRL.
@@ -71,8 +58,7 @@ class Enrollment {
   Issuer issuer_;
   std::string ca_pem_;  // the first certificate of tls.ca: what agents trust for the collector
   std::string pin_;
-  PerMinute per_source_, per_agent_;
-  PerMinute total_;
+  RateLimit per_source_, per_agent_, total_;  // requests a minute
 };
 
 }  // namespace dozor::server

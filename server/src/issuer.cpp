@@ -10,21 +10,21 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "dozor/protocol/x509.h"
+
 namespace dozor::server {
 namespace {
 
-template <class T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const { Free(p); }
-};
-using Bio = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using Cert = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using Req = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
-using Crl = std::unique_ptr<X509_CRL, Deleter<X509_CRL, X509_CRL_free>>;
-using Bn = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
-using Store = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
-using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
-using Asn1Time = std::unique_ptr<ASN1_TIME, Deleter<ASN1_TIME, ASN1_TIME_free>>;
+using protocol::x509::Bio;
+using protocol::x509::Cert;
+using protocol::x509::Freer;
+using protocol::x509::memory;
+using protocol::x509::Req;
+using Crl = std::unique_ptr<X509_CRL, Freer<X509_CRL, X509_CRL_free>>;
+using Bn = std::unique_ptr<BIGNUM, Freer<BIGNUM, BN_free>>;
+using Store = std::unique_ptr<X509_STORE, Freer<X509_STORE, X509_STORE_free>>;
+using StoreCtx = std::unique_ptr<X509_STORE_CTX, Freer<X509_STORE_CTX, X509_STORE_CTX_free>>;
+using Asn1Time = std::unique_ptr<ASN1_TIME, Freer<ASN1_TIME, ASN1_TIME_free>>;
 
 std::string openssl_error() {
   const unsigned long e = ERR_get_error();
@@ -33,16 +33,6 @@ std::string openssl_error() {
   char buf[256];
   ERR_error_string_n(e, buf, sizeof buf);
   return buf;
-}
-
-Bio memory(std::string_view bytes) {
-  return Bio(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
-}
-
-std::string bio_text(BIO* bio) {
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<std::size_t>(n));
 }
 
 std::string text_of(X509_NAME* name, int nid) {
@@ -142,12 +132,7 @@ Issuer::Issuer(const std::string& cert_file, const std::string& key_file,
                const std::string& trusted_ca, std::chrono::seconds lifetime)
     : lifetime_(lifetime) {
   const std::string pem = read_file_bytes(cert_file, "enroll.ca_cert");
-  std::vector<Cert> chain;
-  {
-    auto bio = memory(pem);
-    while (X509* c = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) chain.emplace_back(c);
-    ERR_clear_error();
-  }
+  std::vector<Cert> chain = protocol::x509::read_certs(pem);
   if (chain.empty())
     throw std::runtime_error("enroll.ca_cert " + cert_file + ": no PEM certificate in it");
   if (X509_check_ca(chain[0].get()) < 1)
@@ -184,10 +169,9 @@ Issuer::Issuer(const std::string& cert_file, const std::string& key_file,
                              "): the collector would refuse the agents it enrolls");
   // The chain agents present after their certificate: the issuing CA when it is an
   // intermediate, and whatever follows it in the file; never the root itself.
-  Bio out(BIO_new(BIO_s_mem()));
   for (const auto& c : chain)
-    if (X509_check_issued(c.get(), c.get()) != X509_V_OK) PEM_write_bio_X509(out.get(), c.get());
-  chain_pem_ = bio_text(out.get());
+    if (X509_check_issued(c.get(), c.get()) != X509_V_OK)
+      chain_pem_ += protocol::x509::pem(c.get());
   cert_ = chain[0].release();
 }
 
@@ -226,9 +210,8 @@ Issuer::Certificate Issuer::issue(EVP_PKEY* key, const std::string& agent, const
   add_extension(cert.get(), &ctx, NID_authority_key_identifier, "keyid:always");
   if (X509_sign(cert.get(), key_, EVP_sha256()) <= 0)
     throw std::runtime_error("signing a certificate: " + openssl_error());
-  Bio out(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509(out.get(), cert.get());
-  return {bio_text(out.get()) + chain_pem_, serial_hex(X509_get0_serialNumber(cert.get())),
+  return {protocol::x509::pem(cert.get()) + chain_pem_,
+          serial_hex(X509_get0_serialNumber(cert.get())),
           static_cast<double>(start + lifetime_.count())};
 }
 
@@ -271,7 +254,7 @@ std::string Issuer::crl(const std::vector<std::pair<std::string, double>>& revok
     throw std::runtime_error("signing the CRL: " + openssl_error());
   Bio out(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509_CRL(out.get(), crl.get());
-  return bio_text(out.get());
+  return protocol::x509::text(out.get());
 }
 
 }  // namespace dozor::server

@@ -29,6 +29,7 @@
 #include "enrollment.h"
 #include "http.h"
 #include "issuer.h"
+#include "rate_limit.h"
 #include "tls_stream.h"
 
 namespace dozor::server {
@@ -359,7 +360,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   }
   IdleConnections idle;                                 // the connections waiting for a request
   std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented
-  std::unordered_map<std::string, std::pair<double, double>> report_tokens;  // tokens, at
+  RateLimit report_tokens{static_cast<double>(config.reports_per_second), 1};  // per agent
   bool stopping = false;
 
   void listen(tcp::acceptor& acc, const Endpoint& ep) {
@@ -398,7 +399,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
           now >= next_trim || (peak >= 64 && open < peak / 2)) {
         // What the connections left of agents forgotten meanwhile (forget_after) goes too.
         std::erase_if(certificates, [&](const auto& kv) { return !health.knows(kv.first); });
-        std::erase_if(report_tokens, [&](const auto& kv) { return !health.knows(kv.first); });
+        report_tokens.erase_if([&](const std::string& agent) { return !health.knows(agent); });
         malloc_trim(0);
         next_trim = now + std::chrono::minutes(1);
         peak = open;
@@ -643,20 +644,6 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
-  // A token bucket per agent: reports_per_second a second, bursts of as many.
-  bool take_report_token(const std::string& agent) {
-    const double now =
-        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    const auto rate = static_cast<double>(config.reports_per_second);
-    auto [it, fresh] = report_tokens.try_emplace(agent, std::pair{rate, now});
-    auto& [tokens, at] = it->second;
-    tokens = std::min(rate, tokens + (now - at) * rate);
-    at = now;
-    if (tokens < 1) return false;
-    tokens -= 1;
-    return true;
-  }
-
   // A connection without a client certificate: GET /v1/enroll/ca or POST /v1/enroll, once.
   Response handle_enrollment(const std::string& remote, const Request& req) {
     Response res = [&] {
@@ -696,7 +683,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       res.set(http::field::allow, "POST");
       return res;
     }
-    if (!take_report_token(agent)) {
+    const double now =
+        std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (!report_tokens.take(agent, now)) {
       metrics.rejected("limit_reports_per_second");
       refusals.note(agent, "agent " + agent + ": report refused: over limits.reports_per_second");
       auto res = error_reply(http::status::too_many_requests, "limit_reports_per_second",
@@ -955,6 +944,7 @@ void Server::reload(const ServerConfig& config) {
   state_->config = config;  // limits and the API token; the listeners stay where they are
   state_->config.agents = agents;
   state_->config.http = http;
+  state_->report_tokens.set_rate(static_cast<double>(config.reports_per_second));
   state_->tls = std::move(tls);
   state_->enrollment = std::move(enrollment);
   state_->publish_own_expiry();

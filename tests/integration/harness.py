@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -26,6 +27,7 @@ WEBHOOK_RECEIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-aiosmtpd
 NGINX = "/usr/sbin/nginx"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
@@ -584,3 +586,30 @@ class Nginx(Process):
             return True
         except OSError:
             return False
+
+
+class Prometheus(Process):
+    """Debian's real Prometheus on 127.0.0.1, scraping `targets` (host:port) every second as job
+    dozor."""
+
+    def __init__(self, workdir, targets):
+        self.port = free_port()
+        config = os.path.join(workdir, "prometheus.yml")
+        listed = ", ".join(f"'{t}'" for t in targets)
+        with open(config, "w") as f:
+            f.write("global: { scrape_interval: 1s, evaluation_interval: 1s }\n"
+                    "scrape_configs:\n  - job_name: dozor\n"
+                    f"    static_configs: [ {{ targets: [{listed}] }} ]\n")
+        super().__init__([PROMETHEUS, f"--config.file={config}",
+                          f"--storage.tsdb.path={workdir}/tsdb",
+                          f"--web.listen-address=127.0.0.1:{self.port}"],
+                         os.path.join(workdir, "prometheus.log"))
+
+    def query(self, expr):
+        """The result vector of an instant query; raises when Prometheus refuses the query."""
+        from urllib.parse import urlencode
+        body = json.loads(http_get(f"http://127.0.0.1:{self.port}/api/v1/query?" +
+                                   urlencode({"query": expr})))
+        if body["status"] != "success":
+            raise AssertionError(f"{expr}: {body}")
+        return body["data"]["result"]

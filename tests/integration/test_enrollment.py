@@ -3,15 +3,15 @@ the real dozor-agent, dozor-collector and dozorctl, real openssl, on 127.0.0.1."
 import glob
 import json
 import os
-import re
 import socket
 import ssl
 import stat
 import subprocess
 import time
 
-from harness import (AGENT, DOZORCTL, Agent, Collector, CollectorCase, api_token_file, main,
-                     post_raw, sample, spool_state, timing, tls_client, wait_for)
+from harness import (AGENT, COLLECTOR, DOZORCTL, Agent, Certs, Collector, CollectorCase,
+                     api_token_file, main, post_raw, sample, spool_state, timing, tls_client,
+                     wait_for)
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 PROBE = "{ name: disk, type: disk, path: /, interval: 500ms }"
@@ -102,6 +102,11 @@ class EnrollmentTest(EnrollmentCase):
             if os.path.isfile(path) and not path.startswith(folder + os.sep):
                 with open(path, "rb") as f:
                     self.assertNotIn(body.encode(), f.read(), path)
+
+        # A machine with a certificate is not enrolled over it by mistake: nothing is sent.
+        again_here = self.enroll(folder, files, "dz1." + "A" * 32 + "." + "A" * 22)
+        self.assertEqual(again_here.returncode, 1)
+        self.assertIn("exists: this machine has a certificate already", again_here.stderr)
 
         # The same token again: used.
         again = self.enroll(*self.site("thief"), token)
@@ -218,6 +223,18 @@ class EnrollmentTest(EnrollmentCase):
             self.assertIn("certificate revoked", check.stdout + check.stderr)
         old.stop()
         new.stop()
+
+    def test_check_config_refuses_an_issuing_key_that_is_not_the_cas(self):
+        other = Certs(os.path.join(self.dir, "other-ca"))
+        with open(self.collector.config) as f:
+            config = f.read().replace(f"{self.certs.dir}/ca.key", f"{other.dir}/ca.key")
+        bad = os.path.join(self.dir, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write(config)
+        out = subprocess.run([COLLECTOR, "--config", bad, "--check-config"], capture_output=True,
+                             text=True, timeout=20)
+        self.assertEqual(out.returncode, 2)
+        self.assertIn(f"enroll: enroll.ca_key {other.dir}/ca.key is not the key of", out.stderr)
 
     def test_the_enrollment_endpoint_is_rate_limited_per_address(self):
         ctx = ssl.create_default_context(cafile=self.certs.files("collector")["ca"])

@@ -6,15 +6,12 @@ import glob
 import json
 import os
 import re
-import shutil
 import socket
-import sys
 import time
-import urllib.parse
 
-from harness import (BUILD, SOURCE, Agent, Certs, Collector, IntegrationCase, Process, TcpService,
-                     free_port, http_get, main, wait_for)
-from test_prometheus import PROMETHEUS, fake_rac
+from harness import (BUILD, SOURCE, Agent, Certs, Collector, IntegrationCase, Process, Prometheus,
+                     TcpService, free_port, main, wait_for)
+from test_prometheus import fake_rac
 
 DASHBOARDS = sorted(glob.glob(os.path.join(SOURCE, "packaging/grafana/dashboards/*.json")))
 MODBUS_SERVER = os.path.join(BUILD, "tests/bench/modbus_server")
@@ -70,21 +67,8 @@ class GrafanaDashboards(IntegrationCase):
             f"timeout: 500ms, points: [{{ name: voltage, register: input, address: 0, "
             f"labels: {{ phase: L1 }} }}, {{ name: energy, register: holding, address: 1 }}] }}",
         ]))
-        port = free_port()
-        config = os.path.join(self.dir, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write("global: { scrape_interval: 1s }\nscrape_configs:\n  - job_name: dozor\n"
-                    f"    static_configs: [ {{ targets: ['127.0.0.1:{collector.http_port}'] }} ]\n")
-        self.start(Process([PROMETHEUS, f"--config.file={config}",
-                            f"--storage.tsdb.path={self.dir}/tsdb",
-                            f"--web.listen-address=127.0.0.1:{port}"],
-                           os.path.join(self.dir, "prometheus.log")))
-
-        def query(expr):
-            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-            body = json.loads(http_get(url))
-            self.assertEqual(body["status"], "success", expr)
-            return body["data"]["result"]
+        prometheus = self.start(Prometheus(self.dir, [f"127.0.0.1:{collector.http_port}"]))
+        query = prometheus.query
 
         # The failing probe's ticket, and enough samples for a rate over 10 s.
         wait_for("data of every probe and a ticket", lambda: len(query(

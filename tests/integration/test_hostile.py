@@ -11,7 +11,7 @@ import sys
 import time
 
 import harness
-from harness import (DOZORCTL, Agent, Collector, CollectorCase, Process, TcpService, WebhookReceiver,
+from harness import (DOZORCTL, Agent, Collector, CollectorCase, TcpService, WebhookReceiver,
                      api_token_file, free_port, http_request, main, post_raw, sample, spool_state,
                      timing, tls_client, wait_for)
 

@@ -1,17 +1,14 @@
 """Debian's real Prometheus scrapes a real collector and answers queries for the agent's probes,
 labelled metrics included; promtool checks the exposition."""
-import json
 import os
 import shutil
 import subprocess
 import sys
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (Agent, Certs, Collector, IntegrationCase, Process, TcpService, free_port,
-                     http_get, main, wait_for)
+from harness import (Agent, Certs, Collector, IntegrationCase, Prometheus, TcpService, free_port,
+                     main, wait_for)
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 BAS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../probes/bas")
 
@@ -39,37 +36,21 @@ class PrometheusScrape(IntegrationCase):
             f"{{ name: erp, type: bas, rac: '{fake_rac(self.dir)}', interval: 1s, timeout: 1s }}",
         ]))
 
-        port = free_port()
-        config = os.path.join(self.dir, "prometheus.yml")
-        with open(config, "w") as f:
-            f.write("global: { scrape_interval: 1s, evaluation_interval: 1s }\n"
-                    "scrape_configs:\n"
-                    "  - job_name: dozor\n"
-                    f"    static_configs: [ {{ targets: ['127.0.0.1:{collector.http_port}'] }} ]\n")
-        self.start(Process([PROMETHEUS, f"--config.file={config}",
-                            f"--storage.tsdb.path={self.dir}/tsdb",
-                            f"--web.listen-address=127.0.0.1:{port}"],
-                           os.path.join(self.dir, "prometheus.log")))
+        prometheus = self.start(Prometheus(self.dir, [f"127.0.0.1:{collector.http_port}"]))
 
         def query(q):
-            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
-            body = json.loads(http_get(url))
-            self.assertEqual(body["status"], "success")
-            return {r["metric"]["probe"]: float(r["value"][1]) for r in body["data"]["result"]}
+            return {r["metric"]["probe"]: float(r["value"][1]) for r in prometheus.query(q)}
 
         got = wait_for("Prometheus to have every probe",
                        lambda: (lambda r: r if len(r) == 3 else None)(
                            query('dozor_probe_status{agent="agent-01",site="acme-kyiv"}')),
                        timeout=60, interval=0.5)
         self.assertEqual(got, {"erp-port": 0.0, "gone": 2.0, "erp": 0.0})
-        up = json.loads(http_get(f"http://127.0.0.1:{port}/api/v1/query?query=up"))
-        self.assertEqual(up["data"]["result"][0]["value"][1], "1")  # the scrape itself succeeded
+        self.assertEqual(prometheus.query("up")[0]["value"][1], "1")  # the scrape itself succeeded
 
         # Metric labels are Prometheus labels: sessions per infobase, summed over kinds.
         def by_infobase():
-            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(
-                {"query": 'sum by (infobase) (dozor_probe_value{metric="sessions"})'})
-            rows = json.loads(http_get(url))["data"]["result"]
+            rows = prometheus.query('sum by (infobase) (dozor_probe_value{metric="sessions"})')
             return {r["metric"]["infobase"]: float(r["value"][1]) for r in rows}
         sessions = wait_for("sessions by infobase", by_infobase, timeout=30, interval=0.5)
         self.assertEqual(set(sessions), {"acc", "zup", "trade"})
