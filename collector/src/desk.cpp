@@ -194,6 +194,7 @@ Desk::~Desk() = default;
 // ---------------------------------------------------------------- persistence
 
 void Desk::load_locked() {
+  ++generation_;
   incidents_.clear();
   series_.clear();
   site_series_.clear();
@@ -295,6 +296,7 @@ Ticket Desk::read_ticket(sqlite::Statement& q) {
 }
 
 void Desk::save(const Ticket& t) {
+  ++generation_;
   sql_->upsert_ticket.bind(1, i64(t.id))
       .bind(2, std::string_view(t.key))
       .bind(3, std::string_view(t.ticket_class))
@@ -1018,6 +1020,26 @@ std::vector<Ticket> Desk::tickets(const Query& q) {
   return out;
 }
 
+std::vector<std::pair<Ticket, Desk::Countdown>> Desk::active(double now) {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<Ticket, Countdown>> out;
+  for (const auto& [id, t] : live_) {
+    if (!t.active()) continue;
+    Countdown c;
+    if (t.deadline > 0) {
+      const auto& cal = calendar(t.site);
+      const auto at = to_tp(now), deadline = to_tp(t.deadline);
+      c.has_deadline = true;
+      c.counting = cal.in_service(at);
+      c.left = now < t.deadline
+                   ? std::chrono::duration<double>(cal.service_time_between(at, deadline)).count()
+                   : -std::chrono::duration<double>(cal.service_time_between(deadline, at)).count();
+    }
+    out.emplace_back(t, c);
+  }
+  return out;
+}
+
 std::optional<Ticket> Desk::ticket(std::uint64_t id) {
   std::lock_guard lock(mu_);
   sqlite::Statement stmt(db_.handle(), "SELECT * FROM tickets WHERE id = ?");
@@ -1084,6 +1106,7 @@ bool Desk::ticket_exists(std::uint64_t id) {
 }
 
 void Desk::save(const Silence& s) {
+  ++generation_;
   sql_->upsert_silence.bind(1, i64(s.id))
       .bind(2, std::string_view(s.site))
       .bind(3, std::string_view(s.agent))

@@ -202,6 +202,7 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
   if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));
   refresh_locked(a, now);
+  a.generation = ++generation_;
   out.acked_seq = a.watermark;
   agents_[agent_id] = std::move(a);
   return out;
@@ -301,6 +302,7 @@ bool Health::forget(const std::string& agent_id, double now) {
   forget_stored(agent_id, {}, now);
   unpublish_agent(it->second);
   agents_.erase(it);
+  ++generation_;
   return true;
 }
 
@@ -314,6 +316,7 @@ void Health::forget_stale(double now) {
       forget_stored(a.id, {}, now);
       unpublish_agent(a);
       it = agents_.erase(it);
+      ++generation_;
       continue;
     }
     std::vector<std::string> stale;
@@ -326,6 +329,7 @@ void Health::forget_stale(double now) {
         a.series -= a.probes.at(name).metrics.size();
         a.probes.erase(name);
       }
+      a.generation = ++generation_;
     }
     ++it;
   }
@@ -341,7 +345,9 @@ void Health::publish(const AgentState& a, const std::string& probe, const ProbeS
 
 void Health::refresh_locked(AgentState& a, double now) {
   const double window = kUpHeartbeats * a.heartbeat;
+  const bool was_up = a.up;
   a.up = now - a.last_report <= window || now <= a.grace_until;
+  if (a.up != was_up) a.generation = ++generation_;
   a.down_since = a.up ? 0 : std::max(a.last_report + window, a.grace_until);
   metrics_.agent_up.Add({{"agent", a.id}, {"site", a.site}}).Set(a.up ? 1 : 0);
   metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
@@ -389,6 +395,22 @@ std::vector<AgentState> Health::agents(double now) {
     out.push_back(a);
   }
   return out;
+}
+
+std::uint64_t Health::generation() {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
+std::uint64_t Health::changed_since(std::uint64_t since, std::vector<AgentState>& changed,
+                                    std::vector<std::pair<std::string, std::string>>& known) {
+  std::lock_guard lock(mu_);
+  known.reserve(agents_.size());
+  for (const auto& [id, a] : agents_) {
+    known.emplace_back(id, a.site);
+    if (a.generation > since) changed.push_back(a);
+  }
+  return generation_;
 }
 
 void Health::certificate(const std::string& id, double not_after) {

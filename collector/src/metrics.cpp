@@ -70,6 +70,9 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                          "Enrollment requests by result: ok, or why they were refused")),
       renewals(family(BuildCounter(), *r, "dozor_certificate_renewals_total",
                       "Certificate renewals by result: ok, or why they were refused")),
+      boards_open(family(BuildGauge(), *r, "dozor_board_streams",
+                         "Dispatcher boards open and following live changes")
+                      .Add({})),
       registry_(std::move(r)),
       ingest_rejected_(family(BuildCounter(), *registry_, "dozor_ingest_rejected_total",
                               "Requests and connections refused, by reason")) {}

@@ -38,22 +38,6 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
-std::map<std::string, std::string> query_of(std::string_view target) {
-  std::map<std::string, std::string> q;
-  auto mark = target.find('?');
-  if (mark == std::string_view::npos) return q;
-  std::string_view rest = target.substr(mark + 1);
-  while (!rest.empty()) {
-    auto amp = rest.find('&');
-    std::string_view pair = rest.substr(0, amp);
-    auto eq = pair.find('=');
-    q[percent_decode(pair.substr(0, eq))] =
-        eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-  }
-  return q;
-}
-
 std::vector<std::string> split(std::string_view s, char sep) {
   std::vector<std::string> out;
   while (!s.empty()) {
@@ -188,6 +172,22 @@ Response add_silence(Desk& desk, const Request& req, double now) {
 }
 
 }  // namespace
+
+std::map<std::string, std::string> query_of(std::string_view target) {
+  std::map<std::string, std::string> q;
+  auto mark = target.find('?');
+  if (mark == std::string_view::npos) return q;
+  std::string_view rest = target.substr(mark + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    auto eq = pair.find('=');
+    q[percent_decode(pair.substr(0, eq))] =
+        eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+  }
+  return q;
+}
 
 std::optional<Response> refuse_write(const Request& req, const std::string& token) {
   if (token.empty())

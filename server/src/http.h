@@ -2,6 +2,7 @@
 
 // Request and response types of the collector's HTTP front, and the replies it builds.
 #include <boost/beast/http.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,6 +31,9 @@ inline Response error_reply(http::status status, std::string_view reason,
                             std::string_view message) {
   return reply(status, protocol::encode_error(reason, message) + "\n");
 }
+
+/// The query of a request target, %XX and + decoded: "/x?site=acme&limit=5" -> {site, limit}.
+std::map<std::string, std::string> query_of(std::string_view target);
 
 /// The refusal of a write without the API token (403 when writes are off, 401 with a wrong or
 /// missing token); nullopt when the request may write.

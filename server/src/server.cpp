@@ -11,6 +11,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
@@ -20,12 +21,15 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
+#include "assets.h"
+#include "board.h"
 #include "enrollment.h"
 #include "http.h"
 #include "issuer.h"
@@ -297,7 +301,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         revoked(load_revoked(st)),
         tls(std::make_shared<ssl::context>(make_agent_tls(config, revoked.get()))),
         agents_acceptor(io),
-        http_acceptor(io) {
+        http_acceptor(io),
+        board(h, d) {
     publish_own_expiry();
     enrollment = make_enrollment(config);
   }
@@ -362,6 +367,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented
   RateLimit report_tokens{static_cast<double>(config.reports_per_second), 1};  // per agent
   bool stopping = false;
+  Board board;
+  std::set<asio::steady_timer*> board_waits;  // open boards waiting for changes
 
   void listen(tcp::acceptor& acc, const Endpoint& ep) {
     tcp::endpoint endpoint(asio::ip::make_address(ep.host), ep.port);
@@ -391,6 +398,8 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       } catch (const std::exception& e) {
         store_failed(std::string("ticket timers: ") + e.what());  // retried at the next tick
       }
+      if (board.update(clock()))
+        for (auto* wait : board_waits) wait->cancel();
       // Give the heap back to the system once a minute, and at once when a spike of
       // connections (a flood, every agent reconnecting) has passed.
       const std::size_t open = pending + agent_connections + http_connections;
@@ -528,6 +537,12 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         }
         co_return;
       }
+      if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+        if (http_source && is_board_stream(parser.get())) {
+          co_await board_stream(stream, parser.get());
+          co_return;
+        }
+      }
       Response res = handle(parser.get());
       const bool keep = parser.get().keep_alive() && res.keep_alive() && !stopping;
       res.keep_alive(keep);
@@ -536,6 +551,97 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       co_await http::async_write(stream, res, redirect_error(use_awaitable, ec));
       if (ec || !keep) co_return;
     }
+  }
+
+  static bool is_board_stream(const Request& req) {
+    std::string_view target = req.target();
+    return req.method() == http::verb::get &&
+           target.substr(0, target.find('?')) == "/api/v1/board/events";
+  }
+
+  // What every board snapshot starts with.
+  json board_head() const {
+    return {{"version", kVersion}, {"writes", !config.api_token.empty()}};
+  }
+
+  // Server-Sent Events to one open board: a snapshot, then only what changed, as it changes
+  // (the board's update on the tick wakes every stream), a comment every 15 s to keep proxies
+  // from timing it out. A board that does not read its changes within read_timeout is cut off
+  // and reconnects to a fresh snapshot; it never holds up the others.
+  asio::awaitable<void> board_stream(beast::tcp_stream& stream, const Request& req) {
+    boost::system::error_code ec;
+    const auto query = query_of(req.target());
+    const std::string site = query.count("site") ? query.at("site") : "";
+    http::response<http::empty_body> head{http::status::ok, 11};
+    head.set(http::field::server, std::string("dozor-collector/") + kVersion);
+    head.set(http::field::content_type, "text/event-stream; charset=utf-8");
+    head.set(http::field::cache_control, "no-cache");
+    head.set("X-Accel-Buffering", "no");  // nginx: pass each event on at once
+    head.keep_alive(false);
+    http::response_serializer<http::empty_body> serializer(head);
+    stream.expires_after(config.read_timeout);
+    co_await http::async_write_header(stream, serializer, redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    board.watch(site);
+    asio::steady_timer wait(io);
+    board_waits.insert(&wait);
+    metrics.boards_open.Increment();
+    struct Leave {
+      State& s;
+      const std::string& site;
+      asio::steady_timer* wait;
+      ~Leave() {
+        s.board_waits.erase(wait);
+        s.board.unwatch(site);
+        s.metrics.boards_open.Decrement();
+      }
+    } leave{*this, site, &wait};
+    std::uint64_t sent = board.seq();
+    std::string out =
+        "retry: 1000\nevent: snapshot\ndata: " + board.snapshot(site, board_head()) + "\n\n";
+    while (!stopping) {
+      if (!out.empty()) {
+        stream.expires_after(config.read_timeout);
+        co_await asio::async_write(stream, asio::buffer(out), redirect_error(use_awaitable, ec));
+        if (ec || stopping) break;
+        out.clear();
+      }
+      if (board.seq() == sent) {
+        wait.expires_after(std::chrono::seconds(15));
+        co_await wait.async_wait(redirect_error(use_awaitable, ec));
+        if (stopping) break;
+        if (!ec) {  // 15 s without a change
+          out = ": keep-alive\n\n";
+          continue;
+        }
+      }
+      const auto changes = board.changes_after(sent, site);
+      out = !changes ? "event: snapshot\ndata: " + board.snapshot(site, board_head()) + "\n\n"
+            : changes->empty()
+                ? ""
+                : "id: " + std::to_string(board.seq()) + "\nevent: changes\ndata: " + *changes +
+                      "\n\n";
+      sent = board.seq();
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  // The board's files, revalidated by ETag (a new collector version may bring new ones).
+  Response board_file(const Asset& asset, const Request& req) {
+    Response res = reply(http::status::ok, "", asset.content_type);
+    if (req[http::field::if_none_match] == asset.etag)
+      res.result(http::status::not_modified);
+    else if (req.method() == http::verb::get)
+      res.body() = std::string(asset.body);
+    res.set(http::field::etag, asset.etag);
+    res.set(http::field::cache_control, "no-cache");
+    // Nothing loads from anywhere but this collector, and no other site may frame the board.
+    res.set("Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'none'");
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("Referrer-Policy", "no-referrer");
+    return res;
   }
 
   asio::awaitable<void> agent_session(tcp::socket sock, std::string remote) {
@@ -883,11 +989,21 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
                      "text/plain");
       return reply(http::status::ok, "ok\n", "text/plain");
     }
+    if (const Asset* asset = find_asset(path)) return board_file(*asset, req);
+    if (path == "/api/v1/board") {
+      const auto query = query_of(target);
+      const std::string site = query.count("site") ? query.at("site") : "";
+      board.watch(site);
+      auto snapshot = board.snapshot(site, board_head());
+      board.unwatch(site);
+      return reply(http::status::ok, std::move(snapshot));
+    }
     if (path == "/api/v1/agents")
       return reply(http::status::ok,
                    agents_json(health.agents(clock()), certificates).dump(2) + "\n");
     return error_reply(http::status::not_found, "not_found",
-                       "no such endpoint; try /metrics, /healthz, /api/v1/agents, /api/v1/tickets");
+                       "no such endpoint; try / (the board), /metrics, /healthz, /api/v1/agents, "
+                       "/api/v1/tickets");
   }
 };
 
@@ -921,6 +1037,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   s->agents_acceptor.close(ec);
   s->http_acceptor.close(ec);
   for (auto& [stream, c] : IdleConnections(s->idle)) c.cancel();
+  for (auto* wait : s->board_waits) wait->cancel();
   // Poll until the last request is answered or the grace period is over, then stop the loop.
   asio::co_spawn(
       s->io,

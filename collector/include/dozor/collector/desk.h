@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -139,6 +140,17 @@ class Desk : public OutboxQueue {
   bool remove_silence(std::uint64_t id, double now);
   std::vector<Silence> silences(double now);
 
+  /// Bumped by every change of a ticket or a silence: the board's cue to look again.
+  std::uint64_t generation() const { return generation_.load(); }
+  /// Service time left to a ticket's reaction deadline, as the desk counts it.
+  struct Countdown {
+    bool has_deadline = false;
+    double left = 0;        // seconds of service time from now; negative past the deadline
+    bool counting = false;  // the site is in its service hours now: the countdown runs
+  };
+  /// The open and acknowledged tickets (from memory), each with its countdown at `now`.
+  std::vector<std::pair<Ticket, Countdown>> active(double now);
+
   /// Called after new notifications were queued (the Dispatcher's wake).
   void on_queued(std::function<void()> f);
 
@@ -215,6 +227,7 @@ class Desk : public OutboxQueue {
   std::function<void()> on_queued_;
   bool queued_ = false;
   std::uint64_t next_ticket_ = 1, next_event_ = 1, next_silence_ = 1;
+  std::atomic<std::uint64_t> generation_{0};
 };
 
 }  // namespace dozor::collector

@@ -49,6 +49,7 @@ struct AgentState {
   std::size_t series = 0;     // (probe, metric) pairs held: the sum of probes' metrics
   std::uint64_t refused = 0;  // results over a limit since this collector started
   std::string last_refusal;   // what the last of them was refused for
+  std::uint64_t generation = 0;  // Health::generation() when this state last changed
 };
 
 /// What one agent may report (collector.yaml `limits`), as Prometheus bounds a scrape. A result
@@ -120,6 +121,13 @@ class Health {
   void heard_from(const std::string& agent_id, double now);
 
   std::vector<AgentState> agents(double now);
+  /// Bumped by every change of what agents() shows other than by time alone: a report, an agent
+  /// falling silent (at a tick) or coming back, an agent or probe forgotten.
+  std::uint64_t generation();
+  /// The agents changed after generation `since` (copies), and in `known` every agent's id and
+  /// site, to see who was forgotten. Returns the generation they reflect.
+  std::uint64_t changed_since(std::uint64_t since, std::vector<AgentState>& changed,
+                              std::vector<std::pair<std::string, std::string>>& known);
   std::optional<AgentState> agent(const std::string& id, double now);
   /// Whether the agent is known (not yet forgotten), without copying its state.
   bool knows(const std::string& id);
@@ -145,6 +153,7 @@ class Health {
   std::map<std::string, AgentState> agents_;
   AgentLimits limits_;
   double next_forget_ = 0;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace dozor::collector

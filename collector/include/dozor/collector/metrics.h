@@ -45,6 +45,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& notifications_failed;  // notifier
   prometheus::Family<prometheus::Counter>& enrollments;           // result: ok, token_expired, ...
   prometheus::Family<prometheus::Counter>& renewals;              // result: ok, rate_limited, ...
+  prometheus::Gauge& boards_open;  // dispatcher boards following live changes
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> r);
