@@ -280,7 +280,7 @@ function draw() {
     const late = list.filter((t) => (left(t) ?? 1) < 0).length;
     const down = tiles.filter((s) => s.state === 'down' || s.state === 'critical').length;
     $('summary').replaceChildren(
-      h('b', {}, emergencies), ' emergencies · ', h('b', {}, late), ' past deadline · ',
+      h('b', {}, emergencies), ' emergencies unacknowledged · ', h('b', {}, late), ' past deadline · ',
       h('b', {}, down), ` of ${tiles.length} sites failing`);
     document.title = (emergencies ? `(${emergencies}) ` : '') + 'dozor board';
     $('signin').hidden = !board.writes;
@@ -441,6 +441,13 @@ $('signin').addEventListener('click', () => {
     signIn();
   }
 });
+function theme(name) {
+  document.documentElement.dataset.theme = name;
+  localStorage.setItem('dozor.theme', name);
+}
+theme(localStorage.getItem('dozor.theme') || 'dark');
+$('theme').addEventListener('click', () =>
+  theme(document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark'));
 window.addEventListener('hashchange', route);
 route();
 tick();
