@@ -386,7 +386,8 @@ function signIn() {
 async function api(method, path, body) {
   const res = await fetch(path, {
     method,
-    headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + sessionStorage.getItem('dozor.token') },
+    // Not Authorization: a proxy in front with a password of its own needs that header.
+    headers: { 'Content-Type': 'application/json', 'X-Dozor-Token': sessionStorage.getItem('dozor.token') },
     body: JSON.stringify(body),
   });
   let answer = {};

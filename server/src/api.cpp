@@ -60,14 +60,19 @@ Response json_reply(const json& j, http::status status = http::status::ok) {
   return reply(status, j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
+// `Authorization: Bearer <token>`, or `X-Dozor-Token: <token>` where a proxy in front (basic
+// auth) takes the Authorization header for itself.
 bool authorized(const Request& req, const std::string& token) {
-  const std::string_view header = req[http::field::authorization];
+  if (token.empty()) return false;
   constexpr std::string_view kBearer = "Bearer ";
-  if (token.empty() || header.size() != kBearer.size() + token.size() ||
-      header.substr(0, kBearer.size()) != kBearer)
-    return false;
+  std::string_view given = req[http::field::authorization];
+  if (given.substr(0, kBearer.size()) == kBearer)
+    given.remove_prefix(kBearer.size());
+  else
+    given = req["X-Dozor-Token"];
   // Constant time, so that the token cannot be guessed byte by byte from response times.
-  return CRYPTO_memcmp(header.data() + kBearer.size(), token.data(), token.size()) == 0;
+  return given.size() == token.size() &&
+         CRYPTO_memcmp(given.data(), token.data(), token.size()) == 0;
 }
 
 // The body of a write: empty, or a JSON object.
@@ -195,7 +200,7 @@ std::optional<Response> refuse_write(const Request& req, const std::string& toke
                        "writes are off: set api.token_file in collector.yaml");
   if (authorized(req, token)) return std::nullopt;
   auto res = error_reply(http::status::unauthorized, "unauthorized",
-                         "send Authorization: Bearer <api token>");
+                         "send Authorization: Bearer <api token> (or X-Dozor-Token: <api token>)");
   res.set(http::field::www_authenticate, "Bearer");
   return res;
 }

@@ -185,9 +185,8 @@ void Board::tickets(double now) {
     if (t.ticket_class == "emergency") ++c.second;
   }
   std::vector<std::string> gone;
-  for (auto it = entities_.lower_bound("ticket:"); it != entities_.end() &&
-                                                   std::string_view(it->first).starts_with("ticket:");
-       ++it)
+  for (auto it = entities_.lower_bound("ticket:");
+       it != entities_.end() && std::string_view(it->first).starts_with("ticket:"); ++it)
     if (!keys.count(it->first)) gone.push_back(it->first);
   for (const auto& key : gone) erase_entity(key);
   std::set<std::string> sites;
@@ -246,7 +245,8 @@ bool Board::update(double now) {
       }
       dirty.insert(it->second.site);  // forgotten
       drop_agent_entities(it->first);
-      for (const auto& [name, status] : it->second.probes) since_.erase("probe:" + it->first + "/" + name);
+      for (const auto& [name, status] : it->second.probes)
+        since_.erase("probe:" + it->first + "/" + name);
       it = agents_.erase(it);
     }
     for (const auto& a : changed) {

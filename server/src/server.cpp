@@ -24,12 +24,12 @@
 #include <set>
 #include <unordered_map>
 
+#include "assets.h"
+#include "board.h"
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/units.h"
 #include "dozor/protocol/version.h"
-#include "assets.h"
-#include "board.h"
 #include "enrollment.h"
 #include "http.h"
 #include "issuer.h"
@@ -560,9 +560,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   }
 
   // What every board snapshot starts with.
-  json board_head() const {
-    return {{"version", kVersion}, {"writes", !config.api_token.empty()}};
-  }
+  json board_head() const { return {{"version", kVersion}, {"writes", !config.api_token.empty()}}; }
 
   // Server-Sent Events to one open board: a snapshot, then only what changed, as it changes
   // (the board's update on the tick wakes every stream), a comment every 15 s to keep proxies
@@ -617,10 +615,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       }
       const auto changes = board.changes_after(sent, site);
       out = !changes ? "event: snapshot\ndata: " + board.snapshot(site, board_head()) + "\n\n"
-            : changes->empty()
-                ? ""
-                : "id: " + std::to_string(board.seq()) + "\nevent: changes\ndata: " + *changes +
-                      "\n\n";
+            : changes->empty() ? ""
+                               : "id: " + std::to_string(board.seq()) +
+                                     "\nevent: changes\ndata: " + *changes + "\n\n";
       sent = board.seq();
     }
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);

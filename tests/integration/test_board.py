@@ -2,13 +2,20 @@
 chromium-driver by python3-selenium, against a real collector and a real agent that probes a real
 TCP service. Screenshots of the queue, a site's page and a phone-width queue are kept in
 build/artifacts/board/."""
+import base64
 import importlib.util
+import json
 import os
+import socket
+import ssl
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
-from harness import (BUILD, Agent, Certs, Collector, IntegrationCase, TcpService, api_token_file,
-                     main, timing, wait_for)
+from harness import (BUILD, SOURCE, Agent, Certs, Collector, IntegrationCase, Nginx, TcpService,
+                     api_token_file, free_port, main, timing, wait_for)
 
 ARTIFACTS = os.path.join(BUILD, "artifacts", "board")
 SITE = "Київ-бухгалтерія"  # Ukrainian, as many of the support companies' clients are named
@@ -16,6 +23,7 @@ RULES = ("rules:\n"
          "  - { name: probe-critical, recover_for: 1s }\n"
          "  - { name: probe-warning, for: 0s, recover_for: 1s }\n")
 BACKUP_WARNING = "ПОПЕРЕДЖЕННЯ - остання копія 30 год тому"
+PROXY_CONF = os.path.join(SOURCE, "packaging/nginx/dozor-board.conf")
 
 
 def chromium(width=1400, height=900):
@@ -39,7 +47,7 @@ class Board(IntegrationCase):
         super().setUp()
         os.makedirs(ARTIFACTS, exist_ok=True)
         token_path, self.token = api_token_file(self.dir)
-        certs = Certs(os.path.join(self.dir, "ca"))
+        self.certs = certs = Certs(os.path.join(self.dir, "ca"))
         self.collector = self.start(Collector(
             self.dir, certs.collector(), extra=f"api: {{ token_file: {token_path} }}\n" + RULES))
         self.service = TcpService(accept=True)
@@ -158,6 +166,75 @@ class Board(IntegrationCase):
         # The refused write is the collector's 401 in the console; nothing else went wrong.
         errors = [e["message"] for e in self.console_errors()]
         self.assertTrue(all("401" in m for m in errors), errors)
+
+    def test_behind_nginx_with_tls_and_a_password(self):
+        """packaging/nginx/dozor-board.conf as shipped, only its names and paths filled in."""
+        nginx = self.start(Nginx(self.dir, free_port()))
+        htpasswd = os.path.join(nginx.dir, "htpasswd")
+        hashed = subprocess.run(["openssl", "passwd", "-apr1", "s3cret"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        with open(htpasswd, "w") as f:
+            f.write(f"oksana:{hashed}\n")
+        files = self.certs.collector()
+        with open(PROXY_CONF) as f:
+            conf = f.read()
+        for shipped, here in (("listen 443 ssl;", f"listen 127.0.0.1:{nginx.port} ssl;"),
+                              ("/etc/ssl/certs/dozor-board.pem", files["cert"]),
+                              ("/etc/ssl/private/dozor-board.key", files["key"]),
+                              ("/etc/nginx/dozor.htpasswd", htpasswd),
+                              ("127.0.0.1:9180", f"127.0.0.1:{self.collector.http_port}")):
+            self.assertIn(shipped, conf)
+            conf = conf.replace(shipped, here)
+        nginx.serve(f"http {{\n  access_log off;\n  client_body_temp_path {nginx.dir}/body;\n"
+                    f"  proxy_temp_path {nginx.dir}/proxy;\n{conf}\n}}")
+        tls = ssl.create_default_context(cafile=files["ca"])
+        base = f"https://127.0.0.1:{nginx.port}"
+        password = "Basic " + base64.b64encode(b"oksana:s3cret").decode()
+
+        def request(path, headers=None, body=None):
+            req = urllib.request.Request(base + path, headers=headers or {},
+                                         data=json.dumps(body).encode() if body else None)
+            try:
+                with urllib.request.urlopen(req, context=tls, timeout=5) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        self.assertEqual(request("/")[0], 401)
+        status, page = request("/", {"Authorization": password})
+        self.assertEqual(status, 200)
+        self.assertIn("<title>dozor board</title>", page)
+        self.assertEqual(request("/metrics", {"Authorization": password})[0], 404)
+
+        # The live stream through the proxy: a change arrives at once, not when a buffer fills.
+        stream = tls.wrap_socket(socket.create_connection(("127.0.0.1", nginx.port)),
+                                 server_hostname="127.0.0.1")
+        self.addCleanup(stream.close)
+        stream.sendall(f"GET /api/v1/board/events HTTP/1.1\r\nHost: x\r\n"
+                       f"Authorization: {password}\r\n\r\n".encode())
+        received = b""
+        stream.settimeout(10)
+        # nginx passes the stream on chunked: the snapshot is whole at its blank line.
+        while b"\n\n" not in received.partition(b"event: snapshot")[2]:
+            received += stream.recv(65536)
+        self.assertIn(b"200 OK", received)
+
+        silence = {"matchers": {"site": SITE}, "duration": "1h", "comment": "заміна диска"}
+        # The proxy's password alone does not write: the collector wants its token too.
+        status, answer = request("/api/v1/silences", {"Authorization": password,
+                                                      "Content-Type": "application/json"}, silence)
+        self.assertEqual((status, json.loads(answer)["reason"]), (401, "unauthorized"))
+        status, _ = request("/api/v1/silences", {"Authorization": password,
+                                                 "X-Dozor-Token": self.token,
+                                                 "Content-Type": "application/json"}, silence)
+        self.assertEqual(status, 201)
+        posted = time.monotonic()
+        received = b""
+        stream.settimeout(2)
+        while "заміна диска".encode() not in received:
+            received += stream.recv(65536)
+        self.assertLess(time.monotonic() - posted, 1.0)
+        self.assertIn(b"event: changes", received)
 
 
 if __name__ == "__main__":

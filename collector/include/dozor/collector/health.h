@@ -46,9 +46,9 @@ struct AgentState {
   bool up = false;
   double down_since = 0;  // when it stopped reporting (last_report + window), if down
   std::map<std::string, ProbeState> probes;
-  std::size_t series = 0;     // (probe, metric) pairs held: the sum of probes' metrics
-  std::uint64_t refused = 0;  // results over a limit since this collector started
-  std::string last_refusal;   // what the last of them was refused for
+  std::size_t series = 0;        // (probe, metric) pairs held: the sum of probes' metrics
+  std::uint64_t refused = 0;     // results over a limit since this collector started
+  std::string last_refusal;      // what the last of them was refused for
   std::uint64_t generation = 0;  // Health::generation() when this state last changed
 };
 
