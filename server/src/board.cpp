@@ -134,8 +134,8 @@ void Board::tile(const std::string& site, double now) {
   int agents = 0, up = 0;
   int counts[4] = {};  // ok, warning, critical, unknown
   double down_since = 0;
-  for (const auto& [id, a] : agents_) {
-    if (a.site != site) continue;
+  for (const auto& id : site_agents_[site]) {
+    const AgentBrief& a = agents_.at(id);
     ++agents;
     if (a.up) {
       ++up;
@@ -147,6 +147,7 @@ void Board::tile(const std::string& site, double now) {
   const auto tickets = site_tickets_.count(site) ? site_tickets_[site] : std::pair{0, 0};
   const std::string key = "site:" + site;
   if (agents == 0 && tickets.first == 0) {
+    site_agents_.erase(site);
     erase_entity(key);
     since_.erase(key);
     return;
@@ -244,16 +245,22 @@ bool Board::update(double now) {
         continue;
       }
       dirty.insert(it->second.site);  // forgotten
+      site_agents_[it->second.site].erase(it->first);
       drop_agent_entities(it->first);
       for (const auto& [name, status] : it->second.probes)
         since_.erase("probe:" + it->first + "/" + name);
       it = agents_.erase(it);
     }
     for (const auto& a : changed) {
-      AgentBrief& brief = agents_[a.id];
-      if (!brief.site.empty() && brief.site != a.site) {
-        dirty.insert(brief.site);
-        drop_agent_entities(a.id);
+      auto [at, fresh] = agents_.try_emplace(a.id);
+      AgentBrief& brief = at->second;
+      if (fresh || brief.site != a.site) {
+        if (!fresh) {
+          dirty.insert(brief.site);
+          site_agents_[brief.site].erase(a.id);
+          drop_agent_entities(a.id);
+        }
+        site_agents_[a.site].insert(a.id);
       }
       for (const auto& [name, status] : brief.probes)
         if (!a.probes.count(name)) since_.erase("probe:" + a.id + "/" + name);

@@ -92,6 +92,7 @@ class Board {
   std::size_t kept_bytes_ = 0;
   Delta pending_;
   std::map<std::string, AgentBrief> agents_;
+  std::map<std::string, std::set<std::string>> site_agents_;        // site -> its agents
   std::map<std::string, std::set<std::string>> agent_entity_keys_;  // agent -> its keys
   std::map<std::string, Since> since_;                              // probe or site key
   std::map<std::string, std::pair<int, int>> site_tickets_;         // site -> active, emergencies
