@@ -602,7 +602,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         stream.expires_after(config.read_timeout);
         co_await asio::async_write(stream, asio::buffer(out), redirect_error(use_awaitable, ec));
         if (ec || stopping) break;
-        out.clear();
+        std::string().swap(out);  // an idle board keeps no copy of its snapshot
       }
       if (board.seq() == sent) {
         wait.expires_after(std::chrono::seconds(15));

@@ -156,6 +156,11 @@ def sse_client():
     return s
 
 
+def rss_kib():
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+
 def cpu_share(seconds=30):
     c0, t0 = cpu(), time.time()
     time.sleep(seconds)
@@ -164,11 +169,15 @@ def cpu_share(seconds=30):
 
 time.sleep(3)
 idle = cpu_share()
+rss_before = rss_kib()
 streams = [sse_client() for _ in range(n_boards)]
 time.sleep(2)
+rss_after = rss_kib()
 with_boards = cpu_share()
 print(f"collector CPU at rest ({n_sites} agents reporting every 5 s, nothing failing anew): "
-      f"{idle:.2f} % of a core with no board, {with_boards:.2f} % with {n_boards} boards open")
+      f"{idle:.2f} % of a core with no board, {with_boards:.2f} % with {n_boards} boards open; "
+      f"RSS {rss_before / 1024:.1f} MiB -> {rss_after / 1024:.1f} MiB with them "
+      f"({(rss_after - rss_before) / n_boards:.0f} KiB a board)")
 
 # Critical results, one site at a time, with the boards open: result sent -> row on the board.
 d = browser()
