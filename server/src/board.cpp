@@ -68,6 +68,14 @@ void Board::erase_entity(const std::string& key) {
   entities_.erase(it);
 }
 
+void Board::erase_missing(std::string_view prefix, const std::set<std::string>& keys) {
+  std::vector<std::string> gone;
+  for (auto it = entities_.lower_bound(std::string(prefix));
+       it != entities_.end() && std::string_view(it->first).starts_with(prefix); ++it)
+    if (!keys.count(it->first)) gone.push_back(it->first);
+  for (const auto& key : gone) erase_entity(key);
+}
+
 double Board::track(const std::string& key, const std::string& state, double at) {
   auto [it, fresh] = since_.try_emplace(key, Since{state, started_ ? at : 0});
   if (!fresh && it->second.state != state) it->second = {state, at};
@@ -185,11 +193,7 @@ void Board::tickets(double now) {
     ++c.first;
     if (t.ticket_class == "emergency") ++c.second;
   }
-  std::vector<std::string> gone;
-  for (auto it = entities_.lower_bound("ticket:");
-       it != entities_.end() && std::string_view(it->first).starts_with("ticket:"); ++it)
-    if (!keys.count(it->first)) gone.push_back(it->first);
-  for (const auto& key : gone) erase_entity(key);
+  erase_missing("ticket:", keys);
   std::set<std::string> sites;
   for (const auto& [site, c] : site_tickets_)
     if (!counts.count(site)) sites.insert(site);
@@ -217,11 +221,7 @@ void Board::silences(double now) {
          {"created_by", s.created_by}});
     keys.insert(key);
   }
-  std::vector<std::string> gone;
-  for (auto it = entities_.lower_bound("silence:");
-       it != entities_.end() && std::string_view(it->first).starts_with("silence:"); ++it)
-    if (!keys.count(it->first)) gone.push_back(it->first);
-  for (const auto& key : gone) erase_entity(key);
+  erase_missing("silence:", keys);
 }
 
 bool Board::update(double now) {

@@ -73,6 +73,8 @@ class Board {
   void set(const std::string& key, const std::string& scope, nlohmann::json entity,
            const char* volatile_field = nullptr);
   void erase_entity(const std::string& key);
+  // Erases the entities whose key starts with `prefix` other than `keys`.
+  void erase_missing(std::string_view prefix, const std::set<std::string>& keys);
   void agent_entities(const collector::AgentState& a);
   void drop_agent_entities(const std::string& agent);
   void tile(const std::string& site, double now);
