@@ -1020,6 +1020,20 @@ std::vector<Ticket> Desk::tickets(const Query& q) {
   return out;
 }
 
+void Desk::prune(double before) {
+  std::lock_guard lock(mu_);
+  sqlite::Transaction tx(db_);
+  sqlite::Statement(db_.handle(),
+                    "DELETE FROM ticket_events WHERE ticket IN (SELECT id FROM tickets WHERE "
+                    "status = 'closed' AND closed_at < ?)")
+      .bind(1, before)
+      .run();
+  sqlite::Statement(db_.handle(), "DELETE FROM tickets WHERE status = 'closed' AND closed_at < ?")
+      .bind(1, before)
+      .run();
+  tx.commit();
+}
+
 std::vector<std::pair<Ticket, Desk::Countdown>> Desk::active(double now) {
   std::lock_guard lock(mu_);
   std::vector<std::pair<Ticket, Countdown>> out;

@@ -79,6 +79,8 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   auto it = agents_.find(agent_id);
   // Work on a copy: nothing changes unless the store took it.
   AgentState a = it != agents_.end() ? it->second : AgentState{};
+  const bool was_up = it != agents_.end() && it->second.up;
+  std::vector<Store::StateChange> history;
   if (it == agents_.end()) {
     a.id = agent_id;
     a.first_seen = now;
@@ -163,6 +165,8 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
           }))
         gone.emplace_back(r.probe, m);
     a.series = a.series + r.metrics.size() - p.metrics.size();
+    if (p.ts == 0 || p.status != r.status)
+      history.push_back({a.site, a.id, r.probe, r.ts, static_cast<int>(r.status)});
     p = {r.type, r.status, r.summary, r.ts, r.duration, r.seq, r.metrics};
     if (std::find(changed.begin(), changed.end(), r.probe) == changed.end())
       changed.push_back(r.probe);
@@ -172,6 +176,8 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     try {
       sqlite::Transaction tx(store_->db());
       store_->save(a, added_above, changed);
+      if (!was_up) store_->state_change({a.site, a.id, "", now, Store::kAgentUp});
+      for (const auto& change : history) store_->state_change(change);
       if (desk_) desk_->observe(a, accepted, now);
       tx.commit();
     } catch (...) {
@@ -309,6 +315,15 @@ bool Health::forget(const std::string& agent_id, double now) {
 void Health::forget_stale(double now) {
   if (now < next_forget_) return;
   next_forget_ = now + 60;  // a minute is fine-grained enough for a bound of days
+  if (store_ && now >= next_prune_) {
+    next_prune_ = now + 3600;
+    try {
+      store_->prune_history(now - limits_.history_keep);
+      if (desk_) desk_->prune(now - limits_.history_keep);
+    } catch (const std::exception& e) {
+      spdlog::error("store: pruning the history: {}", e.what());
+    }
+  }
   const double before = now - limits_.forget_after;
   for (auto it = agents_.begin(); it != agents_.end();) {
     AgentState& a = it->second;
@@ -347,10 +362,18 @@ void Health::refresh_locked(AgentState& a, double now) {
   const double window = kUpHeartbeats * a.heartbeat;
   const bool was_up = a.up;
   a.up = now - a.last_report <= window || now <= a.grace_until;
-  if (a.up != was_up) a.generation = ++generation_;
   a.down_since = a.up ? 0 : std::max(a.last_report + window, a.grace_until);
   metrics_.agent_up.Add({{"agent", a.id}, {"site", a.site}}).Set(a.up ? 1 : 0);
   metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
+  if (a.up == was_up) return;
+  a.generation = ++generation_;
+  if (!a.up && a.last_report > 0 && store_) {
+    try {  // history only: a store failing now must not stop the timers
+      store_->state_change({a.site, a.id, "", a.down_since, Store::kAgentSilent});
+    } catch (const std::exception& e) {
+      spdlog::error("store: agent {} silent not recorded in the history: {}", a.id, e.what());
+    }
+  }
 }
 
 void Health::set_desk(Desk* desk) {

@@ -18,6 +18,11 @@ CREATE TABLE IF NOT EXISTS probes (
   agent TEXT NOT NULL, probe TEXT NOT NULL, type TEXT, status INTEGER, summary TEXT, ts REAL,
   duration REAL, seq INTEGER, metrics TEXT, PRIMARY KEY (agent, probe)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state_changes (
+  site TEXT NOT NULL, agent TEXT NOT NULL, probe TEXT NOT NULL, ts REAL NOT NULL,
+  status INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
 CREATE TABLE IF NOT EXISTS agent_certificates (
   agent TEXT PRIMARY KEY, serial TEXT NOT NULL, not_after REAL, seen_at REAL
 );
@@ -48,7 +53,8 @@ Store::Store(const std::string& path)
       insert_seq_(db_.handle(), "INSERT OR IGNORE INTO agent_seqs(agent, seq) VALUES (?, ?)"),
       purge_seqs_(db_.handle(), "DELETE FROM agent_seqs WHERE agent = ? AND seq <= ?"),
       reset_seqs_(db_.handle(), "DELETE FROM agent_seqs WHERE agent = ?"),
-      upsert_probe_(db_.handle(), "INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?,?,?,?)") {}
+      upsert_probe_(db_.handle(), "INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?,?,?,?)"),
+      state_change_(db_.handle(), "INSERT INTO state_changes VALUES (?,?,?,?,?)") {}
 
 std::vector<AgentState> Store::load() {
   std::vector<AgentState> out;
@@ -155,6 +161,20 @@ void Store::forget(const std::string& agent, const std::vector<std::string>& pro
        {"DELETE FROM probes WHERE agent = ?", "DELETE FROM agent_seqs WHERE agent = ?",
         "DELETE FROM agents WHERE id = ?"})
     sqlite::Statement(db_.handle(), sql).bind(1, std::string_view(agent)).run();
+}
+
+void Store::state_change(const StateChange& c) {
+  state_change_.bind(1, std::string_view(c.site))
+      .bind(2, std::string_view(c.agent))
+      .bind(3, std::string_view(c.probe))
+      .bind(4, c.ts)
+      .bind(5, std::int64_t{c.status})
+      .run();
+}
+
+std::size_t Store::prune_history(double before) {
+  sqlite::Statement(db_.handle(), "DELETE FROM state_changes WHERE ts < ?").bind(1, before).run();
+  return static_cast<std::size_t>(sqlite3_changes(db_.handle()));
 }
 
 void Store::save_certificate(const std::string& agent, const std::string& serial, double not_after,

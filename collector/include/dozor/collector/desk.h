@@ -123,6 +123,13 @@ class Desk : public OutboxQueue {
   /// they held open resolves. Inside the caller's transaction (Health's).
   void forget(const std::string& agent, const std::string& probe, double now);
 
+  /// Deletes the tickets closed before `before`, with their events (the reports' history bound).
+  void prune(double before);
+  /// The service calendar of `site` (its own, or the default) and the whole config; for the
+  /// thread that also calls reconfigure() (the server's), as they are not locked.
+  const ServiceCalendar& calendar_of(const std::string& site) const { return calendar(site); }
+  const DeskConfig& config() const { return config_; }
+
   // The API.
   struct Query {
     std::vector<std::string> statuses;  // empty: all; "active" = open + acknowledged

@@ -61,6 +61,7 @@ struct AgentLimits {
   std::size_t series_per_agent = 10000;  // (probe, metric) pairs
   std::size_t name_length = 128;         // probe and metric names, label names and values
   double forget_after = 7 * 86400.0;     // seconds: a probe not reported for so long is dropped
+  double history_keep = 400 * 86400.0;   // seconds of state changes kept for the reports
 };
 
 /// A result refused for a limit: `reason` is `limit_<name>`, `message` names what was over it.
@@ -153,6 +154,7 @@ class Health {
   std::map<std::string, AgentState> agents_;
   AgentLimits limits_;
   double next_forget_ = 0;
+  double next_prune_ = 0;
   std::uint64_t generation_ = 0;
 };
 

@@ -29,6 +29,19 @@ class Store {
   /// empty, inside the caller's transaction.
   void forget(const std::string& agent, const std::vector<std::string>& probes);
 
+  /// History for the service reports: a probe's status changed (or it was first seen), or an
+  /// agent fell silent or came back (`probe` empty). Inside the caller's transaction if any.
+  struct StateChange {
+    std::string site, agent, probe;
+    double ts = 0;
+    int status = 0;  // a probe's protocol::Status; the agent: kAgentUp or kAgentSilent
+  };
+  static constexpr int kAgentUp = 0, kAgentSilent = 4;
+  void state_change(const StateChange& c);
+  /// Deletes the state changes older than `before` (the Desk prunes its closed tickets); how
+  /// many went.
+  std::size_t prune_history(double before);
+
   /// The certificate an agent presented last (its serial, hex as openssl prints it), kept across
   /// restarts and forgets so that the agent can be revoked at any time.
   void save_certificate(const std::string& agent, const std::string& serial, double not_after,
@@ -78,7 +91,8 @@ class Store {
 
  private:
   sqlite::Database db_;
-  sqlite::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_;
+  sqlite::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_,
+      state_change_;
 };
 
 }  // namespace dozor::collector
