@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdio>
 #include <map>
 
 #include "dozor/collector/desk.h"
@@ -396,6 +397,22 @@ std::optional<std::pair<double, double>> month_in_zone(std::string_view month,
     return std::chrono::duration<double>(sys.time_since_epoch()).count();
   };
   return std::pair{start(first), start(first + date::months{1})};
+}
+
+std::string month_at(double t, std::string_view zone) {
+  const date::time_zone* tz = nullptr;
+  try {
+    tz = date::locate_zone(zone);
+  } catch (const std::exception&) {
+    tz = date::locate_zone("UTC");
+  }
+  const auto local =
+      tz->to_local(date::sys_seconds(std::chrono::seconds(static_cast<std::int64_t>(t))));
+  const date::year_month_day day{date::floor<date::days>(local)};
+  char out[16];
+  std::snprintf(out, sizeof out, "%04d-%02u", static_cast<int>(day.year()),
+                static_cast<unsigned>(day.month()));
+  return out;
 }
 
 json site_report(sqlite::Database& db, const ServiceCalendar& calendar, const ReportRequest& r,

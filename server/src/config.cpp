@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "dozor/collector/report.h"
+
 namespace dozor::server {
 namespace {
 
@@ -67,6 +69,18 @@ constexpr OptionSpec kEnroll[] = {
      "enrollment requests a minute from all addresses"},
 };
 
+constexpr OptionSpec kReport[] = {
+    {"company", OptionKind::string, "", false, "the support company's name, on every report"},
+    {"clients", OptionKind::string_map, "", false,
+     "site -> the client's name as the report shows it"},
+    {"zone", OptionKind::string, "UTC", false,
+     "time zone of a month for sites served 24x7 (others use their calendar's)"},
+    {"notice_within", OptionKind::duration, "10m", false,
+     "a failure restored this soon after it began counts as unnoticed by the client"},
+    {"keep", OptionKind::duration, "400d", false,
+     "history kept for the reports (state changes, closed tickets); at least 13 months"},
+};
+
 constexpr OptionSpec kTop[] = {
     {"store", OptionKind::string, "sqlite:/var/lib/dozor/collector.db", false,
      "where state and seq bookkeeping are kept: sqlite:PATH"},
@@ -79,7 +93,8 @@ struct Section {
 };
 const Section kSections[] = {{"listen", kListen, false}, {"tls", kTls, true},
                              {"limits", kLimits, false}, {"log", log_options(), false},
-                             {"api", kApi, false},       {"enroll", kEnroll, false}};
+                             {"api", kApi, false},       {"enroll", kEnroll, false},
+                             {"report", kReport, false}};
 // Sections the desk reads (collector::parse_desk_config).
 constexpr std::string_view kDeskSections[] = {"rules", "calendars", "service", "tickets",
                                               "notifiers"};
@@ -125,8 +140,8 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
       top[kv.first] = kv.second;
     else if (!section)
       errors.push_back({file, kv.first.Mark().line + 1, kv.first.Scalar(),
-                        "unknown key; known: store, listen, tls, limits, log, api, enroll, rules, "
-                        "calendars, service, tickets, notifiers"});
+                        "unknown key; known: store, listen, tls, limits, log, api, enroll, report, "
+                        "rules, calendars, service, tickets, notifiers"});
   }
   Options top_options = read_options(top, kTop, file, "", errors);
   auto section = [&](const Section& s) {
@@ -142,6 +157,7 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   Options log = section(kSections[3]);
   Options api = section(kSections[4]);
   Options enroll = section(kSections[5]);
+  Options report = section(kSections[6]);
 
   ServerConfig c;
   std::string message;
@@ -237,6 +253,16 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
   c.enroll.per_source = per_minute("per_source");
   c.enroll.per_minute = per_minute("per_minute");
   c.desk = collector::parse_desk_config(root, file, errors);
+  c.report.company = report.string("company");
+  c.report.clients = report.string_map("clients");
+  c.report.zone = report.string("zone");
+  std::string zone_error;
+  if (!collector::month_in_zone("2026-01", c.report.zone, zone_error))
+    report.error("zone", zone_error);
+  c.report.notice_within = std::chrono::duration<double>(report.duration("notice_within")).count();
+  c.agent_limits.history_keep = std::chrono::duration<double>(report.duration("keep")).count();
+  if (c.agent_limits.history_keep < 396 * 86400.0)
+    report.error("keep", "must be at least 396d (13 months)");
 
   if (errors.size() != errors_before) return std::nullopt;
   return c;

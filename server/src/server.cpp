@@ -26,6 +26,7 @@
 
 #include "assets.h"
 #include "board.h"
+#include "dozor/collector/report.h"
 #include "dozor/protocol/codec.h"
 #include "dozor/protocol/tls_profile.h"
 #include "dozor/protocol/units.h"
@@ -34,6 +35,7 @@
 #include "http.h"
 #include "issuer.h"
 #include "rate_limit.h"
+#include "report_page.h"
 #include "tls_stream.h"
 
 namespace dozor::server {
@@ -623,6 +625,96 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // /api/v1/reports[/{site}[/incidents.csv]] and /report/{site}: the service reports, for a
+  // month (?month=2026-11; the last complete one by default) or ?from=&to= (RFC 3339).
+  Response report(std::string_view path, std::string_view target) {
+    if (!store || !desk)
+      return error_reply(http::status::not_found, "not_found", "reports need the store");
+    auto query = query_of(target);
+    const std::string lang = query.count("lang") ? query["lang"] : "en";
+    if (!report_language_known(lang))
+      return error_reply(http::status::bad_request, "bad_query", "lang: en or uk");
+    constexpr std::string_view api = "/api/v1/reports", page = "/report/", csv = "/incidents.csv";
+    const bool fleet = path == api;
+    const bool html = path.starts_with(page);
+    const bool as_csv = !html && path.ends_with(csv);
+    std::string site;
+    if (html)
+      site = url_unescape(path.substr(page.size()));
+    else if (!fleet)
+      site = url_unescape(
+          path.substr(api.size() + 1, path.size() - api.size() - 1 - (as_csv ? csv.size() : 0)));
+    if (!fleet && site.empty())
+      return error_reply(http::status::not_found, "not_found", "which site? /report/{site}");
+    const auto& calendar = desk->calendar_of(site);
+    const std::string zone = calendar.is_24x7() ? config.report.zone : calendar.zone_name();
+    const double now = clock();
+    collector::ReportRequest request;
+    request.site = site;
+    request.notice_within = config.report.notice_within;
+    for (const auto& rule : desk->config().rules)
+      if (rule.kind == collector::RuleKind::forecast) request.forecast_rules.insert(rule.name);
+    std::string month, error;
+    if (query.count("from") || query.count("to")) {
+      const auto from = parse_timestamp(query["from"]), to = parse_timestamp(query["to"]);
+      if (!from || !to || *to <= *from)
+        return error_reply(http::status::bad_request, "bad_query",
+                           "from and to: RFC 3339 times, from before to");
+      request.from = *from;
+      request.to = *to;
+    } else {
+      month = query.count("month") ? query["month"] : "";
+      if (month.empty()) {  // the last complete month
+        const auto current = collector::month_in_zone(collector::month_at(now, zone), zone, error);
+        month = collector::month_at(current->first - 1, zone);
+      }
+      const auto bounds = collector::month_in_zone(month, zone, error);
+      if (!bounds) return error_reply(http::status::bad_request, "bad_query", error);
+      std::tie(request.from, request.to) = *bounds;
+    }
+    json out;
+    try {
+      out = fleet ? collector::fleet_report(
+                        store->db(),
+                        [this](const std::string& s) -> const collector::ServiceCalendar& {
+                          return desk->calendar_of(s);
+                        },
+                        request, now)
+                  : collector::site_report(store->db(), calendar, request, now);
+    } catch (const std::exception& e) {
+      return error_reply(http::status::service_unavailable, "store_error", e.what());
+    }
+    if (!fleet && out["probes"].empty() && out["incidents"].empty())
+      return error_reply(http::status::not_found, "not_found",
+                         "no history of site " + site + " in this period");
+    std::string targets;
+    for (const auto& [key, target] : desk->config().targets.by_key)
+      targets += (targets.empty() ? "" : ", ") + key + " " + format_duration(target);
+    const auto client = config.report.clients.find(site);
+    if (!fleet) out["client"] = client != config.report.clients.end() ? client->second : site;
+    out["company"] = config.report.company;
+    out["month"] = month;
+    out["targets"] = targets;
+    if (as_csv) {
+      auto res = reply(http::status::ok, collector::incidents_csv(out), "text/csv; charset=utf-8");
+      res.set(http::field::content_disposition,
+              "attachment; filename=\"incidents-" + (month.empty() ? "range" : month) + ".csv\"");
+      return res;
+    }
+    if (!html)
+      return reply(http::status::ok,
+                   out.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    ReportHeading heading{config.report.company,
+                          out["client"],
+                          site,
+                          month,
+                          targets,
+                          calendar.is_24x7() ? std::string("24x7") : "calendar, " + zone};
+    auto res = reply(http::status::ok, report_html(out, heading, lang), "text/html; charset=utf-8");
+    res.set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    return res;
+  }
+
   // The board's files, revalidated by ETag (a new collector version may bring new ones).
   Response board_file(const Asset& asset, const Request& req) {
     Response res = reply(http::status::ok, "", asset.content_type);
@@ -987,6 +1079,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       return reply(http::status::ok, "ok\n", "text/plain");
     }
     if (const Asset* asset = find_asset(path)) return board_file(*asset, req);
+    if (path.starts_with("/report/") || path == "/api/v1/reports" ||
+        path.starts_with("/api/v1/reports/"))
+      return report(path, target);
     if (path == "/api/v1/board") {
       const auto query = query_of(target);
       const std::string site = query.count("site") ? query.at("site") : "";

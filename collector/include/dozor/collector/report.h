@@ -26,6 +26,9 @@ struct ReportRequest {
 std::optional<std::pair<double, double>> month_in_zone(std::string_view month,
                                                        std::string_view zone, std::string& error);
 
+/// The month ("2026-11") that holds unix time `t` in time zone `zone` (UTC when unknown).
+std::string month_at(double t, std::string_view zone);
+
 /// What one site got in a period, from the store's history (state changes, tickets and their
 /// events, silences): time ok / degraded / down per probe and for the site as a whole, in the
 /// service hours of `calendar` and around the clock, less silences for planned work; every

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,14 @@ struct EnrollSettings {
 };
 
 /// collector.yaml, validated. Relative paths are resolved against the config file's folder.
+/// `report:` of collector.yaml: what the service reports say about who serves whom.
+struct ReportSettings {
+  std::string company;
+  std::map<std::string, std::string> clients;  // site -> client's name
+  std::string zone = "UTC";                    // months of 24x7 sites
+  double notice_within = 600;
+};
+
 struct ServerConfig {
   Endpoint agents;  // mutual-TLS listener for agent reports
   Endpoint http;    // plain HTTP: /metrics, /healthz, /api/v1
@@ -54,6 +63,7 @@ struct ServerConfig {
   std::string api_token;       // bearer token for the API's writes; empty: writes refused
   collector::DeskConfig desk;  // rules, calendars, service targets, tickets, notifiers
   EnrollSettings enroll;
+  ReportSettings report;
 };
 
 /// Reads and validates a collector config; every problem goes to `errors` (file, line, key).
