@@ -1,11 +1,14 @@
 // dozorctl: the support team's command line over dozor-collector's HTTP API (/api/v1): agents,
 // tickets (list, show, acknowledge, close), silences, enrollment tokens, certificates and the CRL.
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -87,15 +90,18 @@ class Api {
   json get(const std::string& target) { return call(verb::get, target, nullptr); }
   /// A body that is not JSON (a PEM CRL), as {"text": body}.
   json get_text(const std::string& target) { return call(verb::get, target, nullptr, true); }
+  /// A page outside /api/v1 (the HTML report), as {"text": body}.
+  json get_page(const std::string& path) { return call(verb::get, path, nullptr, true, ""); }
   json post(const std::string& target, const json& body) { return call(verb::post, target, &body); }
   json del(const std::string& target) { return call(verb::delete_, target, nullptr); }
 
  private:
-  json call(verb method, const std::string& target, const json* body, bool text_body = false) {
+  json call(verb method, const std::string& target, const json* body, bool text_body = false,
+            const std::string& prefix = "/api/v1") {
     const std::string text = body ? body->dump() : std::string();
     Reply reply;
     try {
-      reply = fetch(url_, method, "/api/v1" + target, token_, body ? &text : nullptr, timeout_);
+      reply = fetch(url_, method, prefix + target, token_, body ? &text : nullptr, timeout_);
     } catch (const TransportError& e) {
       throw Failure("cannot reach " + url_.text + ": " + e.what());
     }
@@ -120,6 +126,82 @@ class Api {
 };
 
 // ---- Showing answers to a person.
+
+std::string percent(const json& v) {
+  if (!v.is_number()) return "-";
+  char out[32];
+  std::snprintf(out, sizeof out, "%.3f %%", v.get<double>() * 100);
+  return out;
+}
+
+// A site report in a few lines, or the fleet's sites worst first.
+std::string report_summary(const json& r) {
+  std::ostringstream o;
+  if (r.contains("sites")) {
+    o << "sites from " << str(r, "from") << " to " << str(r, "to") << ", worst first:\n";
+    Table table({"SITE", "AVAILABILITY", "DOWN (SERVICE)", "INCIDENTS", "MISSED"});
+    for (const auto& s : r["sites"])
+      table.add({str(s, "site"), percent(s["availability"]),
+                 format_duration(std::chrono::milliseconds(
+                     static_cast<std::int64_t>(s["down_service_seconds"].get<double>() * 1000))),
+                 std::to_string(s["incidents"].get<int>()),
+                 std::to_string(s["deadlines_missed"].get<int>())});
+    table.print(o);
+    return o.str();
+  }
+  const json& t = r["totals"];
+  o << str(r, "client") << " (" << str(r, "name") << "), " << str(r, "from") << " to "
+    << str(r, "to") << (r.value("complete", true) ? "" : " (so far)") << "\n"
+    << "  availability: " << percent(r["site"]["service_hours"]["availability"])
+    << " in service hours, " << percent(r["site"]["around_the_clock"]["availability"])
+    << " around the clock\n"
+    << "  incidents: " << t["incidents"].get<int>() << "; deadlines kept "
+    << t["deadlines_kept"].get<int>() << ", missed " << t["deadlines_missed"].get<int>()
+    << "; resolved before the client could notice " << t["unnoticed"].get<int>() << "\n";
+  return o.str();
+}
+
+// Prints `html` to an A4 PDF with a headless Chromium, if this machine has one.
+void write_pdf(const std::string& html, const std::string& out) {
+  std::string browser;
+  for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {
+    const std::string path = std::string("/usr/bin/") + name;
+    if (::access(path.c_str(), X_OK) == 0) {
+      browser = path;
+      break;
+    }
+  }
+  if (browser.empty())
+    throw Failure(
+        "a PDF needs a headless Chromium, and none is installed (Debian: apt install "
+        "chromium); --format html gives the page to print from any browser");
+  char folder[] = "/tmp/dozorctl-report-XXXXXX";
+  if (!::mkdtemp(folder)) throw Failure("cannot make a temporary folder");
+  const std::string page = std::string(folder) + "/report.html";
+  std::ofstream(page, std::ios::binary) << html;
+  // As root Chromium runs only without its sandbox; the page is our own, from the collector.
+  const std::string profile = "--user-data-dir=" + std::string(folder) + "/profile",
+                    target = "--print-to-pdf=" + out, url = "file://" + page;
+  std::vector<const char*> argv = {
+      browser.c_str(), "--headless",   "--disable-gpu", "--no-sandbox", "--no-pdf-header-footer",
+      profile.c_str(), target.c_str(), url.c_str(),     nullptr};
+  int rc = -1;
+  if (const pid_t pid = ::fork(); pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execv(argv[0], const_cast<char* const*>(argv.data()));
+    ::_exit(127);
+  } else if (pid > 0) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::filesystem::remove_all(folder);
+  std::ifstream made(out);
+  if (rc != 0 || !made) throw Failure("Chromium could not print the report to " + out);
+  std::cerr << "wrote " << out << "\n";
+}
 
 void show_agents(const json& agents) {
   if (!agents.is_array() || agents.empty()) {
@@ -547,6 +629,51 @@ int main(int argc, char** argv) {
                  if (!(out << pem) || !out.flush()) throw Failure("cannot write " + crl_out);
                  std::cerr << "wrote " << crl_out << "\n";
                }};
+  });
+
+  std::string report_site, month, from, to, format = "text", lang = "en", report_out;
+  auto* report = app.add_subcommand(
+      "report", "a site's service report: availability in service hours, incidents, reaction kept");
+  report->add_option("--site", report_site, "the site (as in agent.yaml); without it, every site");
+  report->add_option("--month", month, "YYYY-MM in the site's time zone (default: the last one)");
+  report->add_option("--from", from, "instead of --month: from this RFC 3339 time ...");
+  report->add_option("--to", to, "... to this one");
+  report->add_option("--format", format, "text, json, csv (incidents), html or pdf")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json", "csv", "html", "pdf"}));
+  report->add_option("--lang", lang, "language of the html and pdf labels: en or uk")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"en", "uk"}));
+  report->add_option("-o,--output", report_out, "write to this file (pdf: required)");
+  report->callback([&] {
+    if (format == "pdf" && report_out.empty())
+      throw CLI::ValidationError("--format pdf needs -o FILE");
+    if (report_site.empty() && format != "text" && format != "json")
+      throw CLI::ValidationError("--format " + format + " needs --site");
+    std::string query = "?lang=" + lang;
+    if (!month.empty()) query += "&month=" + query_escape(month);
+    if (!from.empty()) query += "&from=" + query_escape(from);
+    if (!to.empty()) query += "&to=" + query_escape(to);
+    const std::string site = query_escape(report_site);
+    command = {
+        [=](Api& api) -> json {
+          if (format == "html" || format == "pdf") return api.get_page("/report/" + site + query);
+          if (format == "csv") return api.get_text("/reports/" + site + "/incidents.csv" + query);
+          return api.get(report_site.empty() ? "/reports" + query : "/reports/" + site + query);
+        },
+        [=](const json& j) {
+          if (format == "pdf") return write_pdf(str(j, "text"), report_out);
+          const std::string text = format == "text"   ? report_summary(j)
+                                   : format == "json" ? j.dump(2) + "\n"
+                                                      : str(j, "text");
+          if (report_out.empty()) {
+            std::cout << text;
+            return;
+          }
+          std::ofstream out(report_out, std::ios::binary | std::ios::trunc);
+          if (!(out << text) || !out.flush()) throw Failure("cannot write " + report_out);
+          std::cerr << "wrote " << report_out << "\n";
+        }};
   });
 
   std::string status = "active", site;
