@@ -220,5 +220,62 @@ TEST(MonthInZone, RefusesWhatIsNotAMonth) {
   EXPECT_EQ(error, "unknown time zone Mars/Olympus");
 }
 
+// History bounds: a year of 200 sites, each month 200 state changes and 10 tickets with their
+// events (a busy fleet: a failure every 3 days per probe), stays under 64 MiB, and what is older
+// than `report.keep` goes.
+TEST_F(ReportTest, AYearOfHistoryFor200SitesStaysBounded) {
+  const double start = at("2026-01-01T00:00:00Z"), month = 30 * 86400.0;
+  auto& db = store->db();
+  {
+    sqlite::Transaction tx(db);
+    sqlite::Statement ticket(
+        db.handle(),
+        "INSERT INTO tickets (id, key, class, priority, status, summary, site, "
+        "agent, probe, rule, opened_at, closed_at) VALUES "
+        "(?,?,'emergency',2,'closed','erp down: HTTP 503',?,?,?,"
+        "'probe-critical',?,?)");
+    sqlite::Statement event(db.handle(),
+                            "INSERT INTO ticket_events (ticket, at, event, text) VALUES (?,?,?,?)");
+    std::int64_t id = 0;
+    for (int m = 0; m < 12; ++m)
+      for (int s = 0; s < 200; ++s) {
+        const std::string site = "site-" + std::to_string(s), agent = "agent-" + std::to_string(s);
+        for (int c = 0; c < 200; ++c)
+          store->state_change({site, agent, "probe-" + std::to_string(c % 10),
+                               start + m * month + c * month / 200, c % 2 ? 0 : 2});
+        for (int t = 0; t < 10; ++t) {
+          const double opened = start + m * month + t * month / 10;
+          ticket.bind(1, ++id)
+              .bind(2, std::string_view(site + "/" + agent + "/probe-" + std::to_string(t)))
+              .bind(3, std::string_view(site))
+              .bind(4, std::string_view(agent))
+              .bind(5, std::string_view("probe-" + std::to_string(t)))
+              .bind(6, opened)
+              .bind(7, opened + 5400)
+              .run();
+          for (const char* name : {"opened", "acknowledged", "resolved", "closed"})
+            event.bind(1, id)
+                .bind(2, opened)
+                .bind(3, std::string_view(name))
+                .bind(4, std::string_view("erp down: HTTP 503"))
+                .run();
+        }
+      }
+    tx.commit();
+  }
+  db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  const auto bytes = fs::file_size(dir_ / "collector.db");
+  EXPECT_LT(bytes, 64u << 20) << bytes;
+  std::printf("a year of history for 200 sites: %.1f MiB\n", bytes / 1048576.0);
+
+  // 400 days after the first month ended, that month goes, and only it.
+  const double later = start + month + 400 * 86400.0;
+  EXPECT_EQ(store->prune_history(later - 400 * 86400.0), 200u * 200);
+  desk->prune(later - 400 * 86400.0);
+  sqlite::Statement left(db.handle(), "SELECT COUNT(*) FROM tickets");
+  ASSERT_TRUE(left.step());
+  EXPECT_EQ(left.integer(0), 11 * 200 * 10);
+}
+
 }  // namespace
 }  // namespace dozor::collector
