@@ -290,10 +290,13 @@ json incidents(sqlite::Database& db, const ServiceCalendar& cal, const ReportReq
     }
     events.reset();
     flapping = flapping || q.integer(14) != 0;
-    const double started = failure_start(db, r.site, agent, probe, opened);
+    // An agent's own tickets (silent: probe "*") follow its up/silent history (probe "").
+    const std::string history_probe = probe == "*" ? "" : probe;
+    const double started = failure_start(db, r.site, agent, history_probe, opened);
     const double ended = resolved ? resolved : closed;
-    const double restored =
-        resolved && !agent.empty() ? recovery(db, r.site, agent, probe, started, resolved) : ended;
+    const double restored = resolved && !agent.empty()
+                                ? recovery(db, r.site, agent, history_probe, started, resolved)
+                                : ended;
     json i = {{"id", id},
               {"class", cls},
               {"priority", "P" + std::to_string(priority)},

@@ -48,7 +48,7 @@ class ReportTest : public ::testing::Test {
 
   void send(Status status, double now) {
     protocol::Report rep;
-    rep.agent = {"0.1.0", "erp.lan", "acme", now - 3600, 40 * 86400.0, "spool"};
+    rep.agent = {"0.1.0", "erp.lan", "acme", now - 3600, heartbeat, "spool"};
     protocol::Result r;
     r.seq = ++seq_;
     r.probe = "erp";
@@ -78,6 +78,7 @@ class ReportTest : public ::testing::Test {
   std::unique_ptr<Health> health;
   std::unique_ptr<Desk> desk;
   std::uint64_t seq_ = 0;
+  double heartbeat = 40 * 86400.0;  // the agent never falls silent unless a test wants it to
   fs::path dir_;
 };
 
@@ -193,6 +194,26 @@ TEST_F(ReportTest, AMonthInServiceHoursAndAroundTheClock) {
   const std::string csv = incidents_csv(report);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6);
   EXPECT_EQ(csv.substr(0, 19), "id,class,priority,a");
+}
+
+TEST_F(ReportTest, ASilentAgentIsDownFromItsSilenceUntilItReportsAgain) {
+  heartbeat = 60;  // silent 3 minutes after its last report
+  send(Status::ok, at("2026-10-05T06:00:00Z"));
+  for (double t = at("2026-10-05T06:00:00Z"); t < at("2026-10-05T08:00:00Z"); t += 60)
+    health->tick(t);
+  send(Status::ok, at("2026-10-05T08:00:00Z"));  // back after 2 hours
+  health->tick(at("2026-10-05T08:00:30Z"));
+  ReportRequest request{"acme", at("2026-10-05T00:00:00Z"), at("2026-10-06T00:00:00Z"), 600, {}};
+  const json r =
+      site_report(store->db(), desk->calendar_of("acme"), request, at("2026-10-07T00:00:00Z"));
+  // Down from 06:03 (three heartbeats) until 08:00 UTC, 09:03-11:00 in Kyiv: all in hours.
+  EXPECT_EQ(r["site"]["around_the_clock"]["down"], 7020);
+  EXPECT_EQ(r["site"]["service_hours"]["down"], 7020);
+  EXPECT_EQ(r["site"]["around_the_clock"]["no_data"], 6 * 3600);  // before its first report
+  ASSERT_EQ(r["incidents"].size(), 1u);
+  EXPECT_EQ(r["incidents"][0]["rule"], "agent-silent");
+  EXPECT_EQ(r["incidents"][0]["started_at"], "2026-10-05T06:03:00.000Z");
+  EXPECT_EQ(r["incidents"][0]["restore_seconds"], 7020);
 }
 
 TEST_F(ReportTest, TheFleetViewRanksTheWorstSiteFirst) {
