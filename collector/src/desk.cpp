@@ -13,36 +13,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS tickets (
-  id INTEGER PRIMARY KEY, key TEXT NOT NULL, class TEXT, priority INTEGER, status TEXT NOT NULL,
-  summary TEXT, details TEXT, site TEXT, agent TEXT, probe TEXT, rule TEXT, opened_at REAL,
-  raised_at REAL, acknowledged_at REAL, resolved_at REAL, closed_at REAL, updated_at REAL,
-  deadline REAL, escalations INTEGER, occurrences INTEGER, flapping INTEGER, probes TEXT,
-  acknowledged_by TEXT, comment TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS tickets_one_per_key ON tickets(key)
-  WHERE status IN ('open', 'acknowledged', 'resolved');
-CREATE INDEX IF NOT EXISTS tickets_site ON tickets(site, id);
-CREATE TABLE IF NOT EXISTS ticket_events (
-  id INTEGER PRIMARY KEY, ticket INTEGER NOT NULL, at REAL, event TEXT, text TEXT
-);
-CREATE INDEX IF NOT EXISTS ticket_events_ticket ON ticket_events(ticket, id);
-CREATE TABLE IF NOT EXISTS outbox (
-  event INTEGER NOT NULL, notifier TEXT NOT NULL, payload TEXT, attempts INTEGER, next_at REAL,
-  error TEXT, PRIMARY KEY (notifier, event)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS incidents (
-  key TEXT PRIMARY KEY, rule TEXT, site TEXT, agent TEXT, probe TEXT, metric TEXT,
-  failing INTEGER, since REAL, clear_since REAL, ticket INTEGER, latched INTEGER,
-  flapping INTEGER, summary TEXT, details TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS silences (
-  id INTEGER PRIMARY KEY, site TEXT, agent TEXT, probe TEXT, rule TEXT, starts_at REAL,
-  ends_at REAL, comment TEXT, created_by TEXT, created_at REAL
-);
-)sql";
-
 // Events the notifiers hear of; the others (attached, detached, flapping) are history only.
 constexpr std::string_view kNotified[] = {"opened",   "escalated", "acknowledged",
                                           "resolved", "reopened",  "closed"};
@@ -183,8 +153,7 @@ ReactionTargets DeskConfig::default_targets() {
 
 Desk::Desk(DeskConfig config, Metrics& metrics, sqlite::Database& db)
     : config_(std::move(config)), metrics_(metrics), db_(db) {
-  db_.exec(kSchema);
-  sql_ = std::make_unique<Statements>(db_.handle());
+  sql_ = std::make_unique<Statements>(db_.handle());  // on a store migrate() made
   std::lock_guard lock(mu_);
   load_locked();
 }

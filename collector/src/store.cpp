@@ -2,44 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dozor/collector/schema.h"
+
 namespace dozor::collector {
 namespace {
-
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS agents (
-  id TEXT PRIMARY KEY, site TEXT, hostname TEXT, version TEXT, started_at REAL, heartbeat REAL,
-  first_seen REAL, last_report REAL, spool_id TEXT, watermark INTEGER, last_seq INTEGER,
-  results INTEGER, dropped INTEGER
-);
-CREATE TABLE IF NOT EXISTS agent_seqs (
-  agent TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (agent, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS probes (
-  agent TEXT NOT NULL, probe TEXT NOT NULL, type TEXT, status INTEGER, summary TEXT, ts REAL,
-  duration REAL, seq INTEGER, metrics TEXT, PRIMARY KEY (agent, probe)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS state_changes (
-  site TEXT NOT NULL, agent TEXT NOT NULL, probe TEXT NOT NULL, ts REAL NOT NULL,
-  status INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
-CREATE TABLE IF NOT EXISTS agent_certificates (
-  agent TEXT PRIMARY KEY, serial TEXT NOT NULL, not_after REAL, seen_at REAL
-);
-CREATE TABLE IF NOT EXISTS revocations (
-  serial TEXT PRIMARY KEY, agent TEXT, revoked_at REAL, revoked_by TEXT, comment TEXT
-);
-CREATE TABLE IF NOT EXISTS enroll_tokens (
-  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, agent TEXT NOT NULL, site TEXT NOT NULL,
-  created_by TEXT, comment TEXT, created_at REAL, expires_at REAL, uses INTEGER, used INTEGER,
-  revoked_at REAL, last_used_at REAL, replace INTEGER
-);
-CREATE TABLE IF NOT EXISTS issued_certificates (
-  serial TEXT PRIMARY KEY, agent TEXT NOT NULL, site TEXT, how TEXT, source TEXT,
-  issued_at REAL, not_after REAL
-);
-CREATE INDEX IF NOT EXISTS issued_by_agent ON issued_certificates(agent);
-)sql";
 
 std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 std::uint64_t u64(std::int64_t v) { return static_cast<std::uint64_t>(v); }
@@ -48,7 +14,7 @@ std::uint64_t u64(std::int64_t v) { return static_cast<std::uint64_t>(v); }
 
 Store::Store(const std::string& path)
     : db_(path, "NORMAL"),
-      upsert_agent_((db_.exec(kSchema), db_.handle()),
+      upsert_agent_((migrate(db_), db_.handle()),
                     "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"),
       insert_seq_(db_.handle(), "INSERT OR IGNORE INTO agent_seqs(agent, seq) VALUES (?, ?)"),
       purge_seqs_(db_.handle(), "DELETE FROM agent_seqs WHERE agent = ? AND seq <= ?"),

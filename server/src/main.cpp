@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     health->set_desk(desk.get());
     health->set_limits(config->agent_limits);
   } catch (const std::exception& e) {
-    spdlog::error("cannot open the store: {}", e.what());
+    spdlog::error("cannot open the store {}: {}", config->store_path, e.what());
     return 1;
   }
   std::unique_ptr<server::Server> front;

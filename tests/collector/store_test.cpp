@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "dozor/collector/schema.h"
+
 namespace dozor::collector {
 namespace {
 
@@ -153,6 +155,49 @@ TEST_F(StoreTest, AnAgentAlreadySilentStaysDownAfterARestart) {
   EXPECT_TRUE(h.agent("busy", 2005)->up);
   EXPECT_FALSE(h.agent("silent", 2005)->up);
   EXPECT_FALSE(h.agent("busy", 2021)->up);  // grace is one window, not forever
+}
+
+int schema_version(const std::string& path) {
+  sqlite::Database db(path);
+  sqlite::Statement q(db.handle(), "PRAGMA user_version");
+  return q.step() ? static_cast<int>(q.integer(0)) : -1;
+}
+
+TEST_F(StoreTest, TheSchemaIsVersionedAndANewerOneIsRefused) {
+  { Store store(path_); }
+  EXPECT_EQ(schema_version(path_), latest_schema_version());
+  { Store again(path_); }  // nothing to do the second time
+  {
+    sqlite::Database db(path_);
+    db.exec("PRAGMA user_version = " + std::to_string(latest_schema_version() + 7));
+  }
+  try {
+    Store newer(path_);
+    FAIL() << "a store of a newer schema was opened";
+  } catch (const SchemaError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version " +
+                                         std::to_string(latest_schema_version() + 7) + ", newer"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(StoreTest, AStoreFromBeforeSchemaVersionsKeepsItsRowsAndGainsTheNewTables) {
+  {
+    // As a collector of that time made it: no version, no state_changes.
+    sqlite::Database db(path_);
+    db.exec(
+        "CREATE TABLE agents (id TEXT PRIMARY KEY, site TEXT, hostname TEXT, version TEXT, "
+        "started_at REAL, heartbeat REAL, first_seen REAL, last_report REAL, spool_id TEXT, "
+        "watermark INTEGER, last_seq INTEGER, results INTEGER, dropped INTEGER);"
+        "INSERT INTO agents VALUES ('a1', 'acme-kyiv', 'h', '0.1.0', 1, 5, 1, 2, 's', 7, 7, 7, 0)");
+  }
+  Store store(path_);
+  auto agents = store.load();
+  ASSERT_EQ(agents.size(), 1u);
+  EXPECT_EQ(agents[0].watermark, 7u);
+  store.state_change({"acme-kyiv", "a1", "erp", 3, 2});
+  EXPECT_EQ(schema_version(path_), latest_schema_version());
 }
 
 }  // namespace

@@ -1,0 +1,113 @@
+#include "dozor/collector/schema.h"
+
+#include <string>
+
+namespace dozor::collector {
+namespace {
+
+struct Migration {
+  int version;
+  const char* what;
+  const char* sql;
+};
+
+// Append only: a migration once released is never changed, a new one gets the next number.
+// Version 1 is the schema from before versions were kept: IF NOT EXISTS lets it pass over a
+// store of that time unchanged.
+constexpr Migration kMigrations[] = {
+    {1, "agents, probes, certificates, enrollment, tickets, outbox, incidents, silences",
+     R"sql(
+CREATE TABLE IF NOT EXISTS agents (
+  id TEXT PRIMARY KEY, site TEXT, hostname TEXT, version TEXT, started_at REAL, heartbeat REAL,
+  first_seen REAL, last_report REAL, spool_id TEXT, watermark INTEGER, last_seq INTEGER,
+  results INTEGER, dropped INTEGER
+);
+CREATE TABLE IF NOT EXISTS agent_seqs (
+  agent TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (agent, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS probes (
+  agent TEXT NOT NULL, probe TEXT NOT NULL, type TEXT, status INTEGER, summary TEXT, ts REAL,
+  duration REAL, seq INTEGER, metrics TEXT, PRIMARY KEY (agent, probe)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent_certificates (
+  agent TEXT PRIMARY KEY, serial TEXT NOT NULL, not_after REAL, seen_at REAL
+);
+CREATE TABLE IF NOT EXISTS revocations (
+  serial TEXT PRIMARY KEY, agent TEXT, revoked_at REAL, revoked_by TEXT, comment TEXT
+);
+CREATE TABLE IF NOT EXISTS enroll_tokens (
+  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, agent TEXT NOT NULL, site TEXT NOT NULL,
+  created_by TEXT, comment TEXT, created_at REAL, expires_at REAL, uses INTEGER, used INTEGER,
+  revoked_at REAL, last_used_at REAL, replace INTEGER
+);
+CREATE TABLE IF NOT EXISTS issued_certificates (
+  serial TEXT PRIMARY KEY, agent TEXT NOT NULL, site TEXT, how TEXT, source TEXT,
+  issued_at REAL, not_after REAL
+);
+CREATE INDEX IF NOT EXISTS issued_by_agent ON issued_certificates(agent);
+CREATE TABLE IF NOT EXISTS tickets (
+  id INTEGER PRIMARY KEY, key TEXT NOT NULL, class TEXT, priority INTEGER, status TEXT NOT NULL,
+  summary TEXT, details TEXT, site TEXT, agent TEXT, probe TEXT, rule TEXT, opened_at REAL,
+  raised_at REAL, acknowledged_at REAL, resolved_at REAL, closed_at REAL, updated_at REAL,
+  deadline REAL, escalations INTEGER, occurrences INTEGER, flapping INTEGER, probes TEXT,
+  acknowledged_by TEXT, comment TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tickets_one_per_key ON tickets(key)
+  WHERE status IN ('open', 'acknowledged', 'resolved');
+CREATE INDEX IF NOT EXISTS tickets_site ON tickets(site, id);
+CREATE TABLE IF NOT EXISTS ticket_events (
+  id INTEGER PRIMARY KEY, ticket INTEGER NOT NULL, at REAL, event TEXT, text TEXT
+);
+CREATE INDEX IF NOT EXISTS ticket_events_ticket ON ticket_events(ticket, id);
+CREATE TABLE IF NOT EXISTS outbox (
+  event INTEGER NOT NULL, notifier TEXT NOT NULL, payload TEXT, attempts INTEGER, next_at REAL,
+  error TEXT, PRIMARY KEY (notifier, event)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incidents (
+  key TEXT PRIMARY KEY, rule TEXT, site TEXT, agent TEXT, probe TEXT, metric TEXT,
+  failing INTEGER, since REAL, clear_since REAL, ticket INTEGER, latched INTEGER,
+  flapping INTEGER, summary TEXT, details TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS silences (
+  id INTEGER PRIMARY KEY, site TEXT, agent TEXT, probe TEXT, rule TEXT, starts_at REAL,
+  ends_at REAL, comment TEXT, created_by TEXT, created_at REAL
+);
+)sql"},
+    {2, "state changes for the service reports",
+     R"sql(
+CREATE TABLE IF NOT EXISTS state_changes (
+  site TEXT NOT NULL, agent TEXT NOT NULL, probe TEXT NOT NULL, ts REAL NOT NULL,
+  status INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
+)sql"},
+};
+
+int user_version(sqlite::Database& db) {
+  sqlite::Statement q(db.handle(), "PRAGMA user_version");
+  return q.step() ? static_cast<int>(q.integer(0)) : 0;
+}
+
+}  // namespace
+
+int latest_schema_version() { return kMigrations[std::size(kMigrations) - 1].version; }
+
+int migrate(sqlite::Database& db) {
+  const int found = user_version(db), latest = latest_schema_version();
+  if (found > latest)
+    throw SchemaError("the store has schema version " + std::to_string(found) +
+                      ", newer than this dozor-collector knows (" + std::to_string(latest) +
+                      "): it was written by a newer version; run that one, or a backup of the "
+                      "store from before the upgrade");
+  if (found == latest) return found;
+  sqlite::Transaction tx(db);
+  for (const auto& m : kMigrations) {
+    if (m.version <= found) continue;
+    db.exec(m.sql);
+    db.exec("PRAGMA user_version = " + std::to_string(m.version));
+  }
+  tx.commit();
+  return found;
+}
+
+}  // namespace dozor::collector
