@@ -1,6 +1,5 @@
 """Nothing lost: the agent's spool, acked delivery, exactly-once ingest, a silent site seen within
 seconds. Real binaries, real TLS, a real TCP link the test can cut."""
-import json
 import os
 import signal
 import subprocess

@@ -210,7 +210,6 @@ class CommandLine(IntegrationCase):
         certs = Certs(os.path.join(self.dir, "ca"))
         service = TcpService()
         self.addCleanup(service.stop)
-        a = Agent.__new__(Agent)  # only its config: --once needs no collector
         from harness import agent_config
         path = agent_config(os.path.join(self.dir, "once.yaml"), "https://127.0.0.1:1",
                             certs.agent("agent-01"),
