@@ -10,6 +10,7 @@
 
 #include "../../server/src/http.h"
 #include "dozor/collector/desk.h"
+#include "dozor/collector/schema.h"
 
 namespace {
 
@@ -20,6 +21,7 @@ constexpr double kNow = 1795435200;
 struct World {
   collector::Metrics metrics;
   sqlite::Database db{":memory:"};
+  int schema = collector::migrate(db);  // what Store does before the Desk opens on it
   collector::Desk desk{collector::DeskConfig{}, metrics, db};
 };
 
