@@ -196,28 +196,30 @@ json availability(sqlite::Database& db, const ServiceCalendar& cal, const std::s
   return {{"site", times_json(site_times)}, {"probes", std::move(probes)}};
 }
 
+// One figure from a probe's (or with `probe` empty, an agent's) history in (after, until]:
+// `aggregate` of ts over the rows where `condition` holds; 0 when there are none.
+double history(sqlite::Database& db, std::string_view aggregate, std::string_view condition,
+               const std::string& site, const std::string& agent, const std::string& probe,
+               double after, double until) {
+  sqlite::Statement q(db.handle(), "SELECT " + std::string(aggregate) +
+                                       "(ts) FROM state_changes WHERE site = ? AND agent = ? AND "
+                                       "probe = ? AND ts > ? AND ts <= ? AND " +
+                                       std::string(condition));
+  q.bind(1, std::string_view(site))
+      .bind(2, std::string_view(agent))
+      .bind(3, std::string_view(probe))
+      .bind(4, after)
+      .bind(5, until);
+  return q.step() ? q.real(0) : 0;
+}
+
 // When the failure behind a ticket began: the first failing state of its probe (or its agent
 // falling silent) since that probe was last ok, at or before the ticket opened.
 double failure_start(sqlite::Database& db, const std::string& site, const std::string& agent,
                      const std::string& probe, double opened_at) {
   if (agent.empty()) return opened_at;
-  sqlite::Statement last_ok(db.handle(),
-                            "SELECT MAX(ts) FROM state_changes WHERE site = ? AND agent = ? AND "
-                            "probe = ? AND ts <= ? AND status = 0");
-  last_ok.bind(1, std::string_view(site))
-      .bind(2, std::string_view(agent))
-      .bind(3, std::string_view(probe))
-      .bind(4, opened_at);
-  const double ok = last_ok.step() ? last_ok.real(0) : 0;
-  sqlite::Statement first_bad(db.handle(),
-                              "SELECT MIN(ts) FROM state_changes WHERE site = ? AND agent = ? AND "
-                              "probe = ? AND ts > ? AND ts <= ? AND status != 0");
-  first_bad.bind(1, std::string_view(site))
-      .bind(2, std::string_view(agent))
-      .bind(3, std::string_view(probe))
-      .bind(4, ok)
-      .bind(5, opened_at);
-  const double bad = first_bad.step() ? first_bad.real(0) : 0;
+  const double ok = history(db, "MAX", "status = 0", site, agent, probe, -1, opened_at);
+  const double bad = history(db, "MIN", "status != 0", site, agent, probe, ok, opened_at);
   return bad > 0 ? bad : opened_at;
 }
 
@@ -225,29 +227,8 @@ double failure_start(sqlite::Database& db, const std::string& site, const std::s
 // resolved, rather than the resolution, which waits for the recovery to hold.
 double recovery(sqlite::Database& db, const std::string& site, const std::string& agent,
                 const std::string& probe, double started, double resolved) {
-  sqlite::Statement q(db.handle(),
-                      "SELECT MAX(ts) FROM state_changes WHERE site = ? AND agent = ? AND "
-                      "probe = ? AND ts > ? AND ts <= ? AND status = 0");
-  q.bind(1, std::string_view(site))
-      .bind(2, std::string_view(agent))
-      .bind(3, std::string_view(probe))
-      .bind(4, started)
-      .bind(5, resolved);
-  const double ok = q.step() ? q.real(0) : 0;
+  const double ok = history(db, "MAX", "status = 0", site, agent, probe, started, resolved);
   return ok > 0 ? ok : resolved;
-}
-
-bool went_critical(sqlite::Database& db, const std::string& site, const std::string& agent,
-                   const std::string& probe, double from, double to) {
-  sqlite::Statement q(db.handle(),
-                      "SELECT 1 FROM state_changes WHERE site = ? AND agent = ? AND probe = ? AND "
-                      "ts >= ? AND ts < ? AND status = 2 LIMIT 1");
-  q.bind(1, std::string_view(site))
-      .bind(2, std::string_view(agent))
-      .bind(3, std::string_view(probe))
-      .bind(4, from)
-      .bind(5, to);
-  return q.step();
 }
 
 json incidents(sqlite::Database& db, const ServiceCalendar& cal, const ReportRequest& r, double now,
@@ -348,7 +329,7 @@ json incidents(sqlite::Database& db, const ServiceCalendar& cal, const ReportReq
       unnoticed += quiet;
     }
     if (r.forecast_rules.count(rule) && ended &&
-        !went_critical(db, r.site, agent, probe, opened, r.to)) {
+        history(db, "MAX", "status = 2", r.site, agent, probe, opened, r.to) == 0) {
       i["prevented"] = true;
       ++prevented;
     }
