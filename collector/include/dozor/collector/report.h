@@ -14,10 +14,10 @@ namespace dozor::collector {
 
 /// What a service report covers and how it counts.
 struct ReportRequest {
-  std::string site;   // empty: every site (the support company's own view)
-  double from = 0;    // unix seconds, [from, to)
+  std::string site;  // empty: every site (the support company's own view)
+  double from = 0;   // unix seconds, [from, to)
   double to = 0;
-  double notice_within = 600;          // restored this soon after it began: no client noticed
+  double notice_within = 600;            // restored this soon after it began: no client noticed
   std::set<std::string> forecast_rules;  // rules of kind forecast, for "failures prevented"
 };
 
@@ -40,10 +40,10 @@ nlohmann::json site_report(sqlite::Database& db, const ServiceCalendar& calendar
 /// Every site's report in one: per site its availability, incidents and deadlines, the worst
 /// first, and the probes that failed most across the fleet. `calendar_of(site)` gives each
 /// site's calendar.
-nlohmann::json fleet_report(sqlite::Database& db,
-                            const std::function<const ServiceCalendar&(const std::string&)>&
-                                calendar_of,
-                            const ReportRequest& request, double now);
+nlohmann::json fleet_report(
+    sqlite::Database& db,
+    const std::function<const ServiceCalendar&(const std::string&)>& calendar_of,
+    const ReportRequest& request, double now);
 
 /// The incidents of a site report as CSV (RFC 4180; a header row; UTF-8).
 std::string incidents_csv(const nlohmann::json& report);
