@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <map>
 
-#include "dozor/collector/desk.h"
+#include "dozor/collector/rules.h"
 #include "dozor/collector/store.h"
 #include "dozor/protocol/units.h"
 

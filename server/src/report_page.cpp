@@ -117,11 +117,10 @@ std::string when(const json& v) {
   return s.size() >= 16 ? s.substr(0, 10) + " " + s.substr(11, 5) + " UTC" : "—";
 }
 
-std::string times_row(const json& t, std::string_view lang) {
+std::string times_row(const json& t) {
   std::string row;
   for (const char* k : {"ok", "degraded", "down", "silenced", "no_data"})
     row += "<td>" + span(t[k]) + "</td>";
-  (void)lang;
   return row + "<td class=\"num\"><b>" + percent(t["availability"]) + "</b></td>";
 }
 
@@ -181,16 +180,16 @@ std::string report_html(const json& r, const ReportHeading& h, std::string_view 
     heads += "<th>" + escape(L(k)) + "</th>";
   heads += "<th class=\"num\">" + escape(L("availability")) + "</th>";
   o += "<table><tr><th></th>" + heads + "</tr>";
-  o += "<tr><td>" + escape(L("in_hours")) + "</td>" + times_row(r["site"]["service_hours"], lang) +
+  o += "<tr><td>" + escape(L("in_hours")) + "</td>" + times_row(r["site"]["service_hours"]) +
        "</tr>";
-  o += "<tr><td>" + escape(L("around")) + "</td>" + times_row(r["site"]["around_the_clock"], lang) +
+  o += "<tr><td>" + escape(L("around")) + "</td>" + times_row(r["site"]["around_the_clock"]) +
        "</tr></table>";
 
   o += "<h2>" + escape(L("probes")) + " (" + escape(L("in_hours")) + ")</h2>";
   o += "<table><tr><th>" + escape(L("check")) + "</th>" + heads + "</tr>";
   for (const auto& p : r["probes"])
     o += "<tr><td>" + escape(text(p["agent"]) + " / " + text(p["probe"])) + "</td>" +
-         times_row(p["service_hours"], lang) + "</tr>";
+         times_row(p["service_hours"]) + "</tr>";
   o += "</table>";
 
   o += "<h2>" + escape(L("incidents")) + "</h2>";

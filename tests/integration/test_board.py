@@ -167,6 +167,20 @@ class Board(IntegrationCase):
         errors = [e["message"] for e in self.console_errors()]
         self.assertTrue(all("401" in m for m in errors), errors)
 
+    def test_the_board_files_come_from_the_collector_alone(self):
+        for path, kind in (("/", "text/html"), ("/board/board.js", "text/javascript"),
+                           ("/board/board.css", "text/css"), ("/board/icon.svg", "image/svg+xml")):
+            with urllib.request.urlopen(self.url.rstrip("/") + path) as r:
+                self.assertTrue(r.headers["Content-Type"].startswith(kind), path)
+                self.assertIn("default-src 'self'", r.headers["Content-Security-Policy"])
+                etag = r.headers["ETag"]
+            # Revalidated, not sent again, while the collector's copy is the same.
+            req = urllib.request.Request(self.url.rstrip("/") + path,
+                                         headers={"If-None-Match": etag})
+            with self.assertRaises(urllib.error.HTTPError) as same:
+                urllib.request.urlopen(req)
+            self.assertEqual(same.exception.code, 304, path)
+
     def test_behind_nginx_with_tls_and_a_password(self):
         """packaging/nginx/dozor-board.conf as shipped, only its names and paths filled in."""
         nginx = self.start(Nginx(self.dir, free_port()))

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 
@@ -162,6 +163,12 @@ class Reports(IntegrationCase):
         self.assertEqual((totals["deadlines_kept"], totals["deadlines_missed"]), (2, 1))
         self.assertEqual(report["silences"][0]["comment"], "оновлення ERP")
 
+        for path, status in (("/api/v1/reports/nowhere?month=2027-03", 404),
+                             ("/report/acme-kyiv?lang=fr", 400),
+                             ("/api/v1/reports/acme-kyiv?month=2027-13", 400)):
+            with self.assertRaises(urllib.error.HTTPError) as refused:
+                get(path)
+            self.assertEqual(refused.exception.code, status, path)
         csv = get("/api/v1/reports/acme-kyiv/incidents.csv?month=2027-03")
         self.assertEqual(len(csv.strip().split("\r\n")), 5)
 
