@@ -59,6 +59,9 @@ function ago(ts) {
   return `${Math.round(s / 86400)} d ago`;
 }
 
+// An age that the once-a-second tick keeps current, so that rows need not be redrawn for it.
+function agoEl(ts) { return h('span', { class: 'ago', 'data-ts': ts || 0 }); }
+
 function clockTime(ts) {
   if (!ts) return '';
   const d = new Date(ts * 1000);
@@ -102,12 +105,6 @@ function tickets(site) {
   return out.sort(byUrgency);
 }
 
-function countdown(t) {
-  const el = h('div', { class: 'countdown', 'data-ticket': t.id });
-  fillCountdown(el, t);
-  return el;
-}
-
 function fillCountdown(el, t) {
   const l = left(t);
   el.className = 'countdown';
@@ -147,14 +144,41 @@ function ticketRow(t) {
         ? h('small', {}, `acknowledged by ${t.acknowledged_by || '?'}${t.comment ? ': ' + t.comment : ''}`)
         : h('small', {}, t.details)),
     h('div', { class: 'since', title: new Date(t.raised_at * 1000).toString() },
-      `since ${clockTime(t.raised_at)}`, h('br'), ago(t.raised_at)),
-    countdown(t),
+      `since ${clockTime(t.raised_at)}`, h('br'), agoEl(t.raised_at)),
+    h('div', { class: 'countdown', 'data-ticket': t.id }),
     acts);
 }
 
 function renderQueue(container, empty, list) {
-  container.replaceChildren(...list.map(ticketRow));
+  keep(container, list.map(ticketRow));
   empty.hidden = list.length > 0;
+}
+
+// Puts fresh rows into container, keeping in place every row that looks the same as before: a
+// button is not swapped away under the pointer, and a selection stays. Ages and countdowns are
+// left empty by the row builders (compared without them) and filled here and by the tick.
+function keep(container, fresh) {
+  const old = new Map();
+  for (const el of container.children) old.set(el.dozorKey, el);
+  const rows = fresh.map((el) => {
+    const key = el.outerHTML;
+    const same = old.get(key);
+    if (same) { old.delete(key); return same; }
+    el.dozorKey = key;
+    fillTimes(el);
+    return el;
+  });
+  const children = container.children;
+  if (rows.length !== children.length || rows.some((el, i) => children[i] !== el))
+    container.replaceChildren(...rows);
+}
+
+function fillTimes(root) {
+  for (const el of root.querySelectorAll('.ago[data-ts]')) el.textContent = ago(Number(el.dataset.ts));
+  for (const el of root.querySelectorAll('.countdown[data-ticket]')) {
+    const t = board.entities.get('ticket:' + el.dataset.ticket);
+    if (t) fillCountdown(el, t);
+  }
 }
 
 // ------------------------------------------------------------------ sites
@@ -227,24 +251,24 @@ function renderSite() {
     if (e.kind === 'probe') probes.push(e);
   }
   agents.sort((a, b) => a.id.localeCompare(b.id));
-  $('agents').tBodies[0].replaceChildren(...agents.map((a) => h('tr', { 'data-agent': a.id },
+  keep($('agents').tBodies[0], agents.map((a) => h('tr', { 'data-agent': a.id },
     h('td', {}, a.id),
     h('td', {}, h('span', { class: `state ${a.up ? 'ok' : 'down'}` },
       a.up ? 'up' : `down since ${clockTime(a.down_since)}`)),
     h('td', {}, a.hostname), h('td', {}, a.version),
-    h('td', { class: 'num' }, ago(a.last_report)),
+    h('td', { class: 'num' }, agoEl(a.last_report)),
     h('td', { class: 'num', title: 'its clock minus the collector\'s' },
       Math.abs(a.clock_skew) < 1 ? 'in step' : `${a.clock_skew > 0 ? '+' : '−'}${span(a.clock_skew)}`))));
   probes.sort((a, b) => (STATE_RANK[a.status] - STATE_RANK[b.status]) ||
     a.agent.localeCompare(b.agent) || a.name.localeCompare(b.name));
-  $('probes').tBodies[0].replaceChildren(...probes.map((p) => h('tr', { 'data-probe': `${p.agent}/${p.name}` },
+  keep($('probes').tBodies[0], probes.map((p) => h('tr', { 'data-probe': `${p.agent}/${p.name}` },
     h('td', {}, h('span', { class: `state ${p.status}` }, p.status),
       p.since ? h('div', { class: 'line' }, `since ${clockTime(p.since)}`) : ''),
     h('td', {}, p.name, h('div', { class: 'line' }, `${p.type} on ${p.agent}`)),
     h('td', {}, p.summary),
     h('td', {}, valueList(p.metrics)),
     h('td', { class: 'num' }, seconds(p.duration)),
-    h('td', { class: 'num' }, ago(p.ts)))));
+    h('td', { class: 'num' }, agoEl(p.ts)))));
   if (board.recentFor !== site || board.recentDirty) loadRecent(site);
 }
 
@@ -288,7 +312,7 @@ function draw() {
     if (board.site === null) {
       renderQueue($('queue'), $('queue-empty'), list);
       $('queue-count').textContent = list.length ? `(${list.length})` : '';
-      $('sites').replaceChildren(...tiles.map(tile));
+      keep($('sites'), tiles.map(tile));
       $('sites-count').textContent = `(${tiles.length})`;
     } else {
       renderSite();
@@ -299,10 +323,7 @@ function draw() {
 // Once a second: the countdowns and the clock, without redrawing the rest.
 function tick() {
   $('clock').textContent = new Date(now() * 1000).toLocaleTimeString();
-  for (const el of document.querySelectorAll('.countdown[data-ticket]')) {
-    const t = board.entities.get('ticket:' + el.dataset.ticket);
-    if (t) fillCountdown(el, t);
-  }
+  fillTimes(document);
   const live = $('live');
   if (board.source && board.source.readyState === EventSource.OPEN) {
     live.className = 'live on';
@@ -453,5 +474,5 @@ window.addEventListener('hashchange', route);
 route();
 tick();
 setInterval(tick, 1000);
-// Ages ("2 min ago") move on by themselves; redraw them now and then.
+// Times of day ("since 14:05") lose their date at midnight; redraw now and then.
 setInterval(draw, 15000);

@@ -85,6 +85,7 @@ class Board(IntegrationCase):
         (classes, what, _, task_id), = self.rows()
         self.assertEqual(classes, ["task", "open"])
         self.assertIn(BACKUP_WARNING, what)
+        task_row = b.find_element(By.CSS_SELECTOR, f'.ticket[data-id="{task_id}"]')
 
         # The service stops: the emergency is at the top within 2 s, its countdown running.
         self.service.stop()
@@ -94,6 +95,8 @@ class Board(IntegrationCase):
         seen = time.monotonic() - stopped
         first, second = self.rows()
         self.assertEqual(second[3], task_id, "the older task ticket stays below")
+        # The unchanged row is moved, not redrawn: a button under the pointer stays clickable.
+        self.assertTrue(task_row.is_displayed())
         self.assertRegex(first[2], r"^\d+:\d\d\s*to react$")
         before = first[2]
         wait_for("the countdown to move", lambda: self.rows()[0][2] != before, timeout=3)
