@@ -77,14 +77,19 @@ struct Desk::Series {
 };
 
 struct Desk::Statements {
-  explicit Statements(sqlite3* db)
-      : upsert_ticket(db,
-                      "INSERT OR REPLACE INTO tickets VALUES "
-                      "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+  explicit Statements(sql::Database& db)
+      : upsert_ticket(db, sql::upsert("tickets",
+                                      "id, key, class, priority, status, summary, details, site, "
+                                      "agent, probe, rule, opened_at, raised_at, acknowledged_at, "
+                                      "resolved_at, closed_at, updated_at, deadline, escalations, "
+                                      "occurrences, flapping, probes, acknowledged_by, comment",
+                                      "id")),
         insert_event(db, "INSERT INTO ticket_events VALUES (?,?,?,?,?)"),
         insert_outbox(db, "INSERT INTO outbox VALUES (?,?,?,0,?,'')"),
-        upsert_incident(db,
-                        "INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+        upsert_incident(db, sql::upsert("incidents",
+                                        "key, rule, site, agent, probe, metric, failing, since, "
+                                        "clear_since, ticket, latched, flapping, summary, details",
+                                        "key")),
         delete_incident(db, "DELETE FROM incidents WHERE key = ?"),
         due(db,
             // In order: nothing behind a row that waits for its retry.
@@ -95,8 +100,11 @@ struct Desk::Statements {
         failed(db,
                "UPDATE outbox SET attempts = attempts + 1, next_at = ?, error = ? "
                "WHERE notifier = ? AND event = ?"),
-        upsert_silence(db, "INSERT OR REPLACE INTO silences VALUES (?,?,?,?,?,?,?,?,?,?)") {}
-  sqlite::Statement upsert_ticket, insert_event, insert_outbox, upsert_incident, delete_incident,
+        upsert_silence(db, sql::upsert("silences",
+                                       "id, site, agent, probe, rule, starts_at, ends_at, comment, "
+                                       "created_by, created_at",
+                                       "id")) {}
+  sql::Statement upsert_ticket, insert_event, insert_outbox, upsert_incident, delete_incident,
       due, delivered, failed, upsert_silence;
 };
 
@@ -151,9 +159,9 @@ ReactionTargets DeskConfig::default_targets() {
   return t;
 }
 
-Desk::Desk(DeskConfig config, Metrics& metrics, sqlite::Database& db)
+Desk::Desk(DeskConfig config, Metrics& metrics, sql::Database& db)
     : config_(std::move(config)), metrics_(metrics), db_(db) {
-  sql_ = std::make_unique<Statements>(db_.handle());  // on a store migrate() made
+  sql_ = std::make_unique<Statements>(db_);  // on a store migrate() made
   std::lock_guard lock(mu_);
   load_locked();
 }
@@ -172,14 +180,14 @@ void Desk::load_locked() {
   pending_.clear();
   silences_.clear();
   agent_silences_.clear();
-  sqlite::Statement tickets(db_.handle(),
+  sql::Statement tickets(db_,
                             "SELECT * FROM tickets WHERE status IN ('open', 'acknowledged', "
                             "'resolved')");
   while (tickets.step()) {
     Ticket t = read_ticket(tickets);
     live_.emplace(t.id, std::move(t));
   }
-  sqlite::Statement incidents(db_.handle(), "SELECT * FROM incidents");
+  sql::Statement incidents(db_, "SELECT * FROM incidents");
   while (incidents.step()) {
     const std::string rule = incidents.text(1);
     auto idx = rule_index(rule);
@@ -206,7 +214,7 @@ void Desk::load_locked() {
     std::string key = inc->key;
     incidents_.emplace(std::move(key), std::move(inc));
   }
-  sqlite::Statement silences(db_.handle(), "SELECT * FROM silences ORDER BY id");
+  sql::Statement silences(db_, "SELECT * FROM silences ORDER BY id");
   while (silences.step()) {
     Silence s;
     s.id = static_cast<std::uint64_t>(silences.integer(0));
@@ -222,7 +230,7 @@ void Desk::load_locked() {
     silences_.push_back(std::move(s));
   }
   auto max_id = [&](const char* table) {
-    sqlite::Statement q(db_.handle(), std::string("SELECT coalesce(max(id), 0) FROM ") + table);
+    sql::Statement q(db_, std::string("SELECT coalesce(max(id), 0) FROM ") + table);
     q.step();
     return static_cast<std::uint64_t>(q.integer(0));
   };
@@ -232,7 +240,7 @@ void Desk::load_locked() {
   publish_open();
 }
 
-Ticket Desk::read_ticket(sqlite::Statement& q) {
+Ticket Desk::read_ticket(sql::Statement& q) {
   Ticket t;
   t.id = static_cast<std::uint64_t>(q.integer(0));
   t.key = q.text(1);
@@ -319,7 +327,7 @@ void Desk::save(const Incident& inc) {
 template <class F>
 void Desk::in_transaction(F&& f) {
   try {
-    sqlite::Transaction tx(db_);
+    sql::Transaction tx(db_);
     f();
     tx.commit();
   } catch (...) {
@@ -962,7 +970,7 @@ void Desk::own_certificate(double not_after) {
 
 std::vector<Ticket> Desk::tickets(const Query& q) {
   std::lock_guard lock(mu_);
-  std::string sql = "SELECT * FROM tickets WHERE 1";
+  std::string sql = "SELECT * FROM tickets WHERE TRUE";
   std::vector<std::string> statuses;
   for (const auto& s : q.statuses) {
     if (s == "active") {
@@ -979,7 +987,7 @@ std::vector<Ticket> Desk::tickets(const Query& q) {
   }
   if (!q.site.empty()) sql += " AND site = ?";
   sql += " ORDER BY id DESC LIMIT ?";
-  sqlite::Statement stmt(db_.handle(), sql);
+  sql::Statement stmt(db_, sql);
   int i = 1;
   for (const auto& s : statuses) stmt.bind(i++, std::string_view(s));
   if (!q.site.empty()) stmt.bind(i++, std::string_view(q.site));
@@ -991,13 +999,13 @@ std::vector<Ticket> Desk::tickets(const Query& q) {
 
 void Desk::prune(double before) {
   std::lock_guard lock(mu_);
-  sqlite::Transaction tx(db_);
-  sqlite::Statement(db_.handle(),
+  sql::Transaction tx(db_);
+  sql::Statement(db_,
                     "DELETE FROM ticket_events WHERE ticket IN (SELECT id FROM tickets WHERE "
                     "status = 'closed' AND closed_at < ?)")
       .bind(1, before)
       .run();
-  sqlite::Statement(db_.handle(), "DELETE FROM tickets WHERE status = 'closed' AND closed_at < ?")
+  sql::Statement(db_, "DELETE FROM tickets WHERE status = 'closed' AND closed_at < ?")
       .bind(1, before)
       .run();
   tx.commit();
@@ -1025,7 +1033,7 @@ std::vector<std::pair<Ticket, Desk::Countdown>> Desk::active(double now) {
 
 std::optional<Ticket> Desk::ticket(std::uint64_t id) {
   std::lock_guard lock(mu_);
-  sqlite::Statement stmt(db_.handle(), "SELECT * FROM tickets WHERE id = ?");
+  sql::Statement stmt(db_, "SELECT * FROM tickets WHERE id = ?");
   stmt.bind(1, i64(id));
   if (!stmt.step()) return std::nullopt;
   return read_ticket(stmt);
@@ -1033,7 +1041,7 @@ std::optional<Ticket> Desk::ticket(std::uint64_t id) {
 
 json Desk::events(std::uint64_t id) {
   std::lock_guard lock(mu_);
-  sqlite::Statement stmt(db_.handle(),
+  sql::Statement stmt(db_,
                          "SELECT at, event, text FROM ticket_events WHERE ticket = ? ORDER BY id");
   stmt.bind(1, i64(id));
   json out = json::array();
@@ -1083,7 +1091,7 @@ Desk::Change Desk::close(std::uint64_t id, const std::string& by, const std::str
 }
 
 bool Desk::ticket_exists(std::uint64_t id) {
-  sqlite::Statement stmt(db_.handle(), "SELECT 1 FROM tickets WHERE id = ?");
+  sql::Statement stmt(db_, "SELECT 1 FROM tickets WHERE id = ?");
   stmt.bind(1, i64(id));
   return stmt.step();
 }

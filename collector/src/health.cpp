@@ -174,7 +174,7 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   if (store_) {
     // The report and the tickets it causes are stored together, or neither is (and not acked).
     try {
-      sqlite::Transaction tx(store_->db());
+      sql::Transaction tx(store_->db());
       store_->save(a, added_above, changed);
       if (!was_up) store_->state_change({a.site, a.id, "", now, Store::kAgentUp});
       for (const auto& change : history) store_->state_change(change);
@@ -292,7 +292,7 @@ void Health::forget_stored(const std::string& agent, const std::vector<std::stri
   };
   if (!store_) return forget_all();
   try {
-    sqlite::Transaction tx(store_->db());
+    sql::Transaction tx(store_->db());
     forget_all();
     tx.commit();
   } catch (...) {

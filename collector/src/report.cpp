@@ -71,9 +71,9 @@ struct Silenced {
 
 // Silences that hold every rule (planned work), overlapping [from, to), for `site` (all sites
 // when empty).
-std::vector<Silenced> silences(sqlite::Database& db, const std::string& site, double from,
+std::vector<Silenced> silences(sql::Database& db, const std::string& site, double from,
                                double to) {
-  sqlite::Statement q(db.handle(),
+  sql::Statement q(db,
                       "SELECT id, site, agent, probe, starts_at, ends_at, comment, created_by FROM "
                       "silences WHERE rule = '*' AND starts_at < ? AND ends_at > ? ORDER BY id");
   q.bind(1, to).bind(2, from);
@@ -102,7 +102,7 @@ struct Event {
 };
 
 // The availability part: per probe and for the site, from the state changes.
-json availability(sqlite::Database& db, const ServiceCalendar& cal, const std::string& site,
+json availability(sql::Database& db, const ServiceCalendar& cal, const std::string& site,
                   double from, double to, const std::vector<Silenced>& silenced) {
   std::vector<Track> tracks;
   std::map<std::pair<std::string, std::string>, std::size_t> index;
@@ -113,14 +113,16 @@ json availability(sqlite::Database& db, const ServiceCalendar& cal, const std::s
   };
   std::vector<Event> events;
   // Where each probe and agent stood when the period began...
-  sqlite::Statement before(db.handle(),
-                           "SELECT agent, probe, status, MAX(ts) FROM state_changes WHERE site = ? "
-                           "AND ts < ? GROUP BY agent, probe");
+  sql::Statement before(db,
+                           "SELECT agent, probe, status FROM (SELECT agent, probe, status, "
+                        "row_number() OVER (PARTITION BY agent, probe ORDER BY ts DESC, rowid "
+                        "DESC) AS n FROM state_changes WHERE site = ? AND ts < ?) AS last "
+                        "WHERE n = 1");
   before.bind(1, std::string_view(site)).bind(2, from);
   while (before.step())
     tracks[track(before.text(0), before.text(1))].status = static_cast<int>(before.integer(2));
   // ... and every change within it.
-  sqlite::Statement within(db.handle(),
+  sql::Statement within(db,
                            "SELECT agent, probe, status, ts FROM state_changes WHERE site = ? AND "
                            "ts >= ? AND ts < ? ORDER BY ts, rowid");
   within.bind(1, std::string_view(site)).bind(2, from).bind(3, to);
@@ -198,10 +200,10 @@ json availability(sqlite::Database& db, const ServiceCalendar& cal, const std::s
 
 // One figure from a probe's (or with `probe` empty, an agent's) history in (after, until]:
 // `aggregate` of ts over the rows where `condition` holds; 0 when there are none.
-double history(sqlite::Database& db, std::string_view aggregate, std::string_view condition,
+double history(sql::Database& db, std::string_view aggregate, std::string_view condition,
                const std::string& site, const std::string& agent, const std::string& probe,
                double after, double until) {
-  sqlite::Statement q(db.handle(), "SELECT " + std::string(aggregate) +
+  sql::Statement q(db, "SELECT " + std::string(aggregate) +
                                        "(ts) FROM state_changes WHERE site = ? AND agent = ? AND "
                                        "probe = ? AND ts > ? AND ts <= ? AND " +
                                        std::string(condition));
@@ -215,7 +217,7 @@ double history(sqlite::Database& db, std::string_view aggregate, std::string_vie
 
 // When the failure behind a ticket began: the first failing state of its probe (or its agent
 // falling silent) since that probe was last ok, at or before the ticket opened.
-double failure_start(sqlite::Database& db, const std::string& site, const std::string& agent,
+double failure_start(sql::Database& db, const std::string& site, const std::string& agent,
                      const std::string& probe, double opened_at) {
   if (agent.empty()) return opened_at;
   const double ok = history(db, "MAX", "status = 0", site, agent, probe, -1, opened_at);
@@ -225,22 +227,21 @@ double failure_start(sqlite::Database& db, const std::string& site, const std::s
 
 // When the service came back: its last ok state (or the agent's return) before the ticket
 // resolved, rather than the resolution, which waits for the recovery to hold.
-double recovery(sqlite::Database& db, const std::string& site, const std::string& agent,
+double recovery(sql::Database& db, const std::string& site, const std::string& agent,
                 const std::string& probe, double started, double resolved) {
   const double ok = history(db, "MAX", "status = 0", site, agent, probe, started, resolved);
   return ok > 0 ? ok : resolved;
 }
 
-json incidents(sqlite::Database& db, const ServiceCalendar& cal, const ReportRequest& r, double now,
+json incidents(sql::Database& db, const ServiceCalendar& cal, const ReportRequest& r, double now,
                json& totals) {
-  sqlite::Statement q(
-      db.handle(),
+  sql::Statement q(db,
       "SELECT id, class, priority, summary, agent, probe, rule, opened_at, "
       "acknowledged_at, acknowledged_by, resolved_at, closed_at, deadline, "
       "occurrences, flapping, status FROM tickets WHERE site = ? AND opened_at >= ? "
       "AND opened_at < ? AND opened_at < ? ORDER BY opened_at, id");
   q.bind(1, std::string_view(r.site)).bind(2, r.from).bind(3, r.to).bind(4, now);
-  sqlite::Statement events(db.handle(),
+  sql::Statement events(db,
                            "SELECT event, at FROM ticket_events WHERE ticket = ? AND at < ? "
                            "ORDER BY id");
   json out = json::array();
@@ -399,7 +400,7 @@ std::string month_at(double t, std::string_view zone) {
   return out;
 }
 
-json site_report(sqlite::Database& db, const ServiceCalendar& calendar, const ReportRequest& r,
+json site_report(sql::Database& db, const ServiceCalendar& calendar, const ReportRequest& r,
                  double now) {
   const double to = std::min(r.to, std::max(r.from, now));  // not past what has happened
   const auto held = silences(db, r.site, r.from, to);
@@ -426,11 +427,11 @@ json site_report(sqlite::Database& db, const ServiceCalendar& calendar, const Re
   return report;
 }
 
-json fleet_report(sqlite::Database& db,
+json fleet_report(sql::Database& db,
                   const std::function<const ServiceCalendar&(const std::string&)>& calendar_of,
                   const ReportRequest& request, double now) {
   std::vector<std::string> sites;
-  sqlite::Statement q(db.handle(),
+  sql::Statement q(db,
                       "SELECT DISTINCT site FROM state_changes WHERE ts < ? UNION SELECT DISTINCT "
                       "site FROM tickets WHERE opened_at >= ? AND opened_at < ? ORDER BY 1");
   q.bind(1, request.to).bind(2, request.from).bind(3, request.to);

@@ -1,5 +1,6 @@
 #include "dozor/collector/schema.h"
 
+#include <regex>
 #include <string>
 
 namespace dozor::collector {
@@ -8,7 +9,8 @@ namespace {
 struct Migration {
   int version;
   const char* what;
-  const char* sql;
+  const char* sql;  // in SQLite's words; for_postgres() translates the types
+  const char* postgres = nullptr;  // instead, where PostgreSQL needs something else
 };
 
 // Append only: a migration once released is never changed, a new one gets the next number.
@@ -81,30 +83,67 @@ CREATE TABLE IF NOT EXISTS state_changes (
 );
 CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
 )sql"},
+    // Changes at the same second are read in the order they were written: SQLite's rowid, a
+    // column of that name in PostgreSQL.
+    {3, "state changes in the order written", "",
+     "ALTER TABLE state_changes ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY"},
 };
 
-int user_version(sqlite::Database& db) {
-  sqlite::Statement q(db.handle(), "PRAGMA user_version");
-  return q.step() ? static_cast<int>(q.integer(0)) : 0;
+// The one schema text, in the types PostgreSQL calls them: REAL is 4 bytes there, INTEGER 4.
+std::string for_postgres(std::string sql) {
+  static const std::regex real(R"(\bREAL\b)"), integer(R"(\bINTEGER\b)"),
+      rowid(R"(\)\s*WITHOUT ROWID)");
+  sql = std::regex_replace(sql, real, "DOUBLE PRECISION");
+  sql = std::regex_replace(sql, integer, "BIGINT");
+  return std::regex_replace(sql, rowid, ")");
+}
+
+// SQLite keeps the version in the file's header (PRAGMA user_version); PostgreSQL in a table.
+int version_of(sql::Database& db) {
+  if (db.engine() == "sqlite") {
+    sql::Statement q(db, "PRAGMA user_version");
+    return q.step() ? static_cast<int>(q.integer(0)) : 0;
+  }
+  sql::Statement q(db, "SELECT max(version) FROM dozor_schema");
+  return q.step() && !q.is_null(0) ? static_cast<int>(q.integer(0)) : 0;
+}
+
+void set_version(sql::Database& db, int version) {
+  if (db.engine() == "sqlite")
+    db.exec("PRAGMA user_version = " + std::to_string(version));
+  else
+    sql::Statement(db, "INSERT INTO dozor_schema (version, applied_at) VALUES (?, now())")
+        .bind(1, std::int64_t{version})
+        .run();
 }
 
 }  // namespace
 
 int latest_schema_version() { return kMigrations[std::size(kMigrations) - 1].version; }
 
-int migrate(sqlite::Database& db) {
-  const int found = user_version(db), latest = latest_schema_version();
+int migrate(sql::Database& db, int target) {
+  const bool postgres = db.engine() == "postgres";
+  sql::Transaction tx(db);
+  if (postgres) {
+    // Collectors starting together against one database: one migrates, the others wait for it.
+    db.exec("SELECT pg_advisory_xact_lock(7242017)");
+    db.exec(
+        "CREATE TABLE IF NOT EXISTS dozor_schema (version BIGINT PRIMARY KEY, "
+        "applied_at TIMESTAMPTZ)");
+  }
+  const int found = version_of(db), latest = latest_schema_version();
+  if (target <= 0 || target > latest) target = latest;
   if (found > latest)
     throw SchemaError("the store has schema version " + std::to_string(found) +
                       ", newer than this dozor-collector knows (" + std::to_string(latest) +
                       "): it was written by a newer version; run that one, or a backup of the "
                       "store from before the upgrade");
-  if (found == latest) return found;
-  sqlite::Transaction tx(db);
+  if (found >= target) return found;
   for (const auto& m : kMigrations) {
-    if (m.version <= found) continue;
-    db.exec(m.sql);
-    db.exec("PRAGMA user_version = " + std::to_string(m.version));
+    if (m.version <= found || m.version > target) continue;
+    const std::string sql = !postgres ? m.sql : m.postgres ? m.postgres : for_postgres(m.sql);
+    if (!sql.empty()) db.exec(sql);
+    set_version(db, m.version);
   }
   tx.commit();
   return found;

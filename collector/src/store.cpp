@@ -12,19 +12,32 @@ std::uint64_t u64(std::int64_t v) { return static_cast<std::uint64_t>(v); }
 
 }  // namespace
 
-Store::Store(const std::string& path)
-    : db_(path, "NORMAL"),
-      upsert_agent_((migrate(db_), db_.handle()),
-                    "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"),
-      insert_seq_(db_.handle(), "INSERT OR IGNORE INTO agent_seqs(agent, seq) VALUES (?, ?)"),
-      purge_seqs_(db_.handle(), "DELETE FROM agent_seqs WHERE agent = ? AND seq <= ?"),
-      reset_seqs_(db_.handle(), "DELETE FROM agent_seqs WHERE agent = ?"),
-      upsert_probe_(db_.handle(), "INSERT OR REPLACE INTO probes VALUES (?,?,?,?,?,?,?,?,?)"),
-      state_change_(db_.handle(), "INSERT INTO state_changes VALUES (?,?,?,?,?)") {}
+sql::Database& Store::migrated(sql::Database& db) {
+  migrate(db);
+  return db;
+}
+
+Store::Store(const sql::Options& options) : Store(sql::open(options)) {}
+
+Store::Store(std::unique_ptr<sql::Database> db)
+    : db_(std::move(db)),
+      upsert_agent_(migrated(*db_),
+                    sql::upsert("agents",
+                                "id, site, hostname, version, started_at, heartbeat, first_seen, "
+                                "last_report, spool_id, watermark, last_seq, results, dropped",
+                                "id")),
+      insert_seq_(*db_, "INSERT INTO agent_seqs (agent, seq) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+      purge_seqs_(*db_, "DELETE FROM agent_seqs WHERE agent = ? AND seq <= ?"),
+      reset_seqs_(*db_, "DELETE FROM agent_seqs WHERE agent = ?"),
+      upsert_probe_(*db_, sql::upsert("probes",
+                                      "agent, probe, type, status, summary, ts, duration, seq, "
+                                      "metrics",
+                                      "agent, probe")),
+      state_change_(*db_, "INSERT INTO state_changes VALUES (?,?,?,?,?)") {}
 
 std::vector<AgentState> Store::load() {
   std::vector<AgentState> out;
-  sqlite::Statement agents(db_.handle(), "SELECT * FROM agents ORDER BY id");
+  sql::Statement agents(*db_, "SELECT * FROM agents ORDER BY id");
   while (agents.step()) {
     AgentState a;
     a.id = agents.text(0);
@@ -43,10 +56,10 @@ std::vector<AgentState> Store::load() {
     out.push_back(std::move(a));
   }
   for (auto& a : out) {
-    sqlite::Statement seqs(db_.handle(), "SELECT seq FROM agent_seqs WHERE agent = ?");
+    sql::Statement seqs(*db_, "SELECT seq FROM agent_seqs WHERE agent = ?");
     seqs.bind(1, std::string_view(a.id));
     while (seqs.step()) a.above.insert(u64(seqs.integer(0)));
-    sqlite::Statement probes(db_.handle(), "SELECT * FROM probes WHERE agent = ?");
+    sql::Statement probes(*db_, "SELECT * FROM probes WHERE agent = ?");
     probes.bind(1, std::string_view(a.id));
     while (probes.step()) {
       ProbeState& p = a.probes[probes.text(1)];
@@ -117,7 +130,7 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
 
 void Store::forget(const std::string& agent, const std::vector<std::string>& probes) {
   if (!probes.empty()) {
-    sqlite::Statement q(db_.handle(), "DELETE FROM probes WHERE agent = ? AND probe = ?");
+    sql::Statement q(*db_, "DELETE FROM probes WHERE agent = ? AND probe = ?");
     for (const auto& name : probes) {
       q.bind(1, std::string_view(agent)).bind(2, std::string_view(name)).run();
     }
@@ -126,7 +139,7 @@ void Store::forget(const std::string& agent, const std::vector<std::string>& pro
   for (const char* sql :
        {"DELETE FROM probes WHERE agent = ?", "DELETE FROM agent_seqs WHERE agent = ?",
         "DELETE FROM agents WHERE id = ?"})
-    sqlite::Statement(db_.handle(), sql).bind(1, std::string_view(agent)).run();
+    sql::Statement(*db_, sql).bind(1, std::string_view(agent)).run();
 }
 
 void Store::state_change(const StateChange& c) {
@@ -139,13 +152,14 @@ void Store::state_change(const StateChange& c) {
 }
 
 std::size_t Store::prune_history(double before) {
-  sqlite::Statement(db_.handle(), "DELETE FROM state_changes WHERE ts < ?").bind(1, before).run();
-  return static_cast<std::size_t>(sqlite3_changes(db_.handle()));
+  sql::Statement(*db_, "DELETE FROM state_changes WHERE ts < ?").bind(1, before).run();
+  return static_cast<std::size_t>(db_->changes());
 }
 
 void Store::save_certificate(const std::string& agent, const std::string& serial, double not_after,
                              double now) {
-  sqlite::Statement(db_.handle(), "INSERT OR REPLACE INTO agent_certificates VALUES (?,?,?,?)")
+  sql::Statement(*db_, sql::upsert("agent_certificates", "agent, serial, not_after, seen_at",
+                                   "agent"))
       .bind(1, std::string_view(agent))
       .bind(2, std::string_view(serial))
       .bind(3, not_after)
@@ -154,14 +168,15 @@ void Store::save_certificate(const std::string& agent, const std::string& serial
 }
 
 std::optional<std::string> Store::certificate_serial(const std::string& agent) {
-  sqlite::Statement q(db_.handle(), "SELECT serial FROM agent_certificates WHERE agent = ?");
+  sql::Statement q(*db_, "SELECT serial FROM agent_certificates WHERE agent = ?");
   q.bind(1, std::string_view(agent));
   if (!q.step()) return std::nullopt;
   return q.text(0);
 }
 
 void Store::revoke(const Revocation& r) {
-  sqlite::Statement(db_.handle(), "INSERT OR REPLACE INTO revocations VALUES (?,?,?,?,?)")
+  sql::Statement(*db_, sql::upsert("revocations", "serial, agent, revoked_at, revoked_by, comment",
+                                   "serial"))
       .bind(1, std::string_view(r.serial))
       .bind(2, std::string_view(r.agent))
       .bind(3, r.revoked_at)
@@ -172,14 +187,14 @@ void Store::revoke(const Revocation& r) {
 
 std::vector<Store::Revocation> Store::revocations() {
   std::vector<Revocation> out;
-  sqlite::Statement q(db_.handle(), "SELECT * FROM revocations ORDER BY revoked_at");
+  sql::Statement q(*db_, "SELECT * FROM revocations ORDER BY revoked_at");
   while (q.step()) out.push_back({q.text(0), q.text(1), q.text(3), q.text(4), q.real(2)});
   return out;
 }
 
 namespace {
 
-Store::EnrollToken token_row(const sqlite::Statement& q) {
+Store::EnrollToken token_row(const sql::Statement& q) {
   Store::EnrollToken t;
   t.id = q.text(0);
   t.hash = q.text(1);
@@ -202,10 +217,10 @@ constexpr double kKeepExpired = 30 * 86400.0;  // expired tokens and certificate
 }  // namespace
 
 void Store::add_token(const EnrollToken& t) {
-  sqlite::Statement(db_.handle(), "DELETE FROM enroll_tokens WHERE expires_at < ?")
+  sql::Statement(*db_, "DELETE FROM enroll_tokens WHERE expires_at < ?")
       .bind(1, t.created_at - kKeepExpired)
       .run();
-  sqlite::Statement(db_.handle(), "INSERT INTO enroll_tokens VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+  sql::Statement(*db_, "INSERT INTO enroll_tokens VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
       .bind(1, std::string_view(t.id))
       .bind(2, std::string_view(t.hash))
       .bind(3, std::string_view(t.agent))
@@ -223,7 +238,7 @@ void Store::add_token(const EnrollToken& t) {
 }
 
 std::optional<Store::EnrollToken> Store::token_by_hash(const std::string& hash) {
-  sqlite::Statement q(db_.handle(), "SELECT * FROM enroll_tokens WHERE hash = ?");
+  sql::Statement q(*db_, "SELECT * FROM enroll_tokens WHERE hash = ?");
   q.bind(1, std::string_view(hash));
   if (!q.step()) return std::nullopt;
   return token_row(q);
@@ -231,44 +246,45 @@ std::optional<Store::EnrollToken> Store::token_by_hash(const std::string& hash) 
 
 std::vector<Store::EnrollToken> Store::tokens() {
   std::vector<EnrollToken> out;
-  sqlite::Statement q(db_.handle(), "SELECT * FROM enroll_tokens ORDER BY created_at");
+  sql::Statement q(*db_, "SELECT * FROM enroll_tokens ORDER BY created_at");
   while (q.step()) out.push_back(token_row(q));
   return out;
 }
 
 bool Store::revoke_token(const std::string& id, double now) {
-  sqlite::Statement q(db_.handle(),
+  sql::Statement q(*db_,
                       "UPDATE enroll_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0");
   q.bind(1, now).bind(2, std::string_view(id)).run();
-  return db_.changes() == 1;
+  return db_->changes() == 1;
 }
 
 std::size_t Store::revoke_tokens_of(const std::string& agent, double now) {
-  sqlite::Statement q(db_.handle(),
+  sql::Statement q(*db_,
                       "UPDATE enroll_tokens SET revoked_at = ? WHERE agent = ? AND revoked_at = 0");
   q.bind(1, now).bind(2, std::string_view(agent)).run();
-  return static_cast<std::size_t>(db_.changes());
+  return static_cast<std::size_t>(db_->changes());
 }
 
 bool Store::record_issued(const Issued& c, const std::string& token_id) {
-  sqlite::Transaction tx(db_);
+  sql::Transaction tx(*db_);
   if (!token_id.empty()) {
-    sqlite::Statement(db_.handle(),
+    sql::Statement(*db_,
                       "UPDATE enroll_tokens SET used = used + 1, last_used_at = ? WHERE id = ? "
                       "AND used < uses AND revoked_at = 0 AND expires_at > ?")
         .bind(1, c.issued_at)
         .bind(2, std::string_view(token_id))
         .bind(3, c.issued_at)
         .run();
-    if (db_.changes() != 1) return false;
+    if (db_->changes() != 1) return false;
   }
-  sqlite::Statement(db_.handle(),
+  sql::Statement(*db_,
                     "DELETE FROM issued_certificates WHERE agent = ? AND not_after < ?")
       .bind(1, std::string_view(c.agent))
       .bind(2, c.issued_at - kKeepExpired)
       .run();
-  sqlite::Statement(db_.handle(),
-                    "INSERT OR REPLACE INTO issued_certificates VALUES (?,?,?,?,?,?,?)")
+  sql::Statement(*db_, sql::upsert("issued_certificates",
+                                   "serial, agent, site, how, source, issued_at, not_after",
+                                   "serial"))
       .bind(1, std::string_view(c.serial))
       .bind(2, std::string_view(c.agent))
       .bind(3, std::string_view(c.site))
@@ -283,7 +299,7 @@ bool Store::record_issued(const Issued& c, const std::string& token_id) {
 
 std::vector<Store::Issued> Store::issued(const std::string& agent) {
   std::vector<Issued> out;
-  sqlite::Statement q(db_.handle(), agent.empty()
+  sql::Statement q(*db_, agent.empty()
                                         ? "SELECT * FROM issued_certificates ORDER BY issued_at"
                                         : "SELECT * FROM issued_certificates WHERE agent = ? "
                                           "ORDER BY issued_at");
@@ -295,7 +311,7 @@ std::vector<Store::Issued> Store::issued(const std::string& agent) {
 
 std::vector<std::string> Store::live_serials(const std::string& agent, double now) {
   std::vector<std::string> out;
-  sqlite::Statement q(db_.handle(),
+  sql::Statement q(*db_,
                       "SELECT serial FROM agent_certificates WHERE agent = ?1 UNION "
                       "SELECT serial FROM issued_certificates WHERE agent = ?1 AND not_after > ?2 "
                       "EXCEPT SELECT serial FROM revocations");

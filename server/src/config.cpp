@@ -83,7 +83,10 @@ constexpr OptionSpec kReport[] = {
 
 constexpr OptionSpec kTop[] = {
     {"store", OptionKind::string, "sqlite:/var/lib/dozor/collector.db", false,
-     "where state and seq bookkeeping are kept: sqlite:PATH"},
+     "where state, tickets and history are kept: sqlite:PATH, or postgres://USER@HOST/DB for "
+     "several collectors sharing one PostgreSQL"},
+    {"store_password_file", OptionKind::string, "", false,
+     "a file with the PostgreSQL password (else libpq's PGPASSWORD or ~/.pgpass)"},
 };
 
 struct Section {
@@ -175,13 +178,23 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
     if (tls.has(key) && !fs::exists(*path)) tls.error(key, "no such file: " + *path);
   }
   const std::string store = top_options.string("store");
-  if (store.rfind("sqlite:", 0) != 0 || store.size() == 7) {
-    top_options.error("store", "expected sqlite:PATH");
+  if (store.starts_with("postgres://") || store.starts_with("postgresql://")) {
+    c.store.url = store;
+  } else if (!store.starts_with("sqlite:") || store.size() == 7) {
+    top_options.error("store", "expected sqlite:PATH or postgres://USER@HOST[:PORT]/DATABASE");
   } else {
-    c.store_path = resolve_path(file, store.substr(7));
-    auto folder = fs::path(c.store_path).parent_path();
+    const std::string path = resolve_path(file, store.substr(7));
+    c.store.url = "sqlite:" + path;
+    auto folder = fs::path(path).parent_path();
     if (!folder.empty() && !fs::is_directory(folder))
       top_options.error("store", "folder " + folder.string() + " does not exist");
+  }
+  if (top_options.has("store_password_file")) {
+    c.store.password_file = resolve_path(file, top_options.string("store_password_file"));
+    if (c.store.url.starts_with("sqlite:"))
+      top_options.error("store_password_file", "only for a postgres:// store");
+    else if (!fs::exists(c.store.password_file))
+      top_options.error("store_password_file", "no such file: " + c.store.password_file);
   }
   c.max_body = limits.size("max_body");
   c.read_timeout = limits.duration("read_timeout");

@@ -99,13 +99,14 @@ int main(int argc, char** argv) {
   std::unique_ptr<collector::Health> health;
   std::unique_ptr<collector::Desk> desk;
   try {
-    store = std::make_unique<collector::Store>(config->store_path);
+    store = std::make_unique<collector::Store>(config->store);
     health = std::make_unique<collector::Health>(metrics, store.get(), unix_now());
     desk = std::make_unique<collector::Desk>(config->desk, metrics, store->db());
     health->set_desk(desk.get());
     health->set_limits(config->agent_limits);
   } catch (const std::exception& e) {
-    spdlog::error("cannot open the store {}: {}", config->store_path, e.what());
+    spdlog::error("cannot open the store {}: {}", collector::sql::redacted(config->store.url),
+                  e.what());
     return 1;
   }
   std::unique_ptr<server::Server> front;
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
                config->desk.notifiers.size(), config->api_token.empty() ? "off" : "on");
 
   spdlog::info("dozor-collector {} listening for agents on {} (mutual TLS), HTTP on {}; store {}",
-               kVersion, config->agents.to_string(), config->http.to_string(), config->store_path);
+               kVersion, config->agents.to_string(), config->http.to_string(), collector::sql::redacted(config->store.url));
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =

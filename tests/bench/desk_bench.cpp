@@ -45,7 +45,6 @@
 #include "dozor/collector/desk.h"
 #include "dozor/collector/health.h"
 #include "dozor/collector/store.h"
-#include "dozor/protocol/sqlite.h"
 
 namespace {
 
@@ -262,7 +261,8 @@ BENCHMARK(BM_Ingest)
 struct ObserveWorld {
   ObserveWorld(bool forecast, int reopen_minutes)
       : dir(scratch("observe-" + std::to_string(forecast) + "-" + std::to_string(reopen_minutes))),
-        db((dir / "desk.db").string()),
+        store((dir / "desk.db").string()),
+        db(store.db()),
         desk(desk_config(forecast, reopen_minutes), metrics, db),
         agents(kAgents),
         states(kAgents) {
@@ -278,7 +278,7 @@ struct ObserveWorld {
     accepted.resize(kAgents);
     for (int i = 0; i < (warmup_rounds() + 1) * kAgents; ++i) {
       if (fleet.round_done()) tick();
-      dozor::sqlite::Transaction tx(db);
+      dozor::collector::sql::Transaction tx(db);
       send();
       tx.commit();
     }
@@ -310,7 +310,8 @@ struct ObserveWorld {
 
   fs::path dir;
   Metrics metrics;
-  dozor::sqlite::Database db;
+  Store store;
+  dozor::collector::sql::Database& db;
   Desk desk;
   Fleet fleet;
   std::vector<AgentState> agents;
@@ -331,13 +332,13 @@ void BM_Observe(benchmark::State& state) {
   const double opened = events(w.metrics, "opened"), resolved = events(w.metrics, "resolved"),
                reopened = events(w.metrics, "reopened");
   // The desk's writes, but no commit in the timed loop: one transaction a round.
-  auto tx = std::make_unique<dozor::sqlite::Transaction>(w.db);
+  auto tx = std::make_unique<dozor::collector::sql::Transaction>(w.db);
   for (auto _ : state) {
     if (w.fleet.round_done()) {
       state.PauseTiming();
       tx->commit();
       w.tick();
-      tx = std::make_unique<dozor::sqlite::Transaction>(w.db);
+      tx = std::make_unique<dozor::collector::sql::Transaction>(w.db);
       state.ResumeTiming();
     }
     w.send();

@@ -97,14 +97,13 @@ World& fleet() {
   if (built) return w;
   built = true;
   auto& db = w.store->db();
-  dozor::sqlite::Transaction tx(db);
-  dozor::sqlite::Statement ticket(
-      db.handle(),
+  dozor::collector::sql::Transaction tx(db);
+  dozor::collector::sql::Statement ticket(db,
       "INSERT INTO tickets (id, key, class, priority, status, summary, "
       "site, agent, probe, rule, opened_at, raised_at, acknowledged_at, "
       "resolved_at, closed_at, deadline) VALUES "
       "(?,?,'emergency',2,'closed','down',?,?,?,'probe-critical',?,?,?,?,?,?)");
-  dozor::sqlite::Statement event(db.handle(),
+  dozor::collector::sql::Statement event(db,
                                  "INSERT INTO ticket_events (ticket, at, event, text) "
                                  "VALUES (?,?,?,'')");
   std::int64_t id = 0;

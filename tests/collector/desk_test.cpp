@@ -224,7 +224,7 @@ TEST_F(DeskTest, RestartKeepsExactlyOneTicketPerIncident) {
   // The store itself refuses a second active ticket for a key.
   EXPECT_THROW(store->db().exec("INSERT INTO tickets(id, key, status) VALUES "
                                 "(999, 'acme/a1/erp-port/probe-critical', 'open')"),
-               sqlite::Error);
+               sql::Error);
 }
 
 TEST_F(DeskTest, SilentAgentOpensOneEmergencyListingItsProbes) {

@@ -248,14 +248,13 @@ TEST_F(ReportTest, AYearOfHistoryFor200SitesStaysBounded) {
   const double start = at("2026-01-01T00:00:00Z"), month = 30 * 86400.0;
   auto& db = store->db();
   {
-    sqlite::Transaction tx(db);
-    sqlite::Statement ticket(
-        db.handle(),
+    sql::Transaction tx(db);
+    sql::Statement ticket(db,
         "INSERT INTO tickets (id, key, class, priority, status, summary, site, "
         "agent, probe, rule, opened_at, closed_at) VALUES "
         "(?,?,'emergency',2,'closed','erp down: HTTP 503',?,?,?,"
         "'probe-critical',?,?)");
-    sqlite::Statement event(db.handle(),
+    sql::Statement event(db,
                             "INSERT INTO ticket_events (ticket, at, event, text) VALUES (?,?,?,?)");
     std::int64_t id = 0;
     for (int m = 0; m < 12; ++m)
@@ -293,7 +292,7 @@ TEST_F(ReportTest, AYearOfHistoryFor200SitesStaysBounded) {
   const double later = start + month + 400 * 86400.0;
   EXPECT_EQ(store->prune_history(later - 400 * 86400.0), 200u * 200);
   desk->prune(later - 400 * 86400.0);
-  sqlite::Statement left(db.handle(), "SELECT COUNT(*) FROM tickets");
+  sql::Statement left(db, "SELECT COUNT(*) FROM tickets");
   ASSERT_TRUE(left.step());
   EXPECT_EQ(left.integer(0), 11 * 200 * 10);
 }

@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
+#include "dozor/collector/desk.h"
 #include "dozor/collector/schema.h"
+#include "test_store.h"
 
 namespace dozor::collector {
 namespace {
@@ -30,22 +34,14 @@ protocol::Report report(std::vector<std::uint64_t> seqs, const std::string& prob
   return rep;
 }
 
-class StoreTest : public ::testing::Test {
+// Every test on both engines: a SQLite file, and a database on a real PostgreSQL.
+class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override {
-    path_ = (fs::temp_directory_path() /
-             ("dozor-store-" + std::to_string(::getpid()) + "-" +
-              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db"))
-                .string();
-    fs::remove(path_);
-  }
-  void TearDown() override {
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path_ + suffix);
-  }
-  std::string path_;
+  testing::TestStore where_{GetParam()};
+  const sql::Options& path_ = where_.options();
 };
 
-TEST_F(StoreTest, StateAndSeqBookkeepingSurviveARestart) {
+TEST_P(StoreTest, StateAndSeqBookkeepingSurviveARestart) {
   {
     Store store(path_);
     Metrics m;
@@ -80,7 +76,7 @@ TEST_F(StoreTest, StateAndSeqBookkeepingSurviveARestart) {
   EXPECT_EQ(out.acked_seq, 7u);
 }
 
-TEST_F(StoreTest, CertificatesAndRevocationsSurviveARestartAndAForget) {
+TEST_P(StoreTest, CertificatesAndRevocationsSurviveARestartAndAForget) {
   {
     Store store(path_);
     store.save_certificate("a1", "0A1B", 1900000000, 1000);
@@ -98,7 +94,7 @@ TEST_F(StoreTest, CertificatesAndRevocationsSurviveARestartAndAForget) {
   EXPECT_DOUBLE_EQ(r[0].revoked_at, 3000);
 }
 
-TEST_F(StoreTest, ATokenIsUsedAtMostItsUsesAndNeverAfterItExpiredOrWasRevoked) {
+TEST_P(StoreTest, ATokenIsUsedAtMostItsUsesAndNeverAfterItExpiredOrWasRevoked) {
   Store store(path_);
   Store::EnrollToken t;
   t.id = "abc";
@@ -129,7 +125,7 @@ TEST_F(StoreTest, ATokenIsUsedAtMostItsUsesAndNeverAfterItExpiredOrWasRevoked) {
   EXPECT_EQ(store.tokens().size(), 2u);
 }
 
-TEST_F(StoreTest, LiveSerialsAreThePresentedAndTheUnexpiredIssuedLessTheRevoked) {
+TEST_P(StoreTest, LiveSerialsAreThePresentedAndTheUnexpiredIssuedLessTheRevoked) {
   Store store(path_);
   store.save_certificate("erp-01", "0A", 5000, 1000);
   for (auto [serial, not_after] : {std::pair{"0B", 900.0}, {"0C", 5000.0}, {"0D", 6000.0}})
@@ -141,7 +137,7 @@ TEST_F(StoreTest, LiveSerialsAreThePresentedAndTheUnexpiredIssuedLessTheRevoked)
   EXPECT_EQ(live, (std::vector<std::string>{"0A", "0C"}));
 }
 
-TEST_F(StoreTest, AnAgentAlreadySilentStaysDownAfterARestart) {
+TEST_P(StoreTest, AnAgentAlreadySilentStaysDownAfterARestart) {
   {
     Store store(path_);
     Metrics m;
@@ -157,48 +153,102 @@ TEST_F(StoreTest, AnAgentAlreadySilentStaysDownAfterARestart) {
   EXPECT_FALSE(h.agent("busy", 2021)->up);  // grace is one window, not forever
 }
 
-int schema_version(const std::string& path) {
-  sqlite::Database db(path);
-  sqlite::Statement q(db.handle(), "PRAGMA user_version");
+int schema_version(sql::Database& db) {
+  sql::Statement q(db, db.engine() == "sqlite" ? "PRAGMA user_version"
+                                               : "SELECT max(version) FROM dozor_schema");
   return q.step() ? static_cast<int>(q.integer(0)) : -1;
 }
 
-TEST_F(StoreTest, TheSchemaIsVersionedAndANewerOneIsRefused) {
+TEST_P(StoreTest, TheSchemaIsVersionedAndANewerOneIsRefused) {
   { Store store(path_); }
-  EXPECT_EQ(schema_version(path_), latest_schema_version());
+  EXPECT_EQ(schema_version(*where_.connect()), latest_schema_version());
   { Store again(path_); }  // nothing to do the second time
+  const int newer = latest_schema_version() + 7;
   {
-    sqlite::Database db(path_);
-    db.exec("PRAGMA user_version = " + std::to_string(latest_schema_version() + 7));
+    auto db = where_.connect();
+    if (db->engine() == "sqlite")
+      db->exec("PRAGMA user_version = " + std::to_string(newer));
+    else
+      db->exec("INSERT INTO dozor_schema VALUES (" + std::to_string(newer) + ", now())");
   }
   try {
-    Store newer(path_);
+    Store refused(path_);
     FAIL() << "a store of a newer schema was opened";
   } catch (const SchemaError& e) {
-    EXPECT_NE(std::string(e.what()).find("schema version " +
-                                         std::to_string(latest_schema_version() + 7) + ", newer"),
+    EXPECT_NE(std::string(e.what()).find("schema version " + std::to_string(newer) + ", newer"),
               std::string::npos)
         << e.what();
   }
 }
 
-TEST_F(StoreTest, AStoreFromBeforeSchemaVersionsKeepsItsRowsAndGainsTheNewTables) {
-  {
-    // As a collector of that time made it: no version, no state_changes.
-    sqlite::Database db(path_);
-    db.exec(
-        "CREATE TABLE agents (id TEXT PRIMARY KEY, site TEXT, hostname TEXT, version TEXT, "
-        "started_at REAL, heartbeat REAL, first_seen REAL, last_report REAL, spool_id TEXT, "
-        "watermark INTEGER, last_seq INTEGER, results INTEGER, dropped INTEGER);"
-        "INSERT INTO agents VALUES ('a1', 'acme-kyiv', 'h', '0.1.0', 1, 5, 1, 2, 's', 7, 7, 7, 0)");
+// Each migration on a store written at the version before it: what was there stays, and the
+// store works at the new version. Version 2 → 3 gives PostgreSQL's state changes their order.
+TEST_P(StoreTest, EachMigrationKeepsTheRowsOfTheVersionBefore) {
+  for (int from = 1; from < latest_schema_version(); ++from) {
+    SCOPED_TRACE("from version " + std::to_string(from));
+    const testing::TestStore fresh(GetParam());
+    {
+      auto db = fresh.connect();
+      migrate(*db, from);
+      EXPECT_EQ(schema_version(*db), from);
+      db->exec(
+          "INSERT INTO agents VALUES ('a1', 'acme-kyiv', 'h', '0.1.0', 1, 5, 1, 2, 's', 7, 7, 7, "
+          "0);"
+          "INSERT INTO tickets (id, key, class, priority, status, summary, site, agent, probe, "
+          "rule, opened_at, raised_at, updated_at, escalations, occurrences, flapping) VALUES "
+          "(41, 'acme-kyiv/a1/erp/probe-critical', 'emergency', 1, 'open', 'erp down', "
+          "'acme-kyiv', 'a1', 'erp', 'probe-critical', 10, 10, 10, 0, 1, 0)");
+      if (from >= 2) db->exec("INSERT INTO state_changes VALUES ('acme-kyiv', 'a1', 'erp', 3, 2)");
+    }
+    Store store(fresh.options());
+    EXPECT_EQ(schema_version(store.db()), latest_schema_version());
+    const auto agents = store.load();
+    ASSERT_EQ(agents.size(), 1u);
+    EXPECT_EQ(agents[0].watermark, 7u);
+    Metrics metrics;
+    Desk desk(DeskConfig{}, metrics, store.db());
+    const auto ticket = desk.ticket(41);
+    ASSERT_TRUE(ticket);
+    EXPECT_EQ(ticket->status, "open");
+    EXPECT_EQ(ticket->summary, "erp down");
+    // Two changes in the same second: read back in the order written.
+    store.state_change({"acme-kyiv", "a1", "erp", 3, 0});
+    sql::Statement q(store.db(),
+                     "SELECT status FROM state_changes WHERE site = 'acme-kyiv' ORDER BY ts, rowid");
+    std::vector<std::int64_t> order;
+    while (q.step()) order.push_back(q.integer(0));
+    EXPECT_EQ(order, from >= 2 ? (std::vector<std::int64_t>{2, 0}) : (std::vector<std::int64_t>{0}));
   }
-  Store store(path_);
-  auto agents = store.load();
-  ASSERT_EQ(agents.size(), 1u);
-  EXPECT_EQ(agents[0].watermark, 7u);
-  store.state_change({"acme-kyiv", "a1", "erp", 3, 2});
-  EXPECT_EQ(schema_version(path_), latest_schema_version());
 }
+
+// The SQLite store of the release before schema versions, as its collector made it (its tables
+// were created by Store and Desk with IF NOT EXISTS; testdata/store-unversioned.sql is a dump of
+// one): upgraded in place, its tickets intact.
+TEST(StoreUpgradeTest, AnUnversionedSqliteStoreKeepsItsTicketsAndGainsTheHistory) {
+  const testing::TestStore where("sqlite");
+  {
+    auto db = where.connect();
+    std::ifstream dump(DOZOR_SOURCE_DIR "/tests/collector/testdata/store-unversioned.sql");
+    std::stringstream sql;
+    sql << dump.rdbuf();
+    ASSERT_FALSE(sql.str().empty());
+    db->exec(sql.str());
+    EXPECT_EQ(schema_version(*db), 0);
+  }
+  Store store(where.options());
+  EXPECT_EQ(schema_version(store.db()), latest_schema_version());
+  ASSERT_EQ(store.load().size(), 1u);
+  Metrics metrics;
+  Desk desk(DeskConfig{}, metrics, store.db());
+  const auto active = desk.tickets({{"active"}, "", 10});
+  ASSERT_EQ(active.size(), 1u);
+  EXPECT_EQ(active[0].summary, "erp-port: connect to 10.0.0.5:1541: Connection refused");
+  EXPECT_EQ(desk.events(active[0].id).size(), 1u);
+  store.state_change({"acme-kyiv", "agent-01", "erp-port", 3, 2});
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgres"),
+                         testing::engine_name);
 
 }  // namespace
 }  // namespace dozor::collector

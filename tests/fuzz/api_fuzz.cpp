@@ -20,9 +20,9 @@ constexpr double kNow = 1795435200;
 
 struct World {
   collector::Metrics metrics;
-  sqlite::Database db{":memory:"};
-  int schema = collector::migrate(db);  // what Store does before the Desk opens on it
-  collector::Desk desk{collector::DeskConfig{}, metrics, db};
+  std::unique_ptr<collector::sql::Database> db = collector::sql::open({"sqlite::memory:", ""});
+  int schema = collector::migrate(*db);  // what Store does before the Desk opens on it
+  collector::Desk desk{collector::DeskConfig{}, metrics, *db};
 };
 
 }  // namespace

@@ -21,7 +21,7 @@
 #include "dozor/collector/metrics.h"
 #include "dozor/collector/notify.h"
 #include "dozor/collector/rules.h"
-#include "dozor/protocol/sqlite.h"
+#include "dozor/collector/sql.h"
 
 namespace dozor::collector {
 
@@ -102,7 +102,7 @@ class Desk : public OutboxQueue {
   /// The rule name of the ticket for most agents falling silent at once.
   static constexpr std::string_view kMassSilence = "collector-unreachable";
 
-  Desk(DeskConfig config, Metrics& metrics, sqlite::Database& db);
+  Desk(DeskConfig config, Metrics& metrics, sql::Database& db);
   ~Desk() override;
 
   /// A report's accepted results for `agent` (state after the report); called by Health inside
@@ -177,7 +177,7 @@ class Desk : public OutboxQueue {
   struct Statements;
 
   std::optional<std::size_t> rule_index(const std::string& name) const;
-  static Ticket read_ticket(sqlite::Statement& q);
+  static Ticket read_ticket(sql::Statement& q);
   bool ticket_exists(std::uint64_t id);
   void save(const Silence& s);
   Series& series(const AgentState& a, const std::string& probe, const std::string& type);
@@ -215,7 +215,7 @@ class Desk : public OutboxQueue {
 
   DeskConfig config_;
   Metrics& metrics_;
-  sqlite::Database& db_;
+  sql::Database& db_;
   std::unique_ptr<Statements> sql_;
   std::recursive_mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<Incident>> incidents_;  // by key

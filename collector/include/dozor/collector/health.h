@@ -107,7 +107,7 @@ class Health {
   /// when it is not known. Throws when the store cannot be written, and then changes nothing.
   bool forget(const std::string& agent_id, double now);
 
-  /// Applies a report; throws (sqlite::Error) when it cannot be saved, and then changes nothing.
+  /// Applies a report; throws (sql::Error) when it cannot be saved, and then changes nothing.
   IngestOutcome ingest(const std::string& agent_id, const protocol::Report& report, double now);
 
   /// Re-evaluates `up` of every agent at `now` and updates dozor_agent_up.

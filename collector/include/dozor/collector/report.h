@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "dozor/collector/calendar.h"
-#include "dozor/protocol/sqlite.h"
+#include "dozor/collector/sql.h"
 
 namespace dozor::collector {
 
@@ -34,14 +34,14 @@ std::string month_at(double t, std::string_view zone);
 /// service hours of `calendar` and around the clock, less silences for planned work; every
 /// incident with its times to detect, react (service time, against its deadline) and restore;
 /// and the totals. Only rows from before `now` count, so a past period reads the same every time.
-nlohmann::json site_report(sqlite::Database& db, const ServiceCalendar& calendar,
+nlohmann::json site_report(sql::Database& db, const ServiceCalendar& calendar,
                            const ReportRequest& request, double now);
 
 /// Every site's report in one: per site its availability, incidents and deadlines, the worst
 /// first, and the probes that failed most across the fleet. `calendar_of(site)` gives each
 /// site's calendar.
 nlohmann::json fleet_report(
-    sqlite::Database& db,
+    sql::Database& db,
     const std::function<const ServiceCalendar&(const std::string&)>& calendar_of,
     const ReportRequest& request, double now);
 

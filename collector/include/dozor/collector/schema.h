@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "dozor/protocol/sqlite.h"
+#include "dozor/collector/sql.h"
 
 namespace dozor::collector {
 
@@ -14,9 +14,12 @@ struct SchemaError : std::runtime_error {
 /// The newest schema version this binary knows.
 int latest_schema_version();
 
-/// Brings the store's schema (its version in PRAGMA user_version) up to latest_schema_version()
-/// by applying the numbered migrations it lacks, all in one transaction: a failed migration
-/// leaves the store as it was. Returns the version found. Throws SchemaError for a newer schema.
-int migrate(sqlite::Database& db);
+/// Brings the store's schema up to latest_schema_version() by applying the numbered migrations it
+/// lacks, all in one transaction: a failed migration leaves the store as it was. The same
+/// migrations on both engines; the version is SQLite's PRAGMA user_version, or PostgreSQL's
+/// table dozor_schema (one row per migration applied, under an advisory lock so that collectors
+/// starting together migrate once). Returns the version found. Throws SchemaError for a newer
+/// schema. `target` stops at an earlier version (tests of the upgrade from it).
+int migrate(sql::Database& db, int target = 0);
 
 }  // namespace dozor::collector

@@ -5,21 +5,26 @@
 #include <vector>
 
 #include "dozor/collector/health.h"
-#include "dozor/protocol/sqlite.h"
+#include "dozor/collector/sql.h"
 
 namespace dozor::collector {
 
-/// The collector's durable state in a SQLite file (WAL): per agent its identity and seq
-/// bookkeeping, per probe its last state; the Desk keeps its tickets in the same file. A report's
-/// changes are one transaction (Health opens it), committed before the report is acked. Not
-/// thread-safe: Health calls it under its lock.
+/// The collector's durable state, in SQLite (a file, WAL) or PostgreSQL (sql.h): per agent its
+/// identity and seq bookkeeping, per probe its last state; the Desk keeps its tickets in the same
+/// database. A report's changes are one transaction (Health opens it), committed before the
+/// report is acked. Brings the schema up to date when opened (schema.h). Not thread-safe: Health
+/// calls it under its lock.
 class Store {
  public:
-  /// Opens or creates the file; throws sqlite::Error when it cannot be used.
-  explicit Store(const std::string& path);
+  /// Opens (SQLite: creates) the store; throws sql::Error when it cannot be used, SchemaError
+  /// when its schema is newer than this binary's.
+  explicit Store(const sql::Options& options);
+  /// A store by its URL alone (sql::Options::url).
+  explicit Store(const std::string& url) : Store(sql::Options{url, ""}) {}
+  explicit Store(std::unique_ptr<sql::Database> db);
 
   std::vector<AgentState> load();
-  sqlite::Database& db() { return db_; }
+  sql::Database& db() { return *db_; }
 
   /// Saves `agent` after a report, inside the caller's transaction: its row, the seqs it accepted
   /// above the watermark (`above`), and the probes whose state changed.
@@ -90,8 +95,10 @@ class Store {
   std::vector<std::string> live_serials(const std::string& agent, double now);
 
  private:
-  sqlite::Database db_;
-  sqlite::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_,
+  static sql::Database& migrated(sql::Database& db);
+
+  std::unique_ptr<sql::Database> db_;
+  sql::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_,
       state_change_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "dozor/collector/desk.h"
 #include "dozor/collector/health.h"
+#include "dozor/collector/sql.h"
 #include "dozor/protocol/options.h"
 
 namespace dozor::server {
@@ -43,7 +44,8 @@ struct ServerConfig {
   Endpoint agents;  // mutual-TLS listener for agent reports
   Endpoint http;    // plain HTTP: /metrics, /healthz, /api/v1
   std::string tls_ca, tls_cert, tls_key;
-  std::string store_path = "/var/lib/dozor/collector.db";  // from "store: sqlite:PATH"
+  // "store: sqlite:PATH" (the path resolved) or "store: postgres://...", and store_password_file.
+  collector::sql::Options store{"sqlite:/var/lib/dozor/collector.db", ""};
   std::uint64_t max_body = 4 << 20;
   std::chrono::milliseconds read_timeout{10'000};      // whole request, once its first byte came
   std::chrono::milliseconds idle_timeout{60'000};      // keep-alive connection with no request

@@ -1,0 +1,218 @@
+// The PostgreSQL engine (libpq): the store that several collectors share. Statements are
+// prepared once per session, on first use, and prepared again after a reconnect.
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "engines.h"
+
+namespace dozor::collector::sql {
+namespace {
+
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("store: cannot read the password file " + path);
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+std::string message(PGconn* conn) {
+  std::string m = PQerrorMessage(conn);
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  return m;
+}
+
+class PgDatabase;
+
+class PgCursor final : public Cursor {
+ public:
+  PgCursor(PgDatabase& db, std::string sql) : db_(db), sql_(std::move(sql)) {}
+  ~PgCursor() override { PQclear(result_); }
+
+  void bind(int i, std::int64_t v) override { set(i, std::to_string(v)); }
+  void bind(int i, double v) override {
+    char buf[32];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest exact form
+    set(i, std::string(buf, r.ptr));
+  }
+  void bind(int i, std::string_view v) override {
+    // A text value cannot hold NUL in PostgreSQL; SQLite keeps it. U+FFFD marks where it was.
+    std::string s;
+    s.reserve(v.size());
+    for (char c : v) {
+      if (c)
+        s.push_back(c);
+      else
+        s.append("\xEF\xBF\xBD");
+    }
+    set(i, std::move(s));
+  }
+  bool step() override;
+  void reset() override {
+    PQclear(result_);
+    result_ = nullptr;
+    row_ = 0;
+    params_.clear();
+  }
+  std::int64_t integer(int col) const override {
+    const char* v = value(col);
+    std::int64_t out = 0;
+    const char* end = v + std::char_traits<char>::length(v);
+    if (std::from_chars(v, end, out).ec == std::errc{}) return out;
+    if (*v == 't') return 1;  // a boolean
+    return static_cast<std::int64_t>(std::strtod(v, nullptr));
+  }
+  double real(int col) const override { return std::strtod(value(col), nullptr); }
+  std::string text(int col) const override {
+    return std::string(value(col), static_cast<std::size_t>(PQgetlength(result_, row_, col)));
+  }
+  bool is_null(int col) const override { return PQgetisnull(result_, row_, col) != 0; }
+
+ private:
+  void set(int i, std::string v) {
+    if (static_cast<std::size_t>(i) > params_.size()) params_.resize(static_cast<std::size_t>(i));
+    params_[static_cast<std::size_t>(i) - 1] = std::move(v);
+  }
+  const char* value(int col) const { return PQgetvalue(result_, row_, col); }
+
+  PgDatabase& db_;
+  std::string sql_;
+  std::vector<std::optional<std::string>> params_;
+  PGresult* result_ = nullptr;
+  int row_ = 0;
+};
+
+class PgDatabase final : public Database {
+ public:
+  explicit PgDatabase(const Options& options)
+      : url_(options.url),
+        password_(options.password_file.empty() ? "" : first_line(options.password_file)) {
+    connect();
+  }
+  ~PgDatabase() override { PQfinish(conn_); }
+
+  std::string_view engine() const override { return "postgres"; }
+  std::string where() const override { return redacted(url_); }
+  std::unique_ptr<Cursor> prepare(std::string_view sql) override {
+    return std::make_unique<PgCursor>(*this, numbered_parameters(sql));
+  }
+  void exec(std::string_view sql) override {
+    ready();
+    finish(PQexec(conn_, std::string(sql).c_str()), sql);
+  }
+  void begin() override {
+    exec("BEGIN");
+    in_transaction_ = true;
+  }
+  void commit() override {
+    in_transaction_ = false;
+    ready();
+    PGresult* r = PQexec(conn_, "COMMIT");
+    // COMMIT of a transaction that failed on the way answers ROLLBACK, without an error.
+    const bool rolled_back = PQresultStatus(r) == PGRES_COMMAND_OK &&
+                             std::string_view(PQcmdStatus(r)) == "ROLLBACK";
+    finish(r, "COMMIT");
+    if (rolled_back) throw Error("COMMIT: the transaction had failed and was rolled back");
+  }
+  void rollback() override {
+    in_transaction_ = false;
+    if (PQstatus(conn_) != CONNECTION_OK) return;  // gone, and the transaction with it
+    finish(PQexec(conn_, "ROLLBACK"), "ROLLBACK");
+  }
+  std::int64_t changes() const override { return changes_; }
+
+  /// Runs one statement with its parameters; the result, or throws.
+  PGresult* run(const std::string& sql, const std::vector<std::optional<std::string>>& params) {
+    ready();
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+    const int n = static_cast<int>(values.size());
+    auto name = prepared_.find(sql);
+    if (name == prepared_.end() && prepared_.size() < kMaxPrepared) {
+      const std::string id = "s" + std::to_string(prepared_.size());
+      finish(PQprepare(conn_, id.c_str(), sql.c_str(), 0, nullptr), sql);
+      name = prepared_.emplace(sql, id).first;
+    }
+    PGresult* r = name != prepared_.end()
+                      ? PQexecPrepared(conn_, name->second.c_str(), n, values.data(), nullptr,
+                                       nullptr, 0)
+                      : PQexecParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr,
+                                     nullptr, 0);
+    check(r, sql);
+    const char* tuples = PQcmdTuples(r);
+    changes_ = *tuples ? std::atoll(tuples) : 0;
+    return r;
+  }
+
+ private:
+  void connect() {
+    PQfinish(conn_);
+    prepared_.clear();
+    // Defaults first: what the URI says wins. Keepalives notice a database host gone silent in
+    // about 25 s rather than the system's two hours.
+    const char* keys[] = {"connect_timeout",  "application_name",    "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "dbname",
+                          password_.empty() ? nullptr : "password", nullptr};
+    const char* values[] = {"10", "dozor-collector", "10", "5", "3", url_.c_str(),
+                            password_.c_str(), nullptr};
+    conn_ = PQconnectdbParams(keys, values, 1);
+    if (PQstatus(conn_) != CONNECTION_OK)
+      throw Error("store " + redacted(url_) + ": " + message(conn_), true);
+  }
+
+  // Connected, or connected again: a connection lost outside a transaction costs nothing.
+  void ready() {
+    if (PQstatus(conn_) == CONNECTION_OK) return;
+    if (in_transaction_) throw Error("store " + redacted(url_) + ": connection lost", true);
+    connect();
+  }
+
+  void check(PGresult* r, std::string_view sql) {
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return;
+    std::string m = r ? PQresultErrorMessage(r) : message(conn_);
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    PQclear(r);
+    const bool lost = PQstatus(conn_) != CONNECTION_OK;
+    throw Error(std::string(sql.substr(0, 200)) + ": " + (m.empty() ? message(conn_) : m), lost);
+  }
+  void finish(PGresult* r, std::string_view sql) {
+    check(r, sql);
+    PQclear(r);
+  }
+
+  // The statements in the code are a few dozen; one built from many filters is run unprepared
+  // beyond this.
+  static constexpr std::size_t kMaxPrepared = 256;
+  std::string url_, password_;
+  PGconn* conn_ = nullptr;
+  std::unordered_map<std::string, std::string> prepared_;  // SQL -> name, in this session
+  std::int64_t changes_ = 0;
+  bool in_transaction_ = false;
+};
+
+bool PgCursor::step() {
+  if (!result_) {
+    result_ = db_.run(sql_, params_);
+    row_ = 0;
+  } else {
+    ++row_;
+  }
+  return row_ < PQntuples(result_);
+}
+
+}  // namespace
+
+std::unique_ptr<Database> open_postgres(const Options& options) {
+  return std::make_unique<PgDatabase>(options);
+}
+
+}  // namespace dozor::collector::sql
