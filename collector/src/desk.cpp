@@ -104,8 +104,8 @@ struct Desk::Statements {
                                        "id, site, agent, probe, rule, starts_at, ends_at, comment, "
                                        "created_by, created_at",
                                        "id")) {}
-  sql::Statement upsert_ticket, insert_event, insert_outbox, upsert_incident, delete_incident,
-      due, delivered, failed, upsert_silence;
+  sql::Statement upsert_ticket, insert_event, insert_outbox, upsert_incident, delete_incident, due,
+      delivered, failed, upsert_silence;
 };
 
 json to_json(const Ticket& t) {
@@ -181,8 +181,8 @@ void Desk::load_locked() {
   silences_.clear();
   agent_silences_.clear();
   sql::Statement tickets(db_,
-                            "SELECT * FROM tickets WHERE status IN ('open', 'acknowledged', "
-                            "'resolved')");
+                         "SELECT * FROM tickets WHERE status IN ('open', 'acknowledged', "
+                         "'resolved')");
   while (tickets.step()) {
     Ticket t = read_ticket(tickets);
     live_.emplace(t.id, std::move(t));
@@ -1001,8 +1001,8 @@ void Desk::prune(double before) {
   std::lock_guard lock(mu_);
   sql::Transaction tx(db_);
   sql::Statement(db_,
-                    "DELETE FROM ticket_events WHERE ticket IN (SELECT id FROM tickets WHERE "
-                    "status = 'closed' AND closed_at < ?)")
+                 "DELETE FROM ticket_events WHERE ticket IN (SELECT id FROM tickets WHERE "
+                 "status = 'closed' AND closed_at < ?)")
       .bind(1, before)
       .run();
   sql::Statement(db_, "DELETE FROM tickets WHERE status = 'closed' AND closed_at < ?")
@@ -1042,7 +1042,7 @@ std::optional<Ticket> Desk::ticket(std::uint64_t id) {
 json Desk::events(std::uint64_t id) {
   std::lock_guard lock(mu_);
   sql::Statement stmt(db_,
-                         "SELECT at, event, text FROM ticket_events WHERE ticket = ? ORDER BY id");
+                      "SELECT at, event, text FROM ticket_events WHERE ticket = ? ORDER BY id");
   stmt.bind(1, i64(id));
   json out = json::array();
   while (stmt.step())

@@ -71,11 +71,10 @@ struct Silenced {
 
 // Silences that hold every rule (planned work), overlapping [from, to), for `site` (all sites
 // when empty).
-std::vector<Silenced> silences(sql::Database& db, const std::string& site, double from,
-                               double to) {
+std::vector<Silenced> silences(sql::Database& db, const std::string& site, double from, double to) {
   sql::Statement q(db,
-                      "SELECT id, site, agent, probe, starts_at, ends_at, comment, created_by FROM "
-                      "silences WHERE rule = '*' AND starts_at < ? AND ends_at > ? ORDER BY id");
+                   "SELECT id, site, agent, probe, starts_at, ends_at, comment, created_by FROM "
+                   "silences WHERE rule = '*' AND starts_at < ? AND ends_at > ? ORDER BY id");
   q.bind(1, to).bind(2, from);
   std::vector<Silenced> out;
   while (q.step()) {
@@ -114,7 +113,7 @@ json availability(sql::Database& db, const ServiceCalendar& cal, const std::stri
   std::vector<Event> events;
   // Where each probe and agent stood when the period began...
   sql::Statement before(db,
-                           "SELECT agent, probe, status FROM (SELECT agent, probe, status, "
+                        "SELECT agent, probe, status FROM (SELECT agent, probe, status, "
                         "row_number() OVER (PARTITION BY agent, probe ORDER BY ts DESC, rowid "
                         "DESC) AS n FROM state_changes WHERE site = ? AND ts < ?) AS last "
                         "WHERE n = 1");
@@ -123,8 +122,8 @@ json availability(sql::Database& db, const ServiceCalendar& cal, const std::stri
     tracks[track(before.text(0), before.text(1))].status = static_cast<int>(before.integer(2));
   // ... and every change within it.
   sql::Statement within(db,
-                           "SELECT agent, probe, status, ts FROM state_changes WHERE site = ? AND "
-                           "ts >= ? AND ts < ? ORDER BY ts, rowid");
+                        "SELECT agent, probe, status, ts FROM state_changes WHERE site = ? AND "
+                        "ts >= ? AND ts < ? ORDER BY ts, rowid");
   within.bind(1, std::string_view(site)).bind(2, from).bind(3, to);
   while (within.step())
     events.push_back({within.real(3), 0, track(within.text(0), within.text(1)),
@@ -204,9 +203,9 @@ double history(sql::Database& db, std::string_view aggregate, std::string_view c
                const std::string& site, const std::string& agent, const std::string& probe,
                double after, double until) {
   sql::Statement q(db, "SELECT " + std::string(aggregate) +
-                                       "(ts) FROM state_changes WHERE site = ? AND agent = ? AND "
-                                       "probe = ? AND ts > ? AND ts <= ? AND " +
-                                       std::string(condition));
+                           "(ts) FROM state_changes WHERE site = ? AND agent = ? AND "
+                           "probe = ? AND ts > ? AND ts <= ? AND " +
+                           std::string(condition));
   q.bind(1, std::string_view(site))
       .bind(2, std::string_view(agent))
       .bind(3, std::string_view(probe))
@@ -236,14 +235,14 @@ double recovery(sql::Database& db, const std::string& site, const std::string& a
 json incidents(sql::Database& db, const ServiceCalendar& cal, const ReportRequest& r, double now,
                json& totals) {
   sql::Statement q(db,
-      "SELECT id, class, priority, summary, agent, probe, rule, opened_at, "
-      "acknowledged_at, acknowledged_by, resolved_at, closed_at, deadline, "
-      "occurrences, flapping, status FROM tickets WHERE site = ? AND opened_at >= ? "
-      "AND opened_at < ? AND opened_at < ? ORDER BY opened_at, id");
+                   "SELECT id, class, priority, summary, agent, probe, rule, opened_at, "
+                   "acknowledged_at, acknowledged_by, resolved_at, closed_at, deadline, "
+                   "occurrences, flapping, status FROM tickets WHERE site = ? AND opened_at >= ? "
+                   "AND opened_at < ? AND opened_at < ? ORDER BY opened_at, id");
   q.bind(1, std::string_view(r.site)).bind(2, r.from).bind(3, r.to).bind(4, now);
   sql::Statement events(db,
-                           "SELECT event, at FROM ticket_events WHERE ticket = ? AND at < ? "
-                           "ORDER BY id");
+                        "SELECT event, at FROM ticket_events WHERE ticket = ? AND at < ? "
+                        "ORDER BY id");
   json out = json::array();
   std::map<std::string, int> by_class;
   int kept = 0, missed = 0, unnoticed = 0, prevented = 0;
@@ -432,8 +431,8 @@ json fleet_report(sql::Database& db,
                   const ReportRequest& request, double now) {
   std::vector<std::string> sites;
   sql::Statement q(db,
-                      "SELECT DISTINCT site FROM state_changes WHERE ts < ? UNION SELECT DISTINCT "
-                      "site FROM tickets WHERE opened_at >= ? AND opened_at < ? ORDER BY 1");
+                   "SELECT DISTINCT site FROM state_changes WHERE ts < ? UNION SELECT DISTINCT "
+                   "site FROM tickets WHERE opened_at >= ? AND opened_at < ? ORDER BY 1");
   q.bind(1, request.to).bind(2, request.from).bind(3, request.to);
   while (q.step()) sites.push_back(q.text(0));
   json rows = json::array();

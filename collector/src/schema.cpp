@@ -9,7 +9,7 @@ namespace {
 struct Migration {
   int version;
   const char* what;
-  const char* sql;  // in SQLite's words; for_postgres() translates the types
+  const char* sql;                 // in SQLite's words; for_postgres() translates the types
   const char* postgres = nullptr;  // instead, where PostgreSQL needs something else
 };
 

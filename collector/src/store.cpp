@@ -158,8 +158,8 @@ std::size_t Store::prune_history(double before) {
 
 void Store::save_certificate(const std::string& agent, const std::string& serial, double not_after,
                              double now) {
-  sql::Statement(*db_, sql::upsert("agent_certificates", "agent, serial, not_after, seen_at",
-                                   "agent"))
+  sql::Statement(*db_,
+                 sql::upsert("agent_certificates", "agent, serial, not_after, seen_at", "agent"))
       .bind(1, std::string_view(agent))
       .bind(2, std::string_view(serial))
       .bind(3, not_after)
@@ -175,8 +175,8 @@ std::optional<std::string> Store::certificate_serial(const std::string& agent) {
 }
 
 void Store::revoke(const Revocation& r) {
-  sql::Statement(*db_, sql::upsert("revocations", "serial, agent, revoked_at, revoked_by, comment",
-                                   "serial"))
+  sql::Statement(
+      *db_, sql::upsert("revocations", "serial, agent, revoked_at, revoked_by, comment", "serial"))
       .bind(1, std::string_view(r.serial))
       .bind(2, std::string_view(r.agent))
       .bind(3, r.revoked_at)
@@ -252,15 +252,14 @@ std::vector<Store::EnrollToken> Store::tokens() {
 }
 
 bool Store::revoke_token(const std::string& id, double now) {
-  sql::Statement q(*db_,
-                      "UPDATE enroll_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0");
+  sql::Statement q(*db_, "UPDATE enroll_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0");
   q.bind(1, now).bind(2, std::string_view(id)).run();
   return db_->changes() == 1;
 }
 
 std::size_t Store::revoke_tokens_of(const std::string& agent, double now) {
   sql::Statement q(*db_,
-                      "UPDATE enroll_tokens SET revoked_at = ? WHERE agent = ? AND revoked_at = 0");
+                   "UPDATE enroll_tokens SET revoked_at = ? WHERE agent = ? AND revoked_at = 0");
   q.bind(1, now).bind(2, std::string_view(agent)).run();
   return static_cast<std::size_t>(db_->changes());
 }
@@ -269,22 +268,21 @@ bool Store::record_issued(const Issued& c, const std::string& token_id) {
   sql::Transaction tx(*db_);
   if (!token_id.empty()) {
     sql::Statement(*db_,
-                      "UPDATE enroll_tokens SET used = used + 1, last_used_at = ? WHERE id = ? "
-                      "AND used < uses AND revoked_at = 0 AND expires_at > ?")
+                   "UPDATE enroll_tokens SET used = used + 1, last_used_at = ? WHERE id = ? "
+                   "AND used < uses AND revoked_at = 0 AND expires_at > ?")
         .bind(1, c.issued_at)
         .bind(2, std::string_view(token_id))
         .bind(3, c.issued_at)
         .run();
     if (db_->changes() != 1) return false;
   }
-  sql::Statement(*db_,
-                    "DELETE FROM issued_certificates WHERE agent = ? AND not_after < ?")
+  sql::Statement(*db_, "DELETE FROM issued_certificates WHERE agent = ? AND not_after < ?")
       .bind(1, std::string_view(c.agent))
       .bind(2, c.issued_at - kKeepExpired)
       .run();
-  sql::Statement(*db_, sql::upsert("issued_certificates",
-                                   "serial, agent, site, how, source, issued_at, not_after",
-                                   "serial"))
+  sql::Statement(*db_,
+                 sql::upsert("issued_certificates",
+                             "serial, agent, site, how, source, issued_at, not_after", "serial"))
       .bind(1, std::string_view(c.serial))
       .bind(2, std::string_view(c.agent))
       .bind(3, std::string_view(c.site))
@@ -299,10 +297,9 @@ bool Store::record_issued(const Issued& c, const std::string& token_id) {
 
 std::vector<Store::Issued> Store::issued(const std::string& agent) {
   std::vector<Issued> out;
-  sql::Statement q(*db_, agent.empty()
-                                        ? "SELECT * FROM issued_certificates ORDER BY issued_at"
-                                        : "SELECT * FROM issued_certificates WHERE agent = ? "
-                                          "ORDER BY issued_at");
+  sql::Statement q(*db_, agent.empty() ? "SELECT * FROM issued_certificates ORDER BY issued_at"
+                                       : "SELECT * FROM issued_certificates WHERE agent = ? "
+                                         "ORDER BY issued_at");
   if (!agent.empty()) q.bind(1, std::string_view(agent));
   while (q.step())
     out.push_back({q.text(0), q.text(1), q.text(2), q.text(3), q.text(4), q.real(5), q.real(6)});
@@ -312,9 +309,9 @@ std::vector<Store::Issued> Store::issued(const std::string& agent) {
 std::vector<std::string> Store::live_serials(const std::string& agent, double now) {
   std::vector<std::string> out;
   sql::Statement q(*db_,
-                      "SELECT serial FROM agent_certificates WHERE agent = ?1 UNION "
-                      "SELECT serial FROM issued_certificates WHERE agent = ?1 AND not_after > ?2 "
-                      "EXCEPT SELECT serial FROM revocations");
+                   "SELECT serial FROM agent_certificates WHERE agent = ?1 UNION "
+                   "SELECT serial FROM issued_certificates WHERE agent = ?1 AND not_after > ?2 "
+                   "EXCEPT SELECT serial FROM revocations");
   q.bind(1, std::string_view(agent)).bind(2, now);
   while (q.step()) out.push_back(q.text(0));
   return out;

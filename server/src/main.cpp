@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
                config->desk.notifiers.size(), config->api_token.empty() ? "off" : "on");
 
   spdlog::info("dozor-collector {} listening for agents on {} (mutual TLS), HTTP on {}; store {}",
-               kVersion, config->agents.to_string(), config->http.to_string(), collector::sql::redacted(config->store.url));
+               kVersion, config->agents.to_string(), config->http.to_string(),
+               collector::sql::redacted(config->store.url));
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =

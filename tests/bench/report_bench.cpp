@@ -98,14 +98,15 @@ World& fleet() {
   built = true;
   auto& db = w.store->db();
   dozor::collector::sql::Transaction tx(db);
-  dozor::collector::sql::Statement ticket(db,
+  dozor::collector::sql::Statement ticket(
+      db,
       "INSERT INTO tickets (id, key, class, priority, status, summary, "
       "site, agent, probe, rule, opened_at, raised_at, acknowledged_at, "
       "resolved_at, closed_at, deadline) VALUES "
       "(?,?,'emergency',2,'closed','down',?,?,?,'probe-critical',?,?,?,?,?,?)");
   dozor::collector::sql::Statement event(db,
-                                 "INSERT INTO ticket_events (ticket, at, event, text) "
-                                 "VALUES (?,?,?,'')");
+                                         "INSERT INTO ticket_events (ticket, at, event, text) "
+                                         "VALUES (?,?,?,'')");
   std::int64_t id = 0;
   for (int s = 0; s < 200; ++s) {
     const std::string site = "site-" + std::to_string(s), agent = "agent-" + std::to_string(s);

@@ -7,6 +7,7 @@
 
 #include "dozor/collector/store.h"
 #include "dozor/protocol/units.h"
+#include "test_store.h"
 
 namespace dozor::collector {
 namespace {
@@ -18,10 +19,12 @@ namespace fs = std::filesystem;
 // 2026-11-23 (a Monday) 12:00 UTC = 14:00 in Kyiv.
 constexpr double kNoon = 1795435200;
 
-// A collector's health and desk over a real SQLite store in a temporary folder.
-class DeskTest : public ::testing::Test {
+// A collector's health and desk over a real store: a SQLite file, and a database on a real
+// PostgreSQL.
+class DeskTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    where_ = std::make_unique<testing::TestStore>(GetParam());
     dir_ = fs::temp_directory_path() /
            ("dozor-desk-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
@@ -39,6 +42,7 @@ class DeskTest : public ::testing::Test {
     desk.reset();
     health.reset();
     store.reset();
+    where_.reset();
     fs::remove_all(dir_);
   }
 
@@ -48,7 +52,7 @@ class DeskTest : public ::testing::Test {
     health.reset();
     store.reset();
     metrics = std::make_unique<Metrics>();
-    store = std::make_unique<Store>((dir_ / "collector.db").string());
+    store = std::make_unique<Store>(where_->options());
     health = std::make_unique<Health>(*metrics, store.get(), now);
     desk = std::make_unique<Desk>(config, *metrics, store->db());
     health->set_desk(desk.get());
@@ -96,11 +100,12 @@ class DeskTest : public ::testing::Test {
   std::unique_ptr<Desk> desk;
 
  private:
+  std::unique_ptr<testing::TestStore> where_;
   fs::path dir_;
   std::map<std::string, std::uint64_t> seq_;
 };
 
-TEST_F(DeskTest, CriticalOpensOneEmergencyThatResolvesAndReopens) {
+TEST_P(DeskTest, CriticalOpensOneEmergencyThatResolvesAndReopens) {
   start();
   send("a1", "erp-port", Status::critical, kNoon);
   auto open = active();
@@ -145,16 +150,26 @@ TEST_F(DeskTest, CriticalOpensOneEmergencyThatResolvesAndReopens) {
             std::string::npos);
 }
 
-TEST_F(DeskTest, AForgetTheStoreRefusesChangesNothing) {
+TEST_P(DeskTest, AForgetTheStoreRefusesChangesNothing) {
   start();
   send("a1", "erp-port", Status::critical, kNoon);
   const Ticket t = active().at(0);
   // The ticket's write fails (as on a full disk), after the desk has let go of the incident.
-  for (const char* op : {"INSERT", "UPDATE"})
-    store->db().exec(std::string("CREATE TEMP TRIGGER full_") + op + " BEFORE " + op +
-                     " ON tickets BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+  auto& db = store->db();
+  if (db.engine() == "sqlite") {
+    for (const char* op : {"INSERT", "UPDATE"})
+      db.exec(std::string("CREATE TEMP TRIGGER full_") + op + " BEFORE " + op +
+              " ON tickets BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END");
+  } else {
+    db.exec(
+        "CREATE FUNCTION full_disk() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION "
+        "'could not extend file: No space left on device'; END $$ LANGUAGE plpgsql;"
+        "CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE ON tickets FOR EACH ROW EXECUTE "
+        "FUNCTION full_disk()");
+  }
   EXPECT_ANY_THROW(health->forget("a1", kNoon + 1));
-  store->db().exec("DROP TRIGGER full_INSERT; DROP TRIGGER full_UPDATE");
+  db.exec(db.engine() == "sqlite" ? "DROP TRIGGER full_INSERT; DROP TRIGGER full_UPDATE"
+                                  : "DROP TRIGGER full_disk ON tickets");
   // The agent and its incident are still there: its recovery resolves the ticket.
   ASSERT_TRUE(health->agent("a1", kNoon + 2));
   send("a1", "erp-port", Status::ok, kNoon + 2);
@@ -162,7 +177,7 @@ TEST_F(DeskTest, AForgetTheStoreRefusesChangesNothing) {
   EXPECT_EQ(desk->ticket(t.id)->status, "resolved");
 }
 
-TEST_F(DeskTest, WarningHeldForTenMinutesOpensATask) {
+TEST_P(DeskTest, WarningHeldForTenMinutesOpensATask) {
   start();
   send("a1", "disk-root", Status::warning, kNoon);
   health->tick(kNoon + 300);
@@ -181,7 +196,7 @@ TEST_F(DeskTest, WarningHeldForTenMinutesOpensATask) {
   EXPECT_EQ(active().size(), 1u);
 }
 
-TEST_F(DeskTest, FlappingMakesOneTicketThatWaitsForACalmWindow) {
+TEST_P(DeskTest, FlappingMakesOneTicketThatWaitsForACalmWindow) {
   config.rules = default_rules();
   config.rules[0].recover = 0ms;
   start();
@@ -204,7 +219,7 @@ TEST_F(DeskTest, FlappingMakesOneTicketThatWaitsForACalmWindow) {
   EXPECT_EQ(desk->ticket(tickets[0].id)->status, "resolved");
 }
 
-TEST_F(DeskTest, RestartKeepsExactlyOneTicketPerIncident) {
+TEST_P(DeskTest, RestartKeepsExactlyOneTicketPerIncident) {
   start();
   send("a1", "erp-port", Status::critical, kNoon);
   send("a1", "web", Status::warning, kNoon);
@@ -227,7 +242,7 @@ TEST_F(DeskTest, RestartKeepsExactlyOneTicketPerIncident) {
                sql::Error);
 }
 
-TEST_F(DeskTest, SilentAgentOpensOneEmergencyListingItsProbes) {
+TEST_P(DeskTest, SilentAgentOpensOneEmergencyListingItsProbes) {
   heartbeat = 5;
   start();
   send("a1", "erp-port", Status::ok, kNoon);
@@ -249,7 +264,7 @@ TEST_F(DeskTest, SilentAgentOpensOneEmergencyListingItsProbes) {
   EXPECT_EQ(all()[0].status, "resolved");
 }
 
-TEST_F(DeskTest, SiteOutageIsOneTicketForTheSite) {
+TEST_P(DeskTest, SiteOutageIsOneTicketForTheSite) {
   start();
   for (const char* p : {"erp", "db", "web", "backup", "share"}) send("a1", p, Status::ok, kNoon);
   send("a2", "meter", Status::ok, kNoon);
@@ -310,7 +325,7 @@ class MassSilenceTest : public DeskTest {
   }
 };
 
-TEST_F(MassSilenceTest, MostAgentsFallingSilentAreOneTicketAboutTheCollector) {
+TEST_P(MassSilenceTest, MostAgentsFallingSilentAreOneTicketAboutTheCollector) {
   start();
   report_all(kNoon, 2);  // silent from kNoon + 15 to kNoon + 25, 2 s apart
   tick_until(kNoon + 14, kNoon + 30);
@@ -365,7 +380,7 @@ TEST_F(MassSilenceTest, MostAgentsFallingSilentAreOneTicketAboutTheCollector) {
   EXPECT_EQ(all().size(), 5u);
 }
 
-TEST_F(MassSilenceTest, FewAgentsFallingSilentGetTheirOwnTickets) {
+TEST_P(MassSilenceTest, FewAgentsFallingSilentGetTheirOwnTickets) {
   config.mass_silence_share = 0.1;  // only mass_silence_agents (5) holds it back
   start();
   report_all(kNoon);
@@ -384,7 +399,7 @@ TEST_F(MassSilenceTest, FewAgentsFallingSilentGetTheirOwnTickets) {
   EXPECT_EQ(all().size(), 2u);
 }
 
-TEST_F(MassSilenceTest, MoreThanTheShareOfTheAgentsKnown) {
+TEST_P(MassSilenceTest, MoreThanTheShareOfTheAgentsKnown) {
   config.mass_silence_agents = 2;
   start();
   report_all(kNoon);
@@ -404,7 +419,7 @@ TEST_F(MassSilenceTest, MoreThanTheShareOfTheAgentsKnown) {
   EXPECT_EQ(tickets("closed").size(), 3u);
 }
 
-TEST_F(MassSilenceTest, AgentsFallingSilentFarApartGetTheirOwnTickets) {
+TEST_P(MassSilenceTest, AgentsFallingSilentFarApartGetTheirOwnTickets) {
   start();
   report_all(kNoon, 30);  // silent 30 s apart: at most 3 within a minute of each other
   tick_until(kNoon + 14, kNoon + 170);
@@ -412,7 +427,7 @@ TEST_F(MassSilenceTest, AgentsFallingSilentFarApartGetTheirOwnTickets) {
   EXPECT_TRUE(tickets("closed").empty());
 }
 
-TEST_F(MassSilenceTest, AnAgentFallingSilentLongAfterTheCutOffGetsItsOwnTicket) {
+TEST_P(MassSilenceTest, AnAgentFallingSilentLongAfterTheCutOffGetsItsOwnTicket) {
   start();
   report_all(kNoon);  // a1 to a5 stop after kNoon; a6 goes on for five minutes
   for (double t = kNoon + 5; t <= kNoon + 300; t += 5) {
@@ -428,7 +443,7 @@ TEST_F(MassSilenceTest, AnAgentFallingSilentLongAfterTheCutOffGetsItsOwnTicket) 
             5u);
 }
 
-TEST_F(MassSilenceTest, SilenceOfTheCollectorsTicketHoldsEveryTicket) {
+TEST_P(MassSilenceTest, SilenceOfTheCollectorsTicketHoldsEveryTicket) {
   start();
   Silence s;
   s.rule = "collector-unreachable";
@@ -444,7 +459,7 @@ TEST_F(MassSilenceTest, SilenceOfTheCollectorsTicketHoldsEveryTicket) {
   EXPECT_EQ(all().size(), 1u);
 }
 
-TEST_F(DeskTest, ACertificateExpiringWithinAWeekOpensATaskUntilRenewed) {
+TEST_P(DeskTest, ACertificateExpiringWithinAWeekOpensATaskUntilRenewed) {
   start();
   send("a1", "erp-port", Status::ok, kNoon);
   health->certificate("a1", kNoon + 8 * 86400);  // 8 days left: nothing yet
@@ -473,7 +488,7 @@ TEST_F(DeskTest, ACertificateExpiringWithinAWeekOpensATaskUntilRenewed) {
   EXPECT_NE(open[0].summary.find("the collector's own certificate expires"), std::string::npos);
 }
 
-TEST_F(DeskTest, ForecastOpensATaskBeforeTheDiskIsFull) {
+TEST_P(DeskTest, ForecastOpensATaskBeforeTheDiskIsFull) {
   config.rules = default_rules();
   config.rules[3].window = 1h;
   start();
@@ -500,7 +515,7 @@ TEST_F(DeskTest, ForecastOpensATaskBeforeTheDiskIsFull) {
   EXPECT_EQ(active().size(), 1u);
 }
 
-TEST_F(DeskTest, StaleMeterValue) {
+TEST_P(DeskTest, StaleMeterValue) {
   Rule stale;
   stale.name = "meter-stale";
   stale.kind = RuleKind::stale;
@@ -519,7 +534,7 @@ TEST_F(DeskTest, StaleMeterValue) {
   EXPECT_EQ(open[0].summary, "a1 meter energy_kwh unchanged at 1234.5kWh for 30m");
 }
 
-TEST_F(DeskTest, SilenceHoldsNewTicketsUntilItEnds) {
+TEST_P(DeskTest, SilenceHoldsNewTicketsUntilItEnds) {
   start();
   Silence s;
   s.site = "acme";
@@ -539,7 +554,7 @@ TEST_F(DeskTest, SilenceHoldsNewTicketsUntilItEnds) {
   EXPECT_FALSE(desk->remove_silence(sil.id, kNoon + 601));  // already over
 }
 
-TEST_F(DeskTest, UnacknowledgedEscalatesAndAcknowledgedDoesNot) {
+TEST_P(DeskTest, UnacknowledgedEscalatesAndAcknowledgedDoesNot) {
   start();
   send("a1", "erp-port", Status::critical, kNoon);
   send("a1", "web", Status::critical, kNoon);
@@ -571,7 +586,7 @@ TEST_F(DeskTest, UnacknowledgedEscalatesAndAcknowledgedDoesNot) {
   EXPECT_EQ(desk->acknowledge(4242, "", "", kNoon + 1903), Desk::Change::not_found);
 }
 
-TEST_F(DeskTest, DeadlineCountsOnlyServiceTime) {
+TEST_P(DeskTest, DeadlineCountsOnlyServiceTime) {
   std::vector<ConfigError> errors;
   YAML::Node root = YAML::Load(R"(
 calendars:
@@ -592,7 +607,7 @@ service:
   EXPECT_EQ(format_timestamp(active("beta").at(0).deadline), "2026-11-23T21:15:00.000Z");
 }
 
-TEST_F(DeskTest, OutboxRowsLeaveOnlyWhenDelivered) {
+TEST_P(DeskTest, OutboxRowsLeaveOnlyWhenDelivered) {
   start();
   send("a1", "erp", Status::critical, kNoon);
   auto rows = desk->due("hook", kNoon, 10);
@@ -701,6 +716,11 @@ TEST(Trend, LeastSquaresAndTimeToThreshold) {
   for (int i = 0; i < 100000; ++i) t.add(2000 + i * 0.01, 1, 3600);
   EXPECT_LE(t.size(), Trend::kMaxPoints + 1);
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, DeskTest, ::testing::Values("sqlite", "postgres"),
+                         testing::engine_name);
+INSTANTIATE_TEST_SUITE_P(Engines, MassSilenceTest, ::testing::Values("sqlite", "postgres"),
+                         testing::engine_name);
 
 }  // namespace
 }  // namespace dozor::collector

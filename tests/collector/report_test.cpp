@@ -7,6 +7,7 @@
 #include "dozor/collector/desk.h"
 #include "dozor/collector/store.h"
 #include "dozor/protocol/units.h"
+#include "test_store.h"
 
 namespace dozor::collector {
 namespace {
@@ -21,9 +22,11 @@ double at(const char* rfc3339) { return *parse_timestamp(rfc3339); }
 // collector's real health, desk and SQLite store with the clock passed in. The expected figures
 // are worked out by hand in the comments. Kyiv is UTC+3 until 2026-10-25 04:00 local (01:00Z),
 // then UTC+2: the night of the 24th has an hour more.
-class ReportTest : public ::testing::Test {
+// Both engines: a SQLite file, and a database on a real PostgreSQL.
+class ReportTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    where_ = std::make_unique<testing::TestStore>(GetParam());
     dir_ = fs::temp_directory_path() /
            ("dozor-report-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
@@ -34,7 +37,7 @@ class ReportTest : public ::testing::Test {
     config.calendars.emplace("office",
                              *ServiceCalendar::weekly("Europe/Kyiv", *windows, {}, error));
     config.default_calendar = "office";
-    store = std::make_unique<Store>((dir_ / "collector.db").string());
+    store = std::make_unique<Store>(where_->options());
     health = std::make_unique<Health>(metrics, store.get(), at("2026-09-30T00:00:00Z"));
     desk = std::make_unique<Desk>(config, metrics, store->db());
     health->set_desk(desk.get());
@@ -43,6 +46,7 @@ class ReportTest : public ::testing::Test {
     desk.reset();
     health.reset();
     store.reset();
+    where_.reset();
     fs::remove_all(dir_);
   }
 
@@ -79,10 +83,11 @@ class ReportTest : public ::testing::Test {
   std::unique_ptr<Desk> desk;
   std::uint64_t seq_ = 0;
   double heartbeat = 40 * 86400.0;  // the agent never falls silent unless a test wants it to
+  std::unique_ptr<testing::TestStore> where_;
   fs::path dir_;
 };
 
-TEST_F(ReportTest, AMonthInServiceHoursAndAroundTheClock) {
+TEST_P(ReportTest, AMonthInServiceHoursAndAroundTheClock) {
   send(Status::ok, at("2026-09-30T20:00:00Z"));  // known to be fine before the month begins
 
   // 1. Oct 5, 10:00-10:30 local, in service hours; acknowledged after 5 min: kept.
@@ -196,7 +201,7 @@ TEST_F(ReportTest, AMonthInServiceHoursAndAroundTheClock) {
   EXPECT_EQ(csv.substr(0, 19), "id,class,priority,a");
 }
 
-TEST_F(ReportTest, ASilentAgentIsDownFromItsSilenceUntilItReportsAgain) {
+TEST_P(ReportTest, ASilentAgentIsDownFromItsSilenceUntilItReportsAgain) {
   heartbeat = 60;  // silent 3 minutes after its last report
   send(Status::ok, at("2026-10-05T06:00:00Z"));
   for (double t = at("2026-10-05T06:00:00Z"); t < at("2026-10-05T08:00:00Z"); t += 60)
@@ -216,7 +221,7 @@ TEST_F(ReportTest, ASilentAgentIsDownFromItsSilenceUntilItReportsAgain) {
   EXPECT_EQ(r["incidents"][0]["restore_seconds"], 7020);
 }
 
-TEST_F(ReportTest, TheFleetViewRanksTheWorstSiteFirst) {
+TEST_P(ReportTest, TheFleetViewRanksTheWorstSiteFirst) {
   send(Status::ok, at("2026-10-01T06:00:00Z"));
   outage("2026-10-05T07:00:00Z", "2026-10-05T07:30:00Z");
   std::string error;
@@ -242,21 +247,21 @@ TEST(MonthInZone, RefusesWhatIsNotAMonth) {
 }
 
 // History bounds: a year of 200 sites, each month 200 state changes and 10 tickets with their
-// events (a busy fleet: a failure every 3 days per probe), stays under 64 MiB, and what is older
-// than `report.keep` goes.
-TEST_F(ReportTest, AYearOfHistoryFor200SitesStaysBounded) {
+// events (a busy fleet: a failure every 3 days per probe), stays under 64 MiB (SQLite; 128 MiB on
+// PostgreSQL), and what is older than `report.keep` goes.
+TEST_P(ReportTest, AYearOfHistoryFor200SitesStaysBounded) {
   const double start = at("2026-01-01T00:00:00Z"), month = 30 * 86400.0;
   auto& db = store->db();
   {
     sql::Transaction tx(db);
     sql::Statement ticket(db,
-        "INSERT INTO tickets (id, key, class, priority, status, summary, site, "
-        "agent, probe, rule, opened_at, closed_at) VALUES "
-        "(?,?,'emergency',2,'closed','erp down: HTTP 503',?,?,?,"
-        "'probe-critical',?,?)");
-    sql::Statement event(db,
-                            "INSERT INTO ticket_events (ticket, at, event, text) VALUES (?,?,?,?)");
-    std::int64_t id = 0;
+                          "INSERT INTO tickets (id, key, class, priority, status, summary, site, "
+                          "agent, probe, rule, opened_at, closed_at) VALUES "
+                          "(?,?,'emergency',2,'closed','erp down: HTTP 503',?,?,?,"
+                          "'probe-critical',?,?)");
+    sql::Statement event(
+        db, "INSERT INTO ticket_events (id, ticket, at, event, text) VALUES (?,?,?,?,?)");
+    std::int64_t id = 0, event_id = 0;
     for (int m = 0; m < 12; ++m)
       for (int s = 0; s < 200; ++s) {
         const std::string site = "site-" + std::to_string(s), agent = "agent-" + std::to_string(s);
@@ -274,19 +279,29 @@ TEST_F(ReportTest, AYearOfHistoryFor200SitesStaysBounded) {
               .bind(7, opened + 5400)
               .run();
           for (const char* name : {"opened", "acknowledged", "resolved", "closed"})
-            event.bind(1, id)
-                .bind(2, opened)
-                .bind(3, std::string_view(name))
-                .bind(4, std::string_view("erp down: HTTP 503"))
+            event.bind(1, ++event_id)
+                .bind(2, id)
+                .bind(3, opened)
+                .bind(4, std::string_view(name))
+                .bind(5, std::string_view("erp down: HTTP 503"))
                 .run();
         }
       }
     tx.commit();
   }
-  db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  const auto bytes = fs::file_size(dir_ / "collector.db");
-  EXPECT_LT(bytes, 64u << 20) << bytes;
-  std::printf("a year of history for 200 sites: %.1f MiB\n", bytes / 1048576.0);
+  std::uint64_t bytes = 0;
+  if (GetParam() == "sqlite") {
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    bytes = fs::file_size(where_->path());
+  } else {
+    sql::Statement size(db, "SELECT pg_database_size(current_database())");
+    ASSERT_TRUE(size.step());
+    bytes = static_cast<std::uint64_t>(size.integer(0));
+  }
+  // PostgreSQL keeps a 24-byte header and a 4-byte pointer a row, and an empty database is 7.5 MiB.
+  EXPECT_LT(bytes, (GetParam() == "sqlite" ? 64u : 128u) << 20) << bytes;
+  std::printf("a year of history for 200 sites on %s: %.1f MiB\n", GetParam().c_str(),
+              static_cast<double>(bytes) / 1048576.0);
 
   // 400 days after the first month ended, that month goes, and only it.
   const double later = start + month + 400 * 86400.0;
@@ -296,6 +311,9 @@ TEST_F(ReportTest, AYearOfHistoryFor200SitesStaysBounded) {
   ASSERT_TRUE(left.step());
   EXPECT_EQ(left.integer(0), 11 * 200 * 10);
 }
+
+INSTANTIATE_TEST_SUITE_P(Engines, ReportTest, ::testing::Values("sqlite", "postgres"),
+                         testing::engine_name);
 
 }  // namespace
 }  // namespace dozor::collector

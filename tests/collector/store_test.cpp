@@ -213,11 +213,12 @@ TEST_P(StoreTest, EachMigrationKeepsTheRowsOfTheVersionBefore) {
     EXPECT_EQ(ticket->summary, "erp down");
     // Two changes in the same second: read back in the order written.
     store.state_change({"acme-kyiv", "a1", "erp", 3, 0});
-    sql::Statement q(store.db(),
-                     "SELECT status FROM state_changes WHERE site = 'acme-kyiv' ORDER BY ts, rowid");
+    sql::Statement q(
+        store.db(), "SELECT status FROM state_changes WHERE site = 'acme-kyiv' ORDER BY ts, rowid");
     std::vector<std::int64_t> order;
     while (q.step()) order.push_back(q.integer(0));
-    EXPECT_EQ(order, from >= 2 ? (std::vector<std::int64_t>{2, 0}) : (std::vector<std::int64_t>{0}));
+    EXPECT_EQ(order,
+              from >= 2 ? (std::vector<std::int64_t>{2, 0}) : (std::vector<std::int64_t>{0}));
   }
 }
 

@@ -116,8 +116,8 @@ class PgDatabase final : public Database {
     ready();
     PGresult* r = PQexec(conn_, "COMMIT");
     // COMMIT of a transaction that failed on the way answers ROLLBACK, without an error.
-    const bool rolled_back = PQresultStatus(r) == PGRES_COMMAND_OK &&
-                             std::string_view(PQcmdStatus(r)) == "ROLLBACK";
+    const bool rolled_back =
+        PQresultStatus(r) == PGRES_COMMAND_OK && std::string_view(PQcmdStatus(r)) == "ROLLBACK";
     finish(r, "COMMIT");
     if (rolled_back) throw Error("COMMIT: the transaction had failed and was rolled back");
   }
@@ -141,11 +141,10 @@ class PgDatabase final : public Database {
       finish(PQprepare(conn_, id.c_str(), sql.c_str(), 0, nullptr), sql);
       name = prepared_.emplace(sql, id).first;
     }
-    PGresult* r = name != prepared_.end()
-                      ? PQexecPrepared(conn_, name->second.c_str(), n, values.data(), nullptr,
-                                       nullptr, 0)
-                      : PQexecParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr,
-                                     nullptr, 0);
+    PGresult* r =
+        name != prepared_.end()
+            ? PQexecPrepared(conn_, name->second.c_str(), n, values.data(), nullptr, nullptr, 0)
+            : PQexecParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
     check(r, sql);
     const char* tuples = PQcmdTuples(r);
     changes_ = *tuples ? std::atoll(tuples) : 0;
@@ -158,14 +157,22 @@ class PgDatabase final : public Database {
     prepared_.clear();
     // Defaults first: what the URI says wins. Keepalives notice a database host gone silent in
     // about 25 s rather than the system's two hours.
-    const char* keys[] = {"connect_timeout",  "application_name",    "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "dbname",
-                          password_.empty() ? nullptr : "password", nullptr};
-    const char* values[] = {"10", "dozor-collector", "10", "5", "3", url_.c_str(),
-                            password_.c_str(), nullptr};
+    const char* keys[] = {"connect_timeout",
+                          "application_name",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "dbname",
+                          password_.empty() ? nullptr : "password",
+                          nullptr};
+    const char* values[] = {"10",         "dozor-collector", "10",   "5", "3",
+                            url_.c_str(), password_.c_str(), nullptr};
     conn_ = PQconnectdbParams(keys, values, 1);
     if (PQstatus(conn_) != CONNECTION_OK)
       throw Error("store " + redacted(url_) + ": " + message(conn_), true);
+    // NOTICEs ("... does not exist, skipping") would go to stderr unformatted; none matters.
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
   }
 
   // Connected, or connected again: a connection lost outside a transaction costs nothing.
