@@ -34,13 +34,17 @@ inline fs::path postgres_cluster() {
     Own() {
       char tmpl[] = "/tmp/dozor-store-pg-XXXXXX";
       dir = ::mkdtemp(tmpl);
+      fs::permissions(dir, fs::perms::others_exec | fs::perms::group_exec,
+                      fs::perm_options::add);  // for the postgres user, when run as root
+      dir /= "cluster";
       const std::string script = DOZOR_SOURCE_DIR "/tests/postgres/cluster.sh";
       if (std::system((script + " start " + dir.string() + " >/dev/null").c_str()) != 0)
         dir.clear();
     }
     ~Own() {
-      if (!dir.empty())
-        std::system((DOZOR_SOURCE_DIR "/tests/postgres/cluster.sh stop " + dir.string()).c_str());
+      if (dir.empty()) return;
+      std::system((DOZOR_SOURCE_DIR "/tests/postgres/cluster.sh stop " + dir.string()).c_str());
+      fs::remove_all(dir.parent_path());
     }
   } own;
   return own.dir;

@@ -29,6 +29,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-aiosmtpd
 NGINX = "/usr/sbin/nginx"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+PG_CLUSTER = os.path.join(SOURCE, "tests/postgres/cluster.sh")
 
 
 def free_port():
@@ -442,6 +443,57 @@ class LinkProxy:
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+
+class Postgres:
+    """A real PostgreSQL on 127.0.0.1 (tests/postgres/cluster.sh): a database for the collectors,
+    reached as the role dozor with the password in password_file. down() stops it at once, as a
+    crash of the database host does; up() brings it back on the same port with its data."""
+
+    def __init__(self, workdir, database="dozor"):
+        # Not in workdir: as root the server runs as the postgres user, who may not enter it.
+        self.parent = tempfile.mkdtemp(prefix="dozor-pg-")
+        os.chmod(self.parent, 0o711)
+        self.dir = os.path.join(self.parent, "cluster")
+        self._run("start")
+        with open(os.path.join(self.dir, "url")) as f:
+            admin = f.read().strip()
+        self.password_file = os.path.join(self.dir, "password")
+        self.url = admin.rsplit("/", 1)[0] + "/" + database
+        self.psql(f"CREATE DATABASE {database}", admin)
+
+    def _run(self, what):
+        subprocess.run([PG_CLUSTER, what, self.dir], check=True, stdout=subprocess.DEVNULL)
+
+    def psql(self, sql, url=None):
+        """Runs sql through psql; its rows as lists of strings."""
+        with open(self.password_file) as f:
+            env = {**os.environ, "PGPASSWORD": f.read().strip()}
+        out = subprocess.run(["psql", url or self.url, "-XAtq", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                              "-c", sql], env=env, check=True, capture_output=True,
+                             text=True).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    def down(self):
+        self._run("down")
+
+    def up(self):
+        self._run("up")
+
+    def alive(self):
+        return os.path.exists(os.path.join(self.dir, "data", "postmaster.pid"))
+
+    def stop(self, sig=None):
+        self.log = self.output()  # the folder goes with the cluster
+        self._run("stop")
+        shutil.rmtree(self.parent, ignore_errors=True)
+
+    def output(self):
+        with contextlib.suppress(OSError), open(os.path.join(self.dir, "server.log")) as f:
+            return f.read()
+        return getattr(self, "log", "")
+
+    log_path = "postgresql.log"
 
 
 def spool_state(path):

@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -153,6 +154,12 @@ class PgDatabase final : public Database {
 
  private:
   void connect() {
+    // A database that cannot be reached is tried again after a second, not at every report:
+    // each try can block for connect_timeout, and the collector's other work waits meanwhile.
+    const auto now = std::chrono::steady_clock::now();
+    if (now < retry_at_)
+      throw Error("store " + redacted(url_) + ": " + last_failure_ + " (trying again shortly)",
+                  true);
     PQfinish(conn_);
     prepared_.clear();
     // Defaults first: what the URI says wins. Keepalives notice a database host gone silent in
@@ -168,8 +175,12 @@ class PgDatabase final : public Database {
     const char* values[] = {"10",         "dozor-collector", "10",   "5", "3",
                             url_.c_str(), password_.c_str(), nullptr};
     conn_ = PQconnectdbParams(keys, values, 1);
-    if (PQstatus(conn_) != CONNECTION_OK)
-      throw Error("store " + redacted(url_) + ": " + message(conn_), true);
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      last_failure_ = message(conn_);
+      retry_at_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      throw Error("store " + redacted(url_) + ": " + last_failure_, true);
+    }
+    retry_at_ = {};
     // NOTICEs ("... does not exist, skipping") would go to stderr unformatted; none matters.
     PQsetNoticeProcessor(
         conn_, [](void*, const char*) {}, nullptr);
@@ -201,6 +212,8 @@ class PgDatabase final : public Database {
   static constexpr std::size_t kMaxPrepared = 256;
   std::string url_, password_;
   PGconn* conn_ = nullptr;
+  std::chrono::steady_clock::time_point retry_at_{};
+  std::string last_failure_;
   std::unordered_map<std::string, std::string> prepared_;  // SQL -> name, in this session
   std::int64_t changes_ = 0;
   bool in_transaction_ = false;
