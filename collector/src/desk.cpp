@@ -1,5 +1,7 @@
 #include "dozor/collector/desk.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -170,22 +172,21 @@ Desk::~Desk() = default;
 
 // ---------------------------------------------------------------- persistence
 
+// Reads everything first and replaces memory only when all of it was read: a store that fails
+// meanwhile leaves memory as it was, marked stale until a load succeeds (ready_locked()).
 void Desk::load_locked() {
-  ++generation_;
-  incidents_.clear();
-  series_.clear();
-  site_series_.clear();
-  live_.clear();
-  members_.clear();
-  pending_.clear();
-  silences_.clear();
-  agent_silences_.clear();
+  stale_ = true;
+  std::map<std::uint64_t, Ticket> live;
+  std::unordered_map<std::string, std::unique_ptr<Incident>> loaded;
+  std::map<std::uint64_t, std::set<std::string>> members;
+  std::set<std::string> pending;
+  std::vector<Silence> held;
   sql::Statement tickets(db_,
                          "SELECT * FROM tickets WHERE status IN ('open', 'acknowledged', "
                          "'resolved')");
   while (tickets.step()) {
     Ticket t = read_ticket(tickets);
-    live_.emplace(t.id, std::move(t));
+    live.emplace(t.id, std::move(t));
   }
   sql::Statement incidents(db_, "SELECT * FROM incidents");
   while (incidents.step()) {
@@ -208,11 +209,11 @@ void Desk::load_locked() {
     inc->flapping = incidents.integer(11) != 0;
     inc->summary = incidents.text(12);
     inc->details = incidents.text(13);
-    auto t = live_.find(inc->ticket);
-    if (t != live_.end() && t->second.active()) members_[inc->ticket].insert(inc->key);
-    pending_.insert(inc->key);  // the next tick decides what is due
+    auto t = live.find(inc->ticket);
+    if (t != live.end() && t->second.active()) members[inc->ticket].insert(inc->key);
+    pending.insert(inc->key);  // the next tick decides what is due
     std::string key = inc->key;
-    incidents_.emplace(std::move(key), std::move(inc));
+    loaded.emplace(std::move(key), std::move(inc));
   }
   sql::Statement silences(db_, "SELECT * FROM silences ORDER BY id");
   while (silences.step()) {
@@ -227,17 +228,34 @@ void Desk::load_locked() {
     s.comment = silences.text(7);
     s.created_by = silences.text(8);
     s.created_at = silences.real(9);
-    silences_.push_back(std::move(s));
+    held.push_back(std::move(s));
   }
   auto max_id = [&](const char* table) {
     sql::Statement q(db_, std::string("SELECT coalesce(max(id), 0) FROM ") + table);
     q.step();
     return static_cast<std::uint64_t>(q.integer(0));
   };
-  next_ticket_ = max_id("tickets") + 1;
-  next_event_ = max_id("ticket_events") + 1;
-  next_silence_ = max_id("silences") + 1;
+  const auto next_ticket = max_id("tickets") + 1, next_event = max_id("ticket_events") + 1,
+             next_silence = max_id("silences") + 1;
+
+  ++generation_;
+  series_.clear();
+  site_series_.clear();
+  agent_silences_.clear();
+  incidents_ = std::move(loaded);
+  live_ = std::move(live);
+  members_ = std::move(members);
+  pending_ = std::move(pending);
+  silences_ = std::move(held);
+  next_ticket_ = next_ticket;
+  next_event_ = next_event;
+  next_silence_ = next_silence;
+  stale_ = false;
   publish_open();
+}
+
+void Desk::ready_locked() {
+  if (stale_) load_locked();
 }
 
 Ticket Desk::read_ticket(sql::Statement& q) {
@@ -331,14 +349,24 @@ void Desk::in_transaction(F&& f) {
     f();
     tx.commit();
   } catch (...) {
-    load_locked();  // memory ran ahead of what was stored
+    reload_locked();  // memory ran ahead of what was stored
     throw;
   }
 }
 
 void Desk::reload() {
   std::lock_guard lock(mu_);
-  load_locked();
+  reload_locked();
+}
+
+void Desk::reload_locked() {
+  try {
+    load_locked();
+  } catch (const std::exception& e) {
+    // The store is away: the next change loads again before it acts (ready_locked()).
+    spdlog::warn("desk: reloading from the store failed ({}); trying again before the next change",
+                 e.what());
+  }
 }
 
 void Desk::on_queued(std::function<void()> f) {
@@ -403,6 +431,7 @@ Desk::Series& Desk::series(const AgentState& a, const std::string& probe, const 
 void Desk::observe(const AgentState& a, const std::vector<const protocol::Result*>& accepted,
                    double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   for (const protocol::Result* result : accepted) {
     const protocol::Result& r = *result;
     Series& s = series(a, r.probe, r.type);
@@ -869,6 +898,7 @@ void Desk::publish_overdue(double now) {
 
 void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   in_transaction([&] {
     // Every agent's silence is settled before any ticket opens, so that agents falling silent
     // in the same tick are seen together.
@@ -1053,6 +1083,7 @@ json Desk::events(std::uint64_t id) {
 Desk::Change Desk::acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
                                double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   auto it = live_.find(id);
   if (it == live_.end()) return ticket_exists(id) ? Change::conflict : Change::not_found;
   Ticket& t = it->second;
@@ -1077,6 +1108,7 @@ Desk::Change Desk::acknowledge(std::uint64_t id, const std::string& by, const st
 Desk::Change Desk::close(std::uint64_t id, const std::string& by, const std::string& comment,
                          double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   auto it = live_.find(id);
   if (it == live_.end()) return ticket_exists(id) ? Change::conflict : Change::not_found;
   in_transaction([&] {
@@ -1113,6 +1145,7 @@ void Desk::save(const Silence& s) {
 
 Silence Desk::add_silence(Silence s, double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   s.id = next_silence_++;
   s.created_at = now;
   if (s.starts_at <= 0) s.starts_at = now;
@@ -1123,6 +1156,7 @@ Silence Desk::add_silence(Silence s, double now) {
 
 bool Desk::remove_silence(std::uint64_t id, double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   auto it = std::find_if(silences_.begin(), silences_.end(),
                          [&](const Silence& s) { return s.id == id; });
   if (it == silences_.end() || it->ends_at <= now) return false;
@@ -1196,6 +1230,7 @@ std::vector<json> Desk::active_tickets() {
 
 void Desk::forget(const std::string& agent, const std::string& probe, double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   auto gone = [&](const std::string& a, const std::string& p) {
     return a == agent && (probe.empty() || p == probe);
   };
@@ -1229,6 +1264,7 @@ void Desk::forget(const std::string& agent, const std::string& probe, double now
 
 void Desk::reconfigure(DeskConfig config, double now) {
   std::lock_guard lock(mu_);
+  ready_locked();
   config_ = std::move(config);
   series_.clear();
   site_series_.clear();

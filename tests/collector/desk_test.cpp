@@ -177,6 +177,29 @@ TEST_P(DeskTest, AForgetTheStoreRefusesChangesNothing) {
   EXPECT_EQ(desk->ticket(t.id)->status, "resolved");
 }
 
+// The store gone altogether, as a database that went down: the write fails, and so does the reload
+// of what memory had run ahead with. Memory stays as it was until the store answers again; then
+// the desk loads before it acts, and the incident is still the one ticket.
+TEST_P(DeskTest, AStoreGoneForWritesAndReadsLosesNothingWhenItComesBack) {
+  start();
+  send("a1", "erp-port", Status::critical, kNoon);
+  const Ticket t = active().at(0);
+  auto& db = store->db();
+  db.exec(
+      "ALTER TABLE tickets RENAME TO tickets_away; ALTER TABLE incidents RENAME TO "
+      "incidents_away");
+  EXPECT_ANY_THROW(health->forget("a1", kNoon + 1));
+  EXPECT_EQ(desk->active(kNoon + 1).size(), 1u);  // the board still shows what it knew
+  EXPECT_ANY_THROW(health->tick(kNoon + 2));
+  db.exec(
+      "ALTER TABLE tickets_away RENAME TO tickets; ALTER TABLE incidents_away RENAME TO "
+      "incidents");
+  send("a1", "erp-port", Status::ok, kNoon + 3);
+  health->tick(kNoon + 64);
+  EXPECT_EQ(desk->ticket(t.id)->status, "resolved");
+  EXPECT_EQ(all().size(), 1u);
+}
+
 TEST_P(DeskTest, WarningHeldForTenMinutesOpensATask) {
   start();
   send("a1", "disk-root", Status::warning, kNoon);

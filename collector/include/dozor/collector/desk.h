@@ -209,6 +209,8 @@ class Desk : public OutboxQueue {
   bool silenced(const std::string& site, const std::string& agent, const std::string& probe,
                 const std::string& rule, double now) const;
   void load_locked();
+  void reload_locked();  // load_locked() that leaves memory stale instead of throwing
+  void ready_locked();   // loads again first if a load failed
   template <class F>
   void in_transaction(F&& f);
   void wake();
@@ -234,6 +236,7 @@ class Desk : public OutboxQueue {
   std::function<void()> on_queued_;
   bool queued_ = false;
   std::uint64_t next_ticket_ = 1, next_event_ = 1, next_silence_ = 1;
+  bool stale_ = false;  // memory ran ahead of a store that then failed to load
   std::atomic<std::uint64_t> generation_{0};
 };
 
