@@ -6,9 +6,11 @@
 # per agent connection, its CPU per result, results a second, and the report round trip (sent ->
 # acked) median and p99.
 #   tests/bench/agents_load.sh [N] [RESULTS] [HEARTBEAT] [WINDOW]   (default 1000 3 5 30)
+#   STORE=postgres tests/bench/agents_load.sh ...   the same on a scratch PostgreSQL store
 set -euo pipefail
 n=${1:-1000} results=${2:-3} heartbeat=${3:-5} window=${4:-30}
 source "$(dirname "$0")/lib.sh"
+start_store "${STORE:-sqlite}"
 make_certs
 echo "signing $n agent certificates..." >&2
 openssl ecparam -name prime256v1 -genkey -noout -out "$work/certs/load.key" 2>/dev/null
@@ -19,11 +21,12 @@ for i in $(seq "$n"); do
     openssl x509 -req -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca.key" -CAcreateserial \
       -days 2 -extfile "$work/certs/load.ext" -out "$work/certs/load-$i.pem" 2>/dev/null
 done
-start_collector "limits: { pending_per_source: 100000, pending_total: 100000, max_connections: 100000 }"
+start_collector "limits: { pending_per_source: 100000, pending_total: 100000, max_connections: 100000, reports_per_second: ${REPORTS_PER_SECOND:-20} }"
 ulimit -n $((n * 2 + 512))
-python3 - "$agents_port" "$work/certs" "$collector_pid" "$n" "$results" "$heartbeat" "$window" <<'PY'
+python3 - "$agents_port" "$work/certs" "$collector_pid" "$n" "$results" "$heartbeat" "$window" \
+  "${STORE:-sqlite}" <<'PY'
 import asyncio, json, ssl, statistics, sys, time
-port, certs, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, certs, pid, store = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[8]
 n, per_report, heartbeat, window = (int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]),
                                     float(sys.argv[7]))
 
@@ -97,7 +100,8 @@ async def main():
     used, elapsed = cpu() - c0, time.monotonic() - t0
     measuring.clear()
     rtts.sort()
-    print(f"agents_load: {n} agents, {per_report} results every {heartbeat:g} s, {elapsed:.0f} s")
+    print(f"agents_load: {n} agents, {per_report} results every {heartbeat:g} s, {elapsed:.0f} s, "
+          f"store {store}")
     print(f"  collector RSS {base_rss / 1024:.1f} MiB -> {rss / 1024:.1f} MiB: "
           f"{(rss - base_rss) / n:.1f} KiB per agent connection")
     print(f"  {sent_results[0] / elapsed:.0f} results/s, CPU {used / elapsed * 100:.1f} % of a core,"

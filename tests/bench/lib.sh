@@ -25,11 +25,12 @@ make_certs() {
 }
 
 # start_collector [YAML]: YAML (e.g. rules or tickets settings) is appended to collector.yaml.
+# The store is $store_url when set (start_store), else a SQLite file.
 start_collector() {
   agents_port=$(free_port) http_port=$(free_port)
   cat >"$work/collector.yaml" <<YAML
 listen: { agents: "127.0.0.1:$agents_port", http: "127.0.0.1:$http_port" }
-store: sqlite:collector.db
+store: ${store_url:-sqlite:collector.db}
 tls: { ca: certs/ca.pem, cert: certs/collector.pem, key: certs/collector.key }
 ${1:-}
 YAML
@@ -64,6 +65,16 @@ start_postgres() {
   "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
     -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null ||
     { cat "$dir/server.log" >&2; return 1; }
+}
+
+# start_store ENGINE: for ENGINE postgres, a scratch PostgreSQL (start_postgres) with a database
+# dozor for the collector, in store_url; for sqlite, nothing (the collector's file).
+start_store() {
+  [[ $1 == postgres ]] || return 0
+  start_postgres
+  psql -h 127.0.0.1 -p "$pg_port" -U dozor -d postgres -Xqc "CREATE DATABASE dozor" >/dev/null
+  [[ -n ${PG_DIAG:-} ]] && psql -h 127.0.0.1 -p "$pg_port" -U dozor -d postgres -Xqc "ALTER DATABASE dozor SET $PG_DIAG" >/dev/null
+  store_url="postgres://dozor@127.0.0.1:$pg_port/dozor"
 }
 
 # cpu_seconds PID: user + system CPU time the process has used so far.

@@ -56,6 +56,7 @@ class PgCursor final : public Cursor {
     set(i, std::move(s));
   }
   bool step() override;
+  void run() override;
   void reset() override {
     PQclear(result_);
     result_ = nullptr;
@@ -105,51 +106,197 @@ class PgDatabase final : public Database {
     return std::make_unique<PgCursor>(*this, numbered_parameters(sql));
   }
   void exec(std::string_view sql) override {
-    ready();
+    Sync sync(*this);
     finish(PQexec(conn_, std::string(sql).c_str()), sql);
   }
+  // Inside a transaction, statements whose rows are not wanted are pipelined: sent at once and
+  // their answers read together at the next statement that reads, at changes() or at COMMIT, so
+  // that a report costs two round trips to the database rather than one a statement.
   void begin() override {
-    exec("BEGIN");
+    Sync sync(*this);
     in_transaction_ = true;
+    if (PQenterPipelineMode(conn_) == 1) {
+      pipelined_ = true;
+      send("BEGIN");
+    } else {
+      finish(PQexec(conn_, "BEGIN"), "BEGIN");
+    }
   }
   void commit() override {
+    // Still in the transaction until COMMIT is answered, so that a lost connection is an error
+    // here, never a new session that "commits" nothing.
+    if (pipelined_) {
+      send("COMMIT");
+      drain();  // throws what failed on the way
+    } else {
+      Sync sync(*this);
+      PGresult* r = PQexec(conn_, "COMMIT");
+      const bool rolled_back = committed_nothing(r);
+      finish(r, "COMMIT");
+      if (rolled_back) throw Error(kRolledBack);
+    }
     in_transaction_ = false;
-    ready();
-    PGresult* r = PQexec(conn_, "COMMIT");
-    // COMMIT of a transaction that failed on the way answers ROLLBACK, without an error.
-    const bool rolled_back =
-        PQresultStatus(r) == PGRES_COMMAND_OK && std::string_view(PQcmdStatus(r)) == "ROLLBACK";
-    finish(r, "COMMIT");
-    if (rolled_back) throw Error("COMMIT: the transaction had failed and was rolled back");
+    leave_pipeline();
   }
   void rollback() override {
     in_transaction_ = false;
-    if (PQstatus(conn_) != CONNECTION_OK) return;  // gone, and the transaction with it
+    if (PQstatus(conn_) != CONNECTION_OK) {  // gone, and the transaction with it
+      pipelined_ = false;
+      queued_.clear();
+      return;
+    }
+    try {
+      drain();
+    } catch (const Error&) {  // what failed is why we roll back
+    }
+    leave_pipeline();
     finish(PQexec(conn_, "ROLLBACK"), "ROLLBACK");
   }
-  std::int64_t changes() const override { return changes_; }
+  std::int64_t changes() override {
+    drain();
+    return changes_;
+  }
 
   /// Runs one statement with its parameters; the result, or throws.
   PGresult* run(const std::string& sql, const std::vector<std::optional<std::string>>& params) {
-    ready();
+    Sync sync(*this);
+    const auto values = pointers(params);
+    const int n = static_cast<int>(values.size());
+    const std::string* name = prepared(sql, false);
+    PGresult* r =
+        name ? PQexecPrepared(conn_, name->c_str(), n, values.data(), nullptr, nullptr, 0)
+             : PQexecParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
+    check(r, sql);
+    changes_ = tuples(r);
+    return r;
+  }
+
+  /// A statement whose rows are not wanted: pipelined inside a transaction, else run().
+  void queue(const std::string& sql, const std::vector<std::optional<std::string>>& params) {
+    if (!pipelined_) {
+      PQclear(run(sql, params));
+      return;
+    }
+    if (queued_.size() >= kMaxQueued) drain();  // the server's answers must not fill its socket
+    const auto values = pointers(params);
+    const int n = static_cast<int>(values.size());
+    const std::string* name = prepared(sql, true);
+    const int sent =
+        name
+            ? PQsendQueryPrepared(conn_, name->c_str(), n, values.data(), nullptr, nullptr, 0)
+            : PQsendQueryParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
+    if (!sent) throw Error(sql.substr(0, 200) + ": " + message(conn_), lost());
+    queued_.push_back({sql.substr(0, 200), ""});
+  }
+
+ private:
+  // A statement that needs its answer now: the pipeline drained and left for it, entered again
+  // after it (within the transaction).
+  struct Sync {
+    explicit Sync(PgDatabase& db) : db(db) {
+      db.drain();
+      db.leave_pipeline();
+      db.ready();
+    }
+    ~Sync() {
+      if (db.in_transaction_ && !db.pipelined_ && PQstatus(db.conn_) == CONNECTION_OK &&
+          PQenterPipelineMode(db.conn_) == 1)
+        db.pipelined_ = true;
+    }
+    PgDatabase& db;
+  };
+
+  static std::vector<const char*> pointers(const std::vector<std::optional<std::string>>& params) {
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-    const int n = static_cast<int>(values.size());
-    auto name = prepared_.find(sql);
-    if (name == prepared_.end() && prepared_.size() < kMaxPrepared) {
-      const std::string id = "s" + std::to_string(prepared_.size());
+    return values;
+  }
+  // COMMIT of a transaction that failed on the way answers ROLLBACK, without an error.
+  static bool committed_nothing(PGresult* r) {
+    return PQresultStatus(r) == PGRES_COMMAND_OK && std::string_view(PQcmdStatus(r)) == "ROLLBACK";
+  }
+  static constexpr const char* kRolledBack =
+      "COMMIT: the transaction had failed and was rolled back";
+
+  // A statement without parameters into the pipeline.
+  void send(const char* sql) {
+    if (!PQsendQueryParams(conn_, sql, 0, nullptr, nullptr, nullptr, nullptr, 0))
+      throw Error(std::string(sql) + ": " + message(conn_), lost());
+    queued_.push_back({sql, ""});
+  }
+
+  static std::int64_t tuples(PGresult* r) {
+    const char* t = PQcmdTuples(r);
+    return *t ? std::atoll(t) : 0;
+  }
+  bool lost() const { return PQstatus(conn_) != CONNECTION_OK; }
+
+  // The name of sql prepared in this session, preparing it first (in the pipeline: sent ahead
+  // of its use); null beyond kMaxPrepared, to run it unprepared.
+  const std::string* prepared(const std::string& sql, bool pipelined) {
+    if (auto it = prepared_.find(sql); it != prepared_.end()) return &it->second;
+    if (prepared_.size() >= kMaxPrepared) return nullptr;
+    const std::string id = "s" + std::to_string(++names_);
+    if (pipelined) {
+      if (!PQsendPrepare(conn_, id.c_str(), sql.c_str(), 0, nullptr))
+        throw Error(sql.substr(0, 200) + ": " + message(conn_), lost());
+      queued_.push_back({"PREPARE " + sql.substr(0, 200), sql});
+    } else {
       finish(PQprepare(conn_, id.c_str(), sql.c_str(), 0, nullptr), sql);
-      name = prepared_.emplace(sql, id).first;
     }
-    PGresult* r =
-        name != prepared_.end()
-            ? PQexecPrepared(conn_, name->second.c_str(), n, values.data(), nullptr, nullptr, 0)
-            : PQexecParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
-    check(r, sql);
-    const char* tuples = PQcmdTuples(r);
-    changes_ = *tuples ? std::atoll(tuples) : 0;
-    return r;
+    return &prepared_.emplace(sql, id).first->second;
+  }
+
+  // Reads the answers of the pipelined statements; throws the first failure among them.
+  void drain() {
+    if (!pipelined_ || queued_.empty()) return;
+    std::string failure;
+    bool gone = false;
+    if (PQpipelineSync(conn_) != 1) {
+      failure = message(conn_);
+      gone = true;
+    } else {
+      for (std::size_t i = 0; i < queued_.size(); ++i) {
+        const Queued& q = queued_[i];
+        PGresult* r = PQgetResult(conn_);
+        if (!r) {
+          failure = q.what + ": " + message(conn_);
+          gone = lost();
+          for (std::size_t j = i; j < queued_.size(); ++j)
+            if (!queued_[j].prepares.empty()) prepared_.erase(queued_[j].prepares);
+          break;
+        }
+        const auto status = PQresultStatus(r);
+        const bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+        if (ok && q.what == "COMMIT" && committed_nothing(r)) {
+          if (failure.empty()) failure = kRolledBack;
+        } else if (ok) {
+          changes_ = tuples(r);
+        } else if (status != PGRES_PIPELINE_ABORTED && failure.empty()) {
+          std::string m = PQresultErrorMessage(r);
+          while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+          failure = q.what + ": " + m;
+        }
+        if (!ok && !q.prepares.empty()) prepared_.erase(q.prepares);  // it was never made
+        PQclear(r);
+        PQclear(PQgetResult(conn_));  // the null that ends each statement's answers
+      }
+      if (!gone) {  // the sync's own answer
+        for (PGresult* r; (r = PQgetResult(conn_)) != nullptr;) {
+          const bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+          PQclear(r);
+          if (sync) break;
+        }
+      }
+    }
+    queued_.clear();
+    if (!failure.empty()) throw Error(failure, gone || lost());
+  }
+
+  void leave_pipeline() {
+    if (pipelined_ && PQexitPipelineMode(conn_) == 1) pipelined_ = false;
+    if (lost()) pipelined_ = false;
   }
 
  private:
@@ -210,6 +357,15 @@ class PgDatabase final : public Database {
   // The statements in the code are a few dozen; one built from many filters is run unprepared
   // beyond this.
   static constexpr std::size_t kMaxPrepared = 256;
+  // Statements in the pipeline before their answers are read.
+  static constexpr std::size_t kMaxQueued = 256;
+  bool pipelined_ = false;
+  struct Queued {
+    std::string what;      // the statement, for its error
+    std::string prepares;  // for a PREPARE: the SQL it names, forgotten if it fails
+  };
+  std::vector<Queued> queued_;  // pipelined, answers not yet read
+  std::uint64_t names_ = 0;     // prepared statements named so far in this process
   std::string url_, password_;
   PGconn* conn_ = nullptr;
   std::chrono::steady_clock::time_point retry_at_{};
@@ -218,6 +374,11 @@ class PgDatabase final : public Database {
   std::int64_t changes_ = 0;
   bool in_transaction_ = false;
 };
+
+void PgCursor::run() {
+  db_.queue(sql_, params_);
+  reset();
+}
 
 bool PgCursor::step() {
   if (!result_) {

@@ -53,7 +53,7 @@ class SqliteDatabase final : public Database {
   void begin() override { exec("BEGIN IMMEDIATE"); }
   void commit() override { exec("COMMIT"); }
   void rollback() override { exec("ROLLBACK"); }
-  std::int64_t changes() const override { return db_.changes(); }
+  std::int64_t changes() override { return db_.changes(); }
 
  private:
   std::string path_;

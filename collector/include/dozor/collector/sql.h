@@ -28,6 +28,13 @@ class Cursor {
   virtual bool step() = 0;
   /// Forgets the rows and the parameters, for the next run.
   virtual void reset() = 0;
+  /// Runs a statement whose rows are not wanted, and resets. Inside a transaction an engine may
+  /// only send it and report its failure at the next statement that reads, or at commit.
+  virtual void run() {
+    while (step()) {
+    }
+    reset();
+  }
   virtual std::int64_t integer(int col) const = 0;
   virtual double real(int col) const = 0;
   /// "" for NULL.
@@ -53,7 +60,7 @@ class Database {
   virtual void commit() = 0;
   virtual void rollback() = 0;
   /// Rows changed by the last statement.
-  virtual std::int64_t changes() const = 0;
+  virtual std::int64_t changes() = 0;
 };
 
 /// How to open the store.
@@ -89,12 +96,8 @@ class Statement {
     return *this;
   }
   bool step() { return cursor_->step(); }
-  /// Runs to completion and resets, for statements without rows.
-  void run() {
-    while (cursor_->step()) {
-    }
-    cursor_->reset();
-  }
+  /// Runs to completion and resets, for statements without rows (Cursor::run()).
+  void run() { cursor_->run(); }
   void reset() { cursor_->reset(); }
   std::int64_t integer(int col) const { return cursor_->integer(col); }
   double real(int col) const { return cursor_->real(col); }
