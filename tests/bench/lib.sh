@@ -34,7 +34,8 @@ store: ${store_url:-sqlite:collector.db}
 tls: { ca: certs/ca.pem, cert: certs/collector.pem, key: certs/collector.key }
 ${1:-}
 YAML
-  "$build/server/dozor-collector" --config "$work/collector.yaml" 2>"$work/collector.log" &
+  # COLLECTOR_PREFIX: e.g. "heaptrack -o /tmp/collector" to see where its memory goes.
+  ${COLLECTOR_PREFIX:-} "$build/server/dozor-collector" --config "$work/collector.yaml" 2>"$work/collector.log" &
   collector_pid=$!
   pids+=("$collector_pid")
   for _ in $(seq 100); do
