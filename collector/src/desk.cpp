@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <limits>
 
 #include "dozor/protocol/units.h"
@@ -64,7 +63,7 @@ struct Desk::Incident {
   std::uint64_t ticket = 0;  // its ticket: active, or resolved and still reopenable
   bool latched = false;      // its ticket was closed by hand while failing: none until it clears
   bool flapping = false;
-  std::deque<double> changes;       // recent flips, for flapping
+  std::vector<double> changes;      // recent flips, for flapping (a deque costs 576 B empty)
   std::string summary, details;     // the latest evidence, for the ticket
   std::vector<std::string> probes;  // silent rules: the agent's probes, listed on its ticket
   Trend trend;                      // forecast rules
@@ -515,7 +514,7 @@ void Desk::set_failing(Incident& inc, bool failing, double now) {
   const Rule& rule = config_.rules[inc.rule];
   const double window = std::chrono::duration<double>(rule.flap_window).count();
   inc.changes.push_back(now);
-  while (!inc.changes.empty() && inc.changes.front() < now - window) inc.changes.pop_front();
+  std::erase_if(inc.changes, [&](double t) { return t < now - window; });
   if (!inc.flapping && static_cast<int>(inc.changes.size()) >= rule.flap_changes) {
     inc.flapping = true;
     auto t = live_.find(inc.ticket);

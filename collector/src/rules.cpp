@@ -230,7 +230,9 @@ void Trend::add(double t, double value, double window) {
     points_.back() = {t, value};
   else
     points_.push_back({t, value});
-  while (!points_.empty() && points_.front().t < t - window) points_.pop_front();
+  const auto old = std::find_if(points_.begin(), points_.end(),
+                                [&](const Point& p) { return p.t >= t - window; });
+  points_.erase(points_.begin(), old);
 }
 
 std::optional<Trend::Fit> Trend::fit() const {

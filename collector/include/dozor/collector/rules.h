@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -88,7 +87,9 @@ class Trend {
   struct Point {
     double t, v;
   };
-  std::deque<Point> points_;
+  // A vector: an empty deque still costs its first 512-byte block, and every probe of every
+  // agent has a Trend (at most kMaxPoints, so dropping from the front is cheap).
+  std::vector<Point> points_;
 };
 
 /// When a trend reaches `threshold` (seconds from the newest reading; 0 when already there), or
