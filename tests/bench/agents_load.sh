@@ -16,13 +16,17 @@ echo "signing $n agent certificates..." >&2
 openssl ecparam -name prime256v1 -genkey -noout -out "$work/certs/load.key" 2>/dev/null
 printf 'basicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = clientAuth\n' \
   >"$work/certs/load.ext"
-for i in $(seq "$n"); do
-  openssl req -new -key "$work/certs/load.key" -subj "/CN=load-$i" 2>/dev/null |
-    openssl x509 -req -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca.key" -CAcreateserial \
-      -days 2 -extfile "$work/certs/load.ext" -out "$work/certs/load-$i.pem" 2>/dev/null
-done
+sign() {  # one agent's certificate; serials at random, as several run at once
+  openssl req -new -key "$work/certs/load.key" -subj "/CN=load-$1" 2>/dev/null |
+    openssl x509 -req -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca.key" \
+      -set_serial "0x$(openssl rand -hex 12)" -days 2 -extfile "$work/certs/load.ext" \
+      -out "$work/certs/load-$1.pem" 2>/dev/null
+}
+export -f sign
+export work
+seq "$n" | xargs -P "$(nproc)" -I{} bash -c 'sign {}'
 start_collector "limits: { pending_per_source: 100000, pending_total: 100000, max_connections: 100000, reports_per_second: ${REPORTS_PER_SECOND:-20} }"
-ulimit -n $((n * 2 + 512))
+ulimit -n $((n + 512))  # this side's connections; the collector raises its own limit
 python3 - "$agents_port" "$work/certs" "$collector_pid" "$n" "$results" "$heartbeat" "$window" \
   "${STORE:-sqlite}" <<'PY'
 import asyncio, json, ssl, statistics, sys, time
@@ -84,8 +88,10 @@ async def agent(i, start_at):
 async def main():
     base_rss = proc("VmRSS:")
     t = time.monotonic()
-    # Connections open over a few seconds, as a fleet reconnecting after a restart would.
-    tasks = [asyncio.create_task(agent(i, t + (i - 1) * min(heartbeat, 5) / n))
+    # Connections open over a few seconds, as a fleet reconnecting after a restart would (at
+    # most 500 handshakes a second, which the collector serves on one core).
+    ramp = max(min(heartbeat, 5), n / 500)
+    tasks = [asyncio.create_task(agent(i, t + (i - 1) * ramp / n))
              for i in range(1, n + 1)]
     while connected[0] < n:
         await asyncio.sleep(0.2)

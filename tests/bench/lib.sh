@@ -6,6 +6,11 @@ work=$(mktemp -d)
 pids=()
 pg_stop=()
 cleanup() {
+  local status=$?
+  if ((status != 0)) && [[ -s $work/collector.log ]]; then
+    echo "--- the collector's log, last lines ---" >&2
+    tail -20 "$work/collector.log" >&2
+  fi
   if ((${#pg_stop[@]})); then "${pg_stop[@]}" >/dev/null 2>&1 || true; fi
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
