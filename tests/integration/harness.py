@@ -460,6 +460,8 @@ class Postgres:
             admin = f.read().strip()
         self.password_file = os.path.join(self.dir, "password")
         self.url = admin.rsplit("/", 1)[0] + "/" + database
+        port = admin.rsplit(":", 1)[1].split("/")[0]
+        self.admin_socket = f"postgresql://dozor@/postgres?host={self.dir}&port={port}"
         self.psql(f"CREATE DATABASE {database}", admin)
 
     def _run(self, what):
@@ -473,6 +475,25 @@ class Postgres:
                               "-c", sql], env=env, check=True, capture_output=True,
                              text=True).stdout
         return [line.split("\t") for line in out.splitlines()]
+
+    def require_tls(self, cert, key):
+        """Serves TLS with cert/key and refuses connections over TCP without it (pg_hba)."""
+        import pwd
+        for name, src in (("server.crt", cert), ("server.key", key)):
+            dst = os.path.join(self.dir, name)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)  # PostgreSQL refuses a key others can read
+            if os.geteuid() == 0:
+                user = pwd.getpwnam("postgres")
+                os.chown(dst, user.pw_uid, user.pw_gid)
+        with open(os.path.join(self.dir, "data", "pg_hba.conf"), "w") as f:
+            f.write("local all all trust\n"
+                    "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+                    "hostnossl all all 127.0.0.1/32 reject\n")
+        for setting in (f"ssl_cert_file = '{self.dir}/server.crt'",
+                        f"ssl_key_file = '{self.dir}/server.key'", "ssl = on"):
+            self.psql(f"ALTER SYSTEM SET {setting}", self.admin_socket)
+        self.psql("SELECT pg_reload_conf()", self.admin_socket)
 
     def down(self):
         self._run("down")

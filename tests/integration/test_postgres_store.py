@@ -90,6 +90,36 @@ class PostgresStore(IntegrationCase):
         self.assertEqual(code, 1)
         self.assertIn("schema version 999, newer than this dozor-collector knows", log)
 
+    def test_the_database_over_verified_tls(self):
+        """TLS to the database by libpq's own URI parameters, the server's name checked against
+        the CA given; a database that takes TLS only refuses the same URI without it."""
+        self.collector.stop()
+        files = self.certs.collector()  # its SAN is 127.0.0.1: good for the database server too
+        self.pg.require_tls(files["cert"], files["key"])
+        tls = f"{self.pg.url}?sslmode=verify-full&sslrootcert={files['ca']}"
+        code, log = self._run_collector(f"store_password_file: {self.pg.password_file}\n",
+                                        store=f"{self.pg.url}?sslmode=disable")
+        self.assertEqual(code, 1)
+        self.assertIn("no encryption", log)
+        other_ca = Certs(os.path.join(self.dir, "other-ca")).collector()["ca"]
+        code, log = self._run_collector(
+            f"store_password_file: {self.pg.password_file}\n",
+            store=f"{self.pg.url}?sslmode=verify-full&sslrootcert={other_ca}")
+        self.assertEqual(code, 1)
+        self.assertIn("certificate verify failed", log)
+
+        # The same ports: the agent reports to it as before.
+        self.collector = self.start(Collector(
+            self.dir, files, self.collector.agents_port, self.collector.http_port,
+            store=f'"{tls}"', extra=f"store_password_file: {self.pg.password_file}\n" + RULES))
+        before = self.state().get("results", 0)
+        wait_for("results over TLS", lambda: self.state().get("results", 0) > before + 5,
+                 timeout=20)
+        ssl_rows = self.pg.psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                                "USING (pid) WHERE a.application_name = 'dozor-collector' "
+                                "AND s.ssl", self.pg.admin_socket)
+        self.assertEqual(ssl_rows, [["1"]])
+
     def _healthz(self):
         import urllib.error
         try:
@@ -97,8 +127,9 @@ class PostgresStore(IntegrationCase):
         except urllib.error.HTTPError as e:
             return f"{e.code} {e.read().decode()}"
 
-    def _run_collector(self, extra):
-        """Runs a collector on the same store with `extra` config; (exit code, its log)."""
+    def _run_collector(self, extra, store=None):
+        """Runs a collector on the same store (or `store`) with `extra` config; (exit code, its
+        log)."""
         import subprocess
         from harness import COLLECTOR, free_port
         config = os.path.join(self.dir, "refused.yaml")
@@ -106,7 +137,7 @@ class PostgresStore(IntegrationCase):
         with open(config, "w") as f:
             f.write(f'listen: {{ agents: "127.0.0.1:{free_port()}", http: "127.0.0.1:{free_port()}" }}\n'
                     f'tls: {{ ca: {files["ca"]}, cert: {files["cert"]}, key: {files["key"]} }}\n'
-                    f"store: {self.pg.url}\n{extra}")
+                    f'store: "{store or self.pg.url}"\n{extra}')
         p = subprocess.run([COLLECTOR, "--config", config], capture_output=True, text=True,
                            timeout=30)
         return p.returncode, p.stdout + p.stderr

@@ -111,7 +111,8 @@ class PgDatabase final : public Database {
   }
   // Inside a transaction, statements whose rows are not wanted are pipelined: sent at once and
   // their answers read together at the next statement that reads, at changes() or at COMMIT, so
-  // that a report costs two round trips to the database rather than one a statement.
+  // that a report's transaction (BEGIN, its writes, COMMIT) is one round trip to the database
+  // rather than one a statement.
   void begin() override {
     Sync sync(*this);
     in_transaction_ = true;
