@@ -10,10 +10,14 @@
 // year of it for 200 sites (the bound the reports' history has to stay under).
 //
 //   build/tests/bench/report_bench --benchmark_repetitions=5
+//   DOZOR_BENCH_POSTGRES=postgresql://dozor@127.0.0.1:5432 build/tests/bench/report_bench
+//     the same on PostgreSQL, in databases dozor_bench_site and dozor_bench_fleet made afresh
+//     there (the password from PGPASSWORD or ~/.pgpass)
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
@@ -29,6 +33,16 @@ namespace fs = std::filesystem;
 
 constexpr double kMonth = 1793484000;  // 2026-10-31T22:00:00Z: November in Kyiv starts
 constexpr double kMonthLength = 30 * 86400.0;
+
+std::string store_url(const fs::path& dir, const std::string& name) {
+  const char* postgres = std::getenv("DOZOR_BENCH_POSTGRES");
+  if (!postgres) return "sqlite:" + (dir / "collector.db").string();
+  const std::string server = postgres, database = "dozor_bench_" + name;
+  auto admin = sql::open({server + "/postgres", ""});
+  admin->exec("DROP DATABASE IF EXISTS " + database + " WITH (FORCE)");
+  admin->exec("CREATE DATABASE " + database);
+  return server + "/" + database;
+}
 
 struct World {
   fs::path dir;
@@ -47,7 +61,7 @@ struct World {
     config.calendars.emplace("office",
                              *ServiceCalendar::weekly("Europe/Kyiv", *windows, {}, error));
     config.default_calendar = "office";
-    store = std::make_unique<Store>((dir / "collector.db").string());
+    store = std::make_unique<Store>(store_url(dir, name));
     health = std::make_unique<Health>(metrics, store.get(), kMonth - 86400);
     desk = std::make_unique<Desk>(config, metrics, store->db());
     health->set_desk(desk.get());
@@ -59,7 +73,14 @@ struct World {
     fs::remove_all(dir);
   }
   std::uintmax_t bytes() {
-    store->db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    auto& db = store->db();
+    if (db.engine() == "postgres") {  // less what an empty database takes (7.5 MiB)
+      sql::Statement size(db,
+                          "SELECT pg_database_size(current_database()) - "
+                          "pg_database_size('template1')");
+      return size.step() ? static_cast<std::uintmax_t>(size.integer(0)) : 0;
+    }
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     return fs::file_size(dir / "collector.db");
   }
 };
@@ -104,10 +125,9 @@ World& fleet() {
       "site, agent, probe, rule, opened_at, raised_at, acknowledged_at, "
       "resolved_at, closed_at, deadline) VALUES "
       "(?,?,'emergency',2,'closed','down',?,?,?,'probe-critical',?,?,?,?,?,?)");
-  dozor::collector::sql::Statement event(db,
-                                         "INSERT INTO ticket_events (ticket, at, event, text) "
-                                         "VALUES (?,?,?,'')");
-  std::int64_t id = 0;
+  dozor::collector::sql::Statement event(
+      db, "INSERT INTO ticket_events (id, ticket, at, event, text) VALUES (?,?,?,?,'')");
+  std::int64_t id = 0, event_id = 0;
   for (int s = 0; s < 200; ++s) {
     const std::string site = "site-" + std::to_string(s), agent = "agent-" + std::to_string(s);
     for (int c = 0; c < 200; ++c) {
@@ -131,7 +151,11 @@ World& fleet() {
           .run();
       for (auto [name, dt] :
            {std::pair{"opened", 0}, {"acknowledged", 300}, {"resolved", 1800}, {"closed", 5400}})
-        event.bind(1, id).bind(2, opened + dt).bind(3, std::string_view(name)).run();
+        event.bind(1, ++event_id)
+            .bind(2, id)
+            .bind(3, opened + dt)
+            .bind(4, std::string_view(name))
+            .run();
     }
   }
   tx.commit();
