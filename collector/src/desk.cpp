@@ -69,6 +69,38 @@ struct Desk::Incident {
   Trend trend;                      // forecast rules
   double value = std::numeric_limits<double>::quiet_NaN();  // stale rules: the unchanged value
   double value_since = 0;
+  bool relearn = false;   // changes, trend or value moved since it was last saved
+  double learned_at = 0;  // when save_learned_locked() last saved it
+
+  // What it learned over time, which a restart must not make it learn again.
+  bool learned_anything() const {
+    return !changes.empty() || trend.size() > 0 || !std::isnan(value);
+  }
+  json learned() const {
+    json points = json::array();
+    for (const auto& p : trend.points()) points.push_back({p.t, p.v});
+    json out = {{"changes", changes}, {"trend", std::move(points)}};
+    if (!std::isnan(value)) out["value"] = {value, value_since};
+    return out;
+  }
+  void learn(const json& j) {
+    if (!j.is_object()) return;
+    if (auto c = j.find("changes"); c != j.end() && c->is_array())
+      for (const auto& t : *c)
+        if (t.is_number()) changes.push_back(t.get<double>());
+    if (auto t = j.find("trend"); t != j.end() && t->is_array()) {
+      std::vector<Trend::Point> points;
+      for (const auto& p : *t)
+        if (p.is_array() && p.size() == 2 && p[0].is_number() && p[1].is_number())
+          points.push_back({p[0].get<double>(), p[1].get<double>()});
+      trend.restore(std::move(points));
+    }
+    if (auto v = j.find("value"); v != j.end() && v->is_array() && v->size() == 2 &&
+                                  (*v)[0].is_number() && (*v)[1].is_number()) {
+      value = (*v)[0].get<double>();
+      value_since = (*v)[1].get<double>();
+    }
+  }
 };
 
 struct Desk::Series {
@@ -89,7 +121,8 @@ struct Desk::Statements {
         insert_outbox(db, "INSERT INTO outbox VALUES (?,?,?,0,?,'')"),
         upsert_incident(db, sql::upsert("incidents",
                                         "key, rule, site, agent, probe, metric, failing, since, "
-                                        "clear_since, ticket, latched, flapping, summary, details",
+                                        "clear_since, ticket, latched, flapping, summary, "
+                                        "details, learned",
                                         "key")),
         delete_incident(db, "DELETE FROM incidents WHERE key = ?"),
         due(db,
@@ -208,6 +241,7 @@ void Desk::load_locked() {
     inc->flapping = incidents.integer(11) != 0;
     inc->summary = incidents.text(12);
     inc->details = incidents.text(13);
+    inc->learn(json::parse(incidents.text(14), nullptr, false));
     auto t = live.find(inc->ticket);
     if (t != live.end() && t->second.active()) members[inc->ticket].insert(inc->key);
     pending.insert(inc->key);  // the next tick decides what is due
@@ -318,9 +352,11 @@ void Desk::save(const Ticket& t) {
       .run();
 }
 
-void Desk::save(const Incident& inc) {
-  // A quiet incident is its default: no row, so thousands of healthy probes cost nothing.
-  if (!inc.failing && !inc.ticket && !inc.latched) {
+void Desk::save(Incident& inc) {
+  inc.relearn = false;
+  // A quiet incident that learned nothing is its default: no row, so thousands of healthy
+  // probes cost nothing.
+  if (!inc.failing && !inc.ticket && !inc.latched && !inc.learned_anything()) {
     sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
     return;
   }
@@ -338,6 +374,7 @@ void Desk::save(const Incident& inc) {
       .bind(12, std::int64_t{inc.flapping})
       .bind(13, std::string_view(inc.summary))
       .bind(14, std::string_view(inc.details))
+      .bind(15, std::string_view(inc.learned().dump()))
       .run();
 }
 
@@ -351,6 +388,28 @@ void Desk::in_transaction(F&& f) {
     reload_locked();  // memory ran ahead of what was stored
     throw;
   }
+}
+
+// Trends, flap histories and values' ages are saved when an incident changes anyway, else at most
+// every kLearnedEvery (a few a tick, so that a fleet's trends do not all go in one transaction),
+// and at a clean stop: a crash costs at most that much of what they learned.
+void Desk::save_learned_locked(double now, std::size_t at_most) {
+  for (auto& [key, inc] : incidents_) {
+    if (!at_most) return;
+    if (!inc->relearn || now - inc->learned_at < kLearnedEvery) continue;
+    save(*inc);
+    inc->learned_at = now;
+    --at_most;
+  }
+}
+
+void Desk::save_learned() {
+  std::lock_guard lock(mu_);
+  if (stale_) return;  // what memory holds was not stored: nothing to add to it
+  in_transaction([&] {
+    for (auto& [key, inc] : incidents_)
+      if (inc->relearn) save(*inc);
+  });
 }
 
 void Desk::reload() {
@@ -469,6 +528,7 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
         if (rule.kind == RuleKind::forecast) {
           const double window = std::chrono::duration<double>(rule.window).count();
           inc.trend.add(r.ts, m.value, window);
+          inc.relearn = true;
           auto fit = inc.trend.fit();
           if (fit && inc.trend.size() >= rule.min_points && inc.trend.span() >= window / 2) {
             auto eta = time_to_threshold(*fit, rule.threshold, rule.falling);
@@ -488,6 +548,7 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
           if (m.value != inc.value) {
             inc.value = m.value;
             inc.value_since = r.ts;
+            inc.relearn = true;
           }
           const double unchanged = r.ts - inc.value_since;
           failing = unchanged >= std::chrono::duration<double>(rule.hold).count();
@@ -928,6 +989,7 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
     for (Incident* inc : agent_silences_) advance(*inc, now);
     certificates(agents, now);
     publish_overdue(now);
+    save_learned_locked(now, kLearnedPerTick);
     for (const auto& key : std::vector<std::string>(pending_.begin(), pending_.end())) {
       auto it = incidents_.find(key);
       if (it == incidents_.end())

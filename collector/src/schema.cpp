@@ -87,6 +87,8 @@ CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
     // column of that name in PostgreSQL.
     {3, "state changes in the order written", "",
      "ALTER TABLE state_changes ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY"},
+    {4, "incidents keep what they learned: flap history, trend, a value's age",
+     "ALTER TABLE incidents ADD COLUMN learned TEXT"},
 };
 
 // The one schema text, in the types PostgreSQL calls them: REAL is 4 bytes there, INTEGER 4.

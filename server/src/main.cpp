@@ -185,6 +185,11 @@ int main(int argc, char** argv) {
       };
   signals.async_wait(on_signal);
   io.run();
+  try {
+    desk->save_learned();
+  } catch (const std::exception& e) {
+    spdlog::warn("store: trends and flap histories not saved at the stop: {}", e.what());
+  }
   spdlog::info("stopped");
   return 0;
 }

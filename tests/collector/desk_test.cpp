@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "dozor/collector/store.h"
 #include "dozor/protocol/units.h"
@@ -535,6 +536,40 @@ TEST_P(DeskTest, ForecastOpensATaskBeforeTheDiskIsFull) {
     send("a2", "disk-root", Status::ok, kNoon + i * 60, {{"used_percent", 60, "%"}}, "acme",
          "disk");
   EXPECT_EQ(active().size(), 1u);
+}
+
+// What incidents learn over time is saved (every 5 minutes, a few a tick) and read back: after a
+// crash halfway, the trend and the meter's unchanged value go on as if nothing had happened,
+// instead of starting over for another half window.
+TEST_P(DeskTest, TrendsAndValuesAgesSurviveACrash) {
+  config.rules = default_rules();
+  config.rules[3].window = 1h;
+  Rule stale;
+  stale.name = "meter-stale";
+  stale.kind = RuleKind::stale;
+  stale.match.metric = "energy_kwh";
+  stale.hold = 30min;
+  stale.ticket_class = "task";
+  config.rules.push_back(stale);
+  start();
+  auto minute = [&](int i) {
+    const double now = kNoon + i * 60;
+    send("a1", "disk-root", Status::ok, now, {{"used_percent", 60 + 0.5 * i, "%"}}, "acme", "disk");
+    send("a1", "meter", Status::ok, now, {{"energy_kwh", 1234.5, "kWh"}}, "acme", "modbus");
+    return now;
+  };
+  for (int i = 0; i <= 15; ++i) minute(i);
+  health->tick(kNoon + 15 * 60 + 1);  // saves what was learned
+  start(kNoon + 15 * 60 + 2);         // no clean stop: a crash
+  int opened_at = -1;
+  for (int i = 16; i <= 45 && opened_at < 0; ++i) {
+    minute(i);
+    if (active().size() == 2) opened_at = i;
+  }
+  EXPECT_EQ(opened_at, 30);  // both at minute 30, as without the crash
+  std::set<std::string> rules;
+  for (const auto& t : active()) rules.insert(t.rule);
+  EXPECT_EQ(rules, (std::set<std::string>{"disk-full-forecast", "meter-stale"}));
 }
 
 TEST_P(DeskTest, StaleMeterValue) {

@@ -114,6 +114,9 @@ class Desk : public OutboxQueue {
   void tick(const std::vector<const AgentState*>& agents, double now);
   /// After a failed transaction: forget what was not stored and read the store again.
   void reload();
+  /// Saves what incidents learned since the last save (trends, flap histories, values' ages),
+  /// as the tick does every 5 minutes: at a clean stop.
+  void save_learned();
   /// The collector's own certificate (agent port) expires at `not_after`: certificate rules
   /// watch it as they watch the agents'.
   void own_certificate(double not_after);
@@ -200,7 +203,8 @@ class Desk : public OutboxQueue {
   Ticket& new_ticket(Ticket t, double now);
   void event(Ticket& t, const std::string& event, const std::string& text, double now);
   void save(const Ticket& t);
-  void save(const Incident& inc);
+  void save(Incident& inc);
+  void save_learned_locked(double now, std::size_t at_most);
   void publish_open();               // every label set, from live_ (after a load)
   void publish_overdue(double now);  // open tickets past their reaction deadline, once a second
   void count_open(const Ticket& t, int delta);
@@ -237,6 +241,8 @@ class Desk : public OutboxQueue {
   bool queued_ = false;
   std::uint64_t next_ticket_ = 1, next_event_ = 1, next_silence_ = 1;
   bool stale_ = false;  // memory ran ahead of a store that then failed to load
+  static constexpr double kLearnedEvery = 300;
+  static constexpr std::size_t kLearnedPerTick = 64;
   std::atomic<std::uint64_t> generation_{0};
 };
 

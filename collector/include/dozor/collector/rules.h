@@ -83,10 +83,14 @@ class Trend {
   /// nullopt with fewer than two readings or no spread in time.
   std::optional<Fit> fit() const;
 
- private:
   struct Point {
     double t, v;
   };
+  /// The readings, oldest first, to keep them across a restart.
+  const std::vector<Point>& points() const { return points_; }
+  void restore(std::vector<Point> points) { points_ = std::move(points); }
+
+ private:
   // A vector: an empty deque still costs its first 512-byte block, and every probe of every
   // agent has a Trend (at most kMaxPoints, so dropping from the front is cheap).
   std::vector<Point> points_;
