@@ -374,7 +374,7 @@ void Desk::save(Incident& inc) {
       .bind(12, std::int64_t{inc.flapping})
       .bind(13, std::string_view(inc.summary))
       .bind(14, std::string_view(inc.details))
-      .bind(15, std::string_view(inc.learned().dump()))
+      .bind(15, std::string_view(inc.learned_anything() ? inc.learned().dump() : ""))
       .run();
 }
 
