@@ -41,8 +41,7 @@ nlohmann::json site_report(sql::Database& db, const ServiceCalendar& calendar,
 /// first, and the probes that failed most across the fleet. `calendar_of(site)` gives each
 /// site's calendar.
 nlohmann::json fleet_report(
-    sql::Database& db,
-    const std::function<const ServiceCalendar&(const std::string&)>& calendar_of,
+    sql::Database& db, const std::function<const ServiceCalendar&(const std::string&)>& calendar_of,
     const ReportRequest& request, double now);
 
 /// The incidents of a site report as CSV (RFC 4180; a header row; UTF-8).

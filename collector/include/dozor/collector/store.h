@@ -98,8 +98,7 @@ class Store {
   static sql::Database& migrated(sql::Database& db);
 
   std::unique_ptr<sql::Database> db_;
-  sql::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_,
-      state_change_;
+  sql::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_, state_change_;
 };
 
 }  // namespace dozor::collector
