@@ -406,7 +406,11 @@ void Health::stalled(double now) {
 
 void Health::heard_from(const std::string& agent_id, double now) {
   std::lock_guard lock(mu_);
-  if (auto it = agents_.find(agent_id); it != agents_.end()) it->second.last_report = now;
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return;
+  AgentState& a = it->second;
+  a.last_report = now;
+  a.grace_until = std::max(a.grace_until, now + kUpHeartbeats * a.heartbeat + kAgentMaxBackoff);
 }
 
 std::vector<AgentState> Health::agents(double now) {

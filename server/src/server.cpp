@@ -364,8 +364,6 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     if (store_failure.empty()) return;
     spdlog::info("store: writing again");
     store_failure.clear();
-    // Agents refused meanwhile are backing off, through no fault of theirs: one window to return.
-    health.stalled(clock());
   }
   IdleConnections idle;                                 // the connections waiting for a request
   std::map<std::string, PeerCertificate> certificates;  // agent -> the one it last presented

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -15,7 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using protocol::Status;
-namespace fs = std::filesystem;
 
 // 2026-11-23 (a Monday) 12:00 UTC = 14:00 in Kyiv.
 constexpr double kNoon = 1795435200;
@@ -26,11 +24,6 @@ class DeskTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     where_ = std::make_unique<testing::TestStore>(GetParam());
-    dir_ = fs::temp_directory_path() /
-           ("dozor-desk-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     NotifierConfig hook, mail;
     hook.name = "hook";
     hook.type = "webhook";
@@ -44,7 +37,6 @@ class DeskTest : public ::testing::TestWithParam<std::string> {
     health.reset();
     store.reset();
     where_.reset();
-    fs::remove_all(dir_);
   }
 
   // (Re)starts the collector's state from the store, as a restart does.
@@ -102,7 +94,6 @@ class DeskTest : public ::testing::TestWithParam<std::string> {
 
  private:
   std::unique_ptr<testing::TestStore> where_;
-  fs::path dir_;
   std::map<std::string, std::uint64_t> seq_;
 };
 

@@ -207,6 +207,18 @@ TEST(Health, UpWithinThreeHeartbeatsThenDownSince) {
   EXPECT_NE(m.scrape().find("dozor_agent_up{agent=\"a\",site=\"acme-kyiv\"} 0"), std::string::npos);
 }
 
+// A report the store could not take (the server calls heard_from): the agent is alive, and backs
+// off up to 30 s before it tries again; it is not called silent meanwhile, and is once that time
+// has passed without news.
+TEST(Health, AnAgentRefusedForTheStoresFaultIsNotSilentWhileItBacksOff) {
+  Metrics m;
+  Health h(m);
+  h.ingest("a", report({}, Status::ok, 1), 1000);
+  h.heard_from("a", 1002);
+  EXPECT_TRUE(h.agent("a", 1002 + 3 + 29)->up);  // past 3 heartbeats, within the backoff
+  EXPECT_FALSE(h.agent("a", 1002 + 3 + 31)->up);
+}
+
 // The counter's shape only; the server's real rejections (bad JSON, wrong content type, no
 // identity, ...) are driven through a running collector in integration/test_spine.py.
 TEST(Metrics, RejectedCountsOneSeriesPerReason) {

@@ -27,11 +27,6 @@ class ReportTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     where_ = std::make_unique<testing::TestStore>(GetParam());
-    dir_ = fs::temp_directory_path() /
-           ("dozor-report-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     std::string error;
     auto windows = parse_service_hours("daily 08:00-22:00", error);
     config.calendars.emplace("office",
@@ -47,7 +42,6 @@ class ReportTest : public ::testing::TestWithParam<std::string> {
     health.reset();
     store.reset();
     where_.reset();
-    fs::remove_all(dir_);
   }
 
   void send(Status status, double now) {
@@ -84,7 +78,6 @@ class ReportTest : public ::testing::TestWithParam<std::string> {
   std::uint64_t seq_ = 0;
   double heartbeat = 40 * 86400.0;  // the agent never falls silent unless a test wants it to
   std::unique_ptr<testing::TestStore> where_;
-  fs::path dir_;
 };
 
 TEST_P(ReportTest, AMonthInServiceHoursAndAroundTheClock) {

@@ -26,7 +26,7 @@ class PostgresStore(IntegrationCase):
             f"{{ name: erp-port, type: tcp, host: 127.0.0.1, port: {self.service.port}, "
             f"interval: 200ms, timeout: 150ms }}",
             "{ name: heartbeat-file, type: command, interval: 200ms, timeout: 150ms, command: [/bin/true] }",
-        ], heartbeat="5s"))
+        ], heartbeat="1s"))  # silent after 3 s: well within the agent's backoff
 
     def state(self):
         return self.collector.agents().get("agent-01") or {}

@@ -118,8 +118,11 @@ class Health {
   /// one window from `now`, as after a restart, rather than all being called silent at once.
   void stalled(double now);
   /// The agent reported, but its report could not be stored (the store failing): it is alive,
-  /// and must not be called silent for the collector's fault. Memory only.
+  /// and must not be called silent for the collector's fault, also while it backs off before
+  /// its next try (up to kAgentMaxBackoff). Memory only.
   void heard_from(const std::string& agent_id, double now);
+  /// The longest an agent waits between tries (agent/src/uplink.cpp kMaxBackoff).
+  static constexpr double kAgentMaxBackoff = 30;
 
   std::vector<AgentState> agents(double now);
   /// Bumped by every change of what agents() shows other than by time alone: a report, an agent
