@@ -383,6 +383,7 @@ void Desk::in_transaction(F&& f) {
   try {
     sql::Transaction tx(db_);
     f();
+    fence();
     tx.commit();
   } catch (...) {
     reload_locked();  // memory ran ahead of what was stored
@@ -425,6 +426,16 @@ void Desk::reload_locked() {
     spdlog::warn("desk: reloading from the store failed ({}); trying again before the next change",
                  e.what());
   }
+}
+
+void Desk::set_fence(std::function<void()> f) {
+  std::lock_guard lock(mu_);
+  fence_ = std::move(f);
+}
+
+void Desk::fence() {
+  std::lock_guard lock(mu_);
+  if (fence_) fence_();
 }
 
 void Desk::on_queued(std::function<void()> f) {

@@ -7,6 +7,7 @@
 
 #include "dozor/collector/desk.h"
 #include "dozor/collector/store.h"
+#include "dozor/protocol/codec.h"
 
 namespace dozor::collector {
 namespace {
@@ -76,12 +77,21 @@ Health::Health(Metrics& metrics, Store* store, double started_at)
 IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report& report,
                              double now) {
   std::lock_guard lock(mu_);
+  // The report and the tickets it causes are stored together, or neither is (and not acked).
+  std::optional<sql::Transaction> tx;
+  if (store_) tx.emplace(store_->db());
   auto it = agents_.find(agent_id);
   // Work on a copy: nothing changes unless the store took it.
   AgentState a = it != agents_.end() ? it->second : AgentState{};
-  const bool was_up = it != agents_.end() && it->second.up;
+  bool was_up = it != agents_.end() && it->second.up;
+  if (shared_ && store_->lock_agent(agent_id) != a.row_version) {
+    // Another collector took reports of this agent since we last did: its state is the store's.
+    auto stored = store_->load(agent_id);
+    a = stored ? held_over(std::move(*stored), a) : AgentState{};
+    was_up = stored && now - a.last_report <= kUpHeartbeats * a.heartbeat;
+  }
   std::vector<Store::StateChange> history;
-  if (it == agents_.end()) {
+  if (a.id.empty()) {
     a.id = agent_id;
     a.first_seen = now;
   }
@@ -171,23 +181,47 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
     if (std::find(changed.begin(), changed.end(), r.probe) == changed.end())
       changed.push_back(r.probe);
   }
+  ++a.row_version;
   if (store_) {
-    // The report and the tickets it causes are stored together, or neither is (and not acked).
+    bool observed = false;
     try {
-      sql::Transaction tx(store_->db());
       store_->save(a, added_above, changed);
       if (!was_up) store_->state_change({a.site, a.id, "", now, Store::kAgentUp});
       for (const auto& change : history) store_->state_change(change);
-      if (desk_) desk_->observe(a, accepted, now);
-      tx.commit();
+      if (desk_ && leading_) {
+        observed = true;
+        desk_->observe(a, accepted, now);
+        desk_->fence();
+      } else if (shared_) {
+        std::vector<protocol::Result> logged;
+        logged.reserve(accepted.size());
+        for (const auto* r : accepted) logged.push_back(*r);
+        store_->log_report(a.id, protocol::encode_results(logged));
+      }
+      tx->commit();
     } catch (...) {
-      if (desk_) desk_->reload();
+      if (observed) desk_->reload();
       throw;
     }
   } else if (desk_) {
     desk_->observe(a, accepted, now);
   }
+  if (leading_) published(a, old_site, lost, gone, out, changed, report.agent.sent_at > 0);
+  for (const auto& r : out.refused) metrics_.rejected(r.reason);
+  metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
+  if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));
+  refresh_locked(a, now);
+  a.generation = ++generation_;
+  out.acked_seq = a.watermark;
+  agents_[agent_id] = std::move(a);
+  return out;
+}
 
+// /metrics after a report: what it changed of the agent's series.
+void Health::published(const AgentState& a, const std::string& old_site, std::uint64_t lost,
+                       const std::vector<std::pair<std::string, protocol::Metric>>& gone,
+                       const IngestOutcome& out, const std::vector<std::string>& changed,
+                       bool skew) {
   if (!old_site.empty() && old_site != a.site) {
     // The site label changed: drop the series under the old one rather than show both.
     for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew})
@@ -198,20 +232,105 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
         .Increment(static_cast<double>(lost));
   for (const auto& [probe, metric] : gone)
     remove_series(metrics_.probe_value, value_labels(a, probe, metric));
-  for (const auto& r : out.refused) metrics_.rejected(r.reason);
   if (!out.refused.empty())
     metrics_.agent_refused.Add({{"agent", a.id}, {"site", a.site}})
         .Increment(static_cast<double>(out.refused.size()));
   for (const auto& name : changed) publish(a, name, a.probes.at(name));
-  if (report.agent.sent_at > 0)
-    metrics_.agent_clock_skew.Add({{"agent", a.id}, {"site", a.site}}).Set(a.clock_skew);
-  metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
-  if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));
-  refresh_locked(a, now);
-  a.generation = ++generation_;
-  out.acked_seq = a.watermark;
-  agents_[agent_id] = std::move(a);
-  return out;
+  if (skew) metrics_.agent_clock_skew.Add({{"agent", a.id}, {"site", a.site}}).Set(a.clock_skew);
+}
+
+AgentState Health::held_over(AgentState stored, const AgentState& held) {
+  stored.clock_skew = held.clock_skew;
+  stored.cert_not_after = held.cert_not_after;
+  stored.refused = held.refused;
+  stored.last_refusal = held.last_refusal;
+  stored.grace_until = held.grace_until;
+  for (const auto& [name, p] : stored.probes) stored.series += p.metrics.size();
+  return stored;
+}
+
+void Health::share_store(bool shared) {
+  std::lock_guard lock(mu_);
+  shared_ = shared && store_;
+}
+
+void Health::lead(bool leading, double now) {
+  std::lock_guard lock(mu_);
+  if (leading == leading_) return;
+  ++generation_;
+  if (!leading) {
+    leading_ = false;
+    for (const auto& [id, a] : agents_) unpublish_agent(a);
+    return;
+  }
+  // What the followers took meanwhile is in the store; agents up there get one window from now,
+  // as after a restart, rather than being called silent for reports this collector never saw.
+  std::map<std::string, AgentState> fresh;
+  for (auto& a : store_->load()) {
+    if (auto held = agents_.find(a.id); held != agents_.end())
+      a = held_over(std::move(a), held->second);
+    else
+      for (const auto& [name, p] : a.probes) a.series += p.metrics.size();
+    if (now - a.last_report <= kUpHeartbeats * a.heartbeat)
+      a.grace_until = std::max(a.grace_until, now + kUpHeartbeats * a.heartbeat);
+    std::string id = a.id;
+    fresh.emplace(std::move(id), std::move(a));
+  }
+  agents_ = std::move(fresh);
+  leading_ = true;
+  for (auto& [id, a] : agents_) {
+    for (const auto& [name, p] : a.probes) publish(a, name, p);
+    refresh_locked(a, now);
+    a.generation = generation_;
+  }
+}
+
+bool Health::leading() {
+  std::lock_guard lock(mu_);
+  return leading_;
+}
+
+std::size_t Health::replay(double now, std::size_t limit) {
+  std::lock_guard lock(mu_);
+  if (!shared_ || !leading_) return 0;
+  bool observed = false;
+  std::vector<std::string> seen;
+  try {
+    sql::Transaction tx(store_->db());
+    const auto logged = store_->take_logged(limit);
+    if (logged.empty()) return 0;
+    std::map<std::string, AgentState> states;  // each agent read once, after all its reports
+    for (const auto& row : logged) {
+      if (states.count(row.agent)) continue;
+      if (auto stored = store_->load(row.agent)) states.emplace(row.agent, std::move(*stored));
+    }
+    for (const auto& row : logged) {
+      auto state = states.find(row.agent);
+      auto results = protocol::decode_results(row.results);
+      if (state == states.end() || !results) continue;  // forgotten meanwhile, or not ours
+      std::vector<const protocol::Result*> accepted;
+      for (const auto& r : *results.value) accepted.push_back(&r);
+      if (auto held = agents_.find(row.agent); held != agents_.end())
+        state->second = held_over(std::move(state->second), held->second);
+      observed = true;
+      if (desk_) desk_->observe(state->second, accepted, now);
+    }
+    if (desk_) desk_->fence();
+    tx.commit();
+    for (auto& [id, a] : states) {
+      auto held = agents_.find(id);
+      if (held != agents_.end() && held->second.row_version >= a.row_version) continue;
+      if (held != agents_.end()) unpublish_agent(held->second);
+      for (const auto& [name, p] : a.probes) publish(a, name, p);
+      refresh_locked(a, now);
+      a.generation = ++generation_;
+      agents_[id] = std::move(a);
+    }
+    return logged.size();
+  } catch (...) {
+    if (observed && desk_) desk_->reload();
+    throw;
+  }
 }
 
 std::optional<Refusal> Health::over_limit(const AgentState& a, const protocol::Result& r) const {
@@ -363,6 +482,7 @@ void Health::refresh_locked(AgentState& a, double now) {
   const bool was_up = a.up;
   a.up = now - a.last_report <= window || now <= a.grace_until;
   a.down_since = a.up ? 0 : std::max(a.last_report + window, a.grace_until);
+  if (!leading_) return;  // the leader shows the fleet and keeps its history
   metrics_.agent_up.Add({{"agent", a.id}, {"site", a.site}}).Set(a.up ? 1 : 0);
   metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
   if (a.up == was_up) return;

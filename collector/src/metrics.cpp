@@ -73,6 +73,9 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
       boards_open(family(BuildGauge(), *r, "dozor_board_streams",
                          "Dispatcher boards open and following live changes")
                       .Add({})),
+      collector_leader(family(BuildGauge(), *r, "dozor_collector_leader",
+                              "1 while this collector (node) runs the desk: tickets, their "
+                              "timers, notifications; 0 while it only takes reports")),
       registry_(std::move(r)),
       ingest_rejected_(family(BuildCounter(), *registry_, "dozor_ingest_rejected_total",
                               "Requests and connections refused, by reason")) {}

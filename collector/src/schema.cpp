@@ -89,6 +89,34 @@ CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
      "ALTER TABLE state_changes ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY"},
     {4, "incidents keep what they learned: flap history, trend, a value's age",
      "ALTER TABLE incidents ADD COLUMN learned TEXT"},
+    // Several collectors on one PostgreSQL (cluster.h): an agent's row version says whether the
+    // state a collector holds of it is the newest; followers log the reports they took for the
+    // leader's desk; the desk's lease, and the fence its every transaction passes.
+    {5, "several collectors on one store: agents' row versions, the report log, the desk lease",
+     R"sql(
+ALTER TABLE agents ADD COLUMN row_version INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE report_log (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, results TEXT NOT NULL);
+)sql",
+     R"sql(
+ALTER TABLE agents ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE report_log (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, agent TEXT NOT NULL, results TEXT NOT NULL
+);
+CREATE TABLE dozor_leader (
+  name TEXT PRIMARY KEY, holder TEXT NOT NULL, term BIGINT NOT NULL,
+  expires_at DOUBLE PRECISION NOT NULL
+);
+INSERT INTO dozor_leader VALUES ('desk', '', 0, 0);
+CREATE FUNCTION dozor_fence(who TEXT, held BIGINT) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  -- FOR SHARE: the lease cannot pass to another collector before this transaction ends.
+  PERFORM 1 FROM dozor_leader WHERE name = 'desk' AND holder = who AND term = held FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'collector % lost the desk lease (term %): its changes are not stored',
+      who, held;
+  END IF;
+END $$;
+)sql"},
 };
 
 // The one schema text, in the types PostgreSQL calls them: REAL is 4 bytes there, INTEGER 4.

@@ -1,5 +1,6 @@
 #include "dozor/collector/store.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "dozor/collector/schema.h"
@@ -24,7 +25,8 @@ Store::Store(std::unique_ptr<sql::Database> db)
       upsert_agent_(migrated(*db_),
                     sql::upsert("agents",
                                 "id, site, hostname, version, started_at, heartbeat, first_seen, "
-                                "last_report, spool_id, watermark, last_seq, results, dropped",
+                                "last_report, spool_id, watermark, last_seq, results, dropped, "
+                                "row_version",
                                 "id")),
       insert_seq_(*db_, "INSERT INTO agent_seqs (agent, seq) VALUES (?, ?) ON CONFLICT DO NOTHING"),
       purge_seqs_(*db_, "DELETE FROM agent_seqs WHERE agent = ? AND seq <= ?"),
@@ -35,9 +37,20 @@ Store::Store(std::unique_ptr<sql::Database> db)
                                       "agent, probe")),
       state_change_(*db_, "INSERT INTO state_changes VALUES (?,?,?,?,?)") {}
 
-std::vector<AgentState> Store::load() {
+std::vector<AgentState> Store::load() { return load_where(""); }
+
+std::optional<AgentState> Store::load(const std::string& agent) {
+  auto found = load_where(agent);
+  if (found.empty()) return std::nullopt;
+  return std::move(found.front());
+}
+
+// Every agent, or with `agent` not empty that one.
+std::vector<AgentState> Store::load_where(const std::string& agent) {
   std::vector<AgentState> out;
-  sql::Statement agents(*db_, "SELECT * FROM agents ORDER BY id");
+  sql::Statement agents(*db_, agent.empty() ? "SELECT * FROM agents ORDER BY id"
+                                            : "SELECT * FROM agents WHERE id = ?");
+  if (!agent.empty()) agents.bind(1, std::string_view(agent));
   while (agents.step()) {
     AgentState a;
     a.id = agents.text(0);
@@ -53,6 +66,7 @@ std::vector<AgentState> Store::load() {
     a.last_seq = u64(agents.integer(10));
     a.results = u64(agents.integer(11));
     a.dropped = u64(agents.integer(12));
+    a.row_version = u64(agents.integer(13));
     out.push_back(std::move(a));
   }
   for (auto& a : out) {
@@ -99,6 +113,7 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
       .bind(11, i64(a.last_seq))
       .bind(12, i64(a.results))
       .bind(13, i64(a.dropped))
+      .bind(14, i64(a.row_version))
       .run();
   if (a.above.empty()) {
     reset_seqs_.bind(1, std::string_view(a.id)).run();
@@ -126,6 +141,40 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
                      metrics.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)))
         .run();
   }
+}
+
+std::uint64_t Store::lock_agent(const std::string& agent) {
+  // Two statements: the second reads after the lock is held (a statement's snapshot is taken
+  // when it starts). Pipelined, they are one round trip.
+  sql::Statement(*db_, "SELECT pg_advisory_xact_lock(hashtextextended(?, 17))")
+      .bind(1, std::string_view(agent))
+      .run();
+  sql::Statement q(*db_, "SELECT row_version FROM agents WHERE id = ?");
+  q.bind(1, std::string_view(agent));
+  return q.step() ? u64(q.integer(0)) : 0;
+}
+
+void Store::log_report(const std::string& agent, const std::string& results) {
+  sql::Statement(*db_, "INSERT INTO report_log (agent, results) VALUES (?, ?)")
+      .bind(1, std::string_view(agent))
+      .bind(2, std::string_view(results))
+      .run();
+}
+
+std::vector<Store::LoggedReport> Store::take_logged(std::size_t limit) {
+  // Rows of reports still being stored are not visible yet: they come in a later take. The
+  // reports of one agent are stored one after the other (lock_agent), so they come in order.
+  sql::Statement q(*db_,
+                   "DELETE FROM report_log WHERE id IN (SELECT id FROM report_log ORDER BY id "
+                   "LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id, agent, results");
+  q.bind(1, static_cast<std::int64_t>(limit));
+  std::vector<std::pair<std::int64_t, LoggedReport>> rows;
+  while (q.step()) rows.push_back({q.integer(0), {q.text(1), q.text(2)}});
+  std::sort(rows.begin(), rows.end(), [](auto& x, auto& y) { return x.first < y.first; });
+  std::vector<LoggedReport> out;
+  out.reserve(rows.size());
+  for (auto& [id, r] : rows) out.push_back(std::move(r));
+  return out;
 }
 
 void Store::forget(const std::string& agent, const std::vector<std::string>& probes) {

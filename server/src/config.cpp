@@ -1,5 +1,7 @@
 #include "dozor/server/config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -87,6 +89,8 @@ constexpr OptionSpec kTop[] = {
      "several collectors sharing one PostgreSQL"},
     {"store_password_file", OptionKind::string, "", false,
      "a file with the PostgreSQL password (else libpq's PGPASSWORD or ~/.pgpass)"},
+    {"node", OptionKind::string, "", false,
+     "this collector's name among several on one PostgreSQL store (default: HOSTNAME:AGENT_PORT)"},
 };
 
 struct Section {
@@ -195,6 +199,14 @@ std::optional<ServerConfig> load_server_config(const std::string& file,
       top_options.error("store_password_file", "only for a postgres:// store");
     else if (!fs::exists(c.store.password_file))
       top_options.error("store_password_file", "no such file: " + c.store.password_file);
+  }
+  c.node = top_options.string("node");
+  if (c.node.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    c.node = std::string(host) + ":" + std::to_string(c.agents.port);
+  } else if (c.node.size() > 128 || c.node.find_first_of(" \t\r\n") != std::string::npos) {
+    top_options.error("node", "a name of at most 128 characters without spaces");
   }
   c.max_body = limits.size("max_body");
   c.read_timeout = limits.duration("read_timeout");

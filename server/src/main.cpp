@@ -52,6 +52,34 @@ void raise_descriptor_limit(const server::ServerConfig& c) {
                  lim.rlim_cur, needed);
 }
 
+// Several collectors on one store: only the leader delivers notifications, so that each goes out
+// once (a leader killed between a delivery and its record sends that one again when the next
+// takes over; receivers see the same notification id).
+class LeaderOutbox : public collector::OutboxQueue {
+ public:
+  LeaderOutbox(collector::Desk& desk, collector::Health& health) : desk_(desk), health_(health) {}
+  std::vector<collector::Notification> due(const std::string& notifier, double now,
+                                           std::size_t limit) override {
+    if (!health_.leading()) return {};
+    return desk_.due(notifier, now, limit);
+  }
+  void delivered(const std::string& notifier, std::uint64_t id) override {
+    desk_.delivered(notifier, id);
+  }
+  void failed(const std::string& notifier, std::uint64_t id, double retry_at,
+              const std::string& error) override {
+    desk_.failed(notifier, id, retry_at, error);
+  }
+  std::vector<nlohmann::json> active_tickets() override {
+    if (!health_.leading()) return {};
+    return desk_.active_tickets();
+  }
+
+ private:
+  collector::Desk& desk_;
+  collector::Health& health_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,12 +126,16 @@ int main(int argc, char** argv) {
   std::unique_ptr<collector::Store> store;
   std::unique_ptr<collector::Health> health;
   std::unique_ptr<collector::Desk> desk;
+  std::unique_ptr<collector::Lease>
+      lease;  // with a PostgreSQL store: several collectors may share it
   try {
     store = std::make_unique<collector::Store>(config->store);
     health = std::make_unique<collector::Health>(metrics, store.get(), unix_now());
     desk = std::make_unique<collector::Desk>(config->desk, metrics, store->db());
     health->set_desk(desk.get());
     health->set_limits(config->agent_limits);
+    if (store->db().engine() == "postgres")
+      lease = std::make_unique<collector::Lease>(config->store, config->node);
   } catch (const std::exception& e) {
     spdlog::error("cannot open the store {}: {}", collector::sql::redacted(config->store.url),
                   e.what());
@@ -113,6 +145,7 @@ int main(int argc, char** argv) {
   try {
     front = std::make_unique<server::Server>(io, *config, *health, desk.get(), metrics, &unix_now,
                                              store.get());
+    if (lease) front->set_lease(lease.get());
     front->start();
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
@@ -124,8 +157,9 @@ int main(int argc, char** argv) {
     for (const auto& n : d.notifiers) notifiers.push_back(collector::make_notifier(n));
     return notifiers;
   };
+  LeaderOutbox outbox(*desk, *health);
   auto start_dispatcher = [&](std::vector<std::unique_ptr<collector::Notifier>> notifiers) {
-    auto dispatcher = std::make_unique<collector::Dispatcher>(io, *desk, metrics,
+    auto dispatcher = std::make_unique<collector::Dispatcher>(io, outbox, metrics,
                                                               std::move(notifiers), &unix_now);
     desk->on_queued([d = dispatcher.get()] { d->wake(); });
     dispatcher->start();
@@ -138,6 +172,12 @@ int main(int argc, char** argv) {
   spdlog::info("dozor-collector {} listening for agents on {} (mutual TLS), HTTP on {}; store {}",
                kVersion, config->agents.to_string(), config->http.to_string(),
                collector::sql::redacted(config->store.url));
+  if (lease)
+    spdlog::info("cluster: node {}; {}", lease->node(),
+                 lease->term()
+                     ? "runs the desk"
+                     : "takes reports; the desk runs on " +
+                           (lease->holder().empty() ? std::string("nobody yet") : lease->holder()));
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -186,7 +226,7 @@ int main(int argc, char** argv) {
   signals.async_wait(on_signal);
   io.run();
   try {
-    desk->save_learned();
+    if (health->leading()) desk->save_learned();
   } catch (const std::exception& e) {
     spdlog::warn("store: trends and flap histories not saved at the stop: {}", e.what());
   }

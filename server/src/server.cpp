@@ -380,6 +380,55 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     acc.listen(asio::socket_base::max_listen_connections);
   }
 
+  // Several collectors on one store (lease set): whether this one runs the desk, by the term it
+  // last took up; without a lease it always does.
+  collector::Lease* lease = nullptr;
+  std::uint64_t led_term = 0;
+  bool leads() const { return !lease || led_term != 0; }
+
+  // 200 on the leader, 503 on a follower: the check a proxy routes the HTTP address by.
+  Response leader_reply() {
+    json out{{"leader", leads()}, {"node", lease ? lease->node() : std::string("")}};
+    if (lease) {
+      out["term"] = led_term;
+      out["holder"] = lease->holder();
+    }
+    return reply(leads() ? http::status::ok : http::status::service_unavailable, out.dump() + "\n");
+  }
+
+  // Follows the lease: a new term reads the desk and every agent from the store again before
+  // this collector acts as leader; as leader, it takes the reports the followers logged.
+  void follow_lease() {
+    if (!lease) return;
+    const auto term = lease->term();
+    if (term != led_term) {
+      if (led_term) {
+        health.lead(false, clock());
+        spdlog::info("cluster: taking reports only; {} runs the desk", lease->holder());
+      }
+      led_term = 0;
+      if (term) {
+        try {
+          if (desk) desk->reload();
+          health.lead(true, clock());
+          led_term = term;
+        } catch (const std::exception& e) {
+          store_failed(std::string("taking the lead: ") + e.what());  // tried at the next tick
+        }
+      }
+      metrics.collector_leader.Add({{"node", lease->node()}}).Set(led_term ? 1 : 0);
+    }
+    if (!led_term) return;
+    try {
+      // A backlog (the leader was away) is worked off a few batches a tick, between reports.
+      for (int i = 0; i < 8 && health.replay(clock(), kReplayBatch) == kReplayBatch; ++i) {
+      }
+    } catch (const std::exception& e) {
+      store_failed(std::string("reports from other collectors: ") + e.what());
+    }
+  }
+  static constexpr std::size_t kReplayBatch = 500;
+
   // Timers of the health and the desk: silent agents, held conditions, escalations.
   asio::awaitable<void> tick_loop() {
     auto self = shared_from_this();
@@ -395,8 +444,9 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         health.stalled(clock());
       }
       last_tick = std::chrono::steady_clock::now();
+      follow_lease();
       try {
-        health.tick(clock());
+        if (leads()) health.tick(clock());
       } catch (const std::exception& e) {
         store_failed(std::string("ticket timers: ") + e.what());  // retried at the next tick
       }
@@ -540,7 +590,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
         co_return;
       }
       if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-        if (http_source && is_board_stream(parser.get())) {
+        if (http_source && is_board_stream(parser.get()) && leads()) {
           co_await board_stream(stream, parser.get());
           co_return;
         }
@@ -1015,6 +1065,16 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   Response handle_http(const Request& req) {
     std::string_view target = req.target();
     std::string_view path = target.substr(0, target.find('?'));
+    if (path == "/api/v1/leader") return leader_reply();
+    // A follower holds only the agents it serves: what people read and change is the leader's.
+    if (!leads() && path != "/metrics" && path != "/healthz") {
+      const std::string holder = lease->holder();
+      return error_reply(http::status::service_unavailable, "not_leader",
+                         "collector " + lease->node() + " only takes agents' reports; " +
+                             (holder.empty() ? "no collector leads yet (the lease is free)"
+                                             : "ask the leader, " + holder) +
+                             " (the cluster's HTTP address follows it: /api/v1/leader)");
+    }
     if (desk) {
       try {
         if (auto res = handle_desk_api(*desk, config.api_token, req, clock())) return *res;
@@ -1109,6 +1169,16 @@ Server::~Server() {
   boost::system::error_code ec;
   state_->agents_acceptor.close(ec);
   state_->http_acceptor.close(ec);
+}
+
+void Server::set_lease(collector::Lease* lease) {
+  state_->lease = lease;
+  state_->health.share_store(true);
+  state_->health.lead(false, state_->clock());
+  state_->metrics.collector_leader.Add({{"node", lease->node()}}).Set(0);
+  if (state_->desk)
+    state_->desk->set_fence([s = state_.get()] { s->lease->fence(s->store->db(), s->led_term); });
+  state_->follow_lease();
 }
 
 void Server::start() {

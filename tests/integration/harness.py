@@ -27,6 +27,7 @@ WEBHOOK_RECEIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-aiosmtpd
 NGINX = "/usr/sbin/nginx"
+HAPROXY = "/usr/sbin/haproxy"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 PG_CLUSTER = os.path.join(SOURCE, "tests/postgres/cluster.sh")
@@ -157,10 +158,12 @@ class Process:
 
 class Collector(Process):
     def __init__(self, workdir, certs_files, agents_port=None, http_port=None, extra="",
-                 store="sqlite:collector.db", env=None):
+                 store="sqlite:collector.db", env=None, name="collector"):
+        """name: of its config and log files, for several collectors in one folder."""
         self.agents_port = agents_port or free_port()
         self.http_port = http_port or free_port()
-        self.config = os.path.join(workdir, "collector.yaml")
+        self.name = name
+        self.config = os.path.join(workdir, f"{name}.yaml")
         with open(self.config, "w") as f:
             f.write(f'listen: {{ agents: "127.0.0.1:{self.agents_port}", '
                     f'http: "127.0.0.1:{self.http_port}" }}\n'
@@ -174,7 +177,7 @@ class Collector(Process):
     def restart(self):
         """Starts (again) on the same ports and store, and waits until it answers."""
         super().__init__([COLLECTOR, "--config", self.config],
-                         os.path.join(self.workdir, "collector.log"), self.env)
+                         os.path.join(self.workdir, f"{self.name}.log"), self.env)
         wait_for("collector /healthz", lambda: self.alive() and self.get("/healthz") == "ok\n")
         return self
 
@@ -443,6 +446,45 @@ class LinkProxy:
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+
+class Haproxy(Process):
+    """Debian's haproxy in front of several collectors, as one address: the agent port balanced
+    over every collector that accepts connections (TCP, TLS passes through), the HTTP port sent to
+    the one whose /api/v1/leader answers 200 (the leader). Checks every 300 ms."""
+
+    def __init__(self, workdir, collectors):
+        self.agents_port, self.http_port = free_port(), free_port()
+        config = os.path.join(workdir, "haproxy.cfg")
+        agents = "".join(f"  server {c.name} 127.0.0.1:{c.agents_port} check inter 300ms "
+                         "fall 1 rise 1\n" for c in collectors)
+        http = "".join(f"  server {c.name} 127.0.0.1:{c.http_port} check inter 300ms "
+                       "fall 1 rise 1\n" for c in collectors)
+        with open(config, "w") as f:
+            f.write("global\n  maxconn 4000\n"
+                    "defaults\n  timeout connect 2s\n  timeout client 120s\n"
+                    "  timeout server 120s\n  timeout check 1s\n"
+                    f"frontend agents\n  bind 127.0.0.1:{self.agents_port}\n  mode tcp\n"
+                    "  default_backend collectors\n"
+                    "backend collectors\n  mode tcp\n  balance roundrobin\n"
+                    "  option redispatch\n  retries 3\n" + agents +
+                    f"frontend http\n  bind 127.0.0.1:{self.http_port}\n  mode http\n"
+                    "  default_backend leader\n"
+                    "backend leader\n  mode http\n  option httpchk GET /api/v1/leader\n"
+                    "  http-check expect status 200\n" + http)
+        super().__init__([HAPROXY, "-f", config, "-db"], os.path.join(workdir, "haproxy.log"))
+        wait_for("haproxy listening", lambda: self.alive() and self._listens())
+
+    def _listens(self):
+        with contextlib.closing(socket.socket()) as s:
+            return s.connect_ex(("127.0.0.1", self.http_port)) == 0
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.agents_port}"
+
+    def get(self, path):
+        return http_get(f"http://127.0.0.1:{self.http_port}{path}")
 
 
 class Postgres:

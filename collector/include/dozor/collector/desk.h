@@ -161,6 +161,13 @@ class Desk : public OutboxQueue {
   /// The open and acknowledged tickets (from memory), each with its countdown at `now`.
   std::vector<std::pair<Ticket, Countdown>> active(double now);
 
+  /// Several collectors on one store: `f` runs last in every transaction that holds the desk's
+  /// changes, and throws when this collector no longer holds the desk's lease (cluster.h), so
+  /// that the transaction fails instead of storing what a second desk decided.
+  void set_fence(std::function<void()> f);
+  /// The fence, for the transactions that Health opens (reports, replays).
+  void fence();
+
   /// Called after new notifications were queued (the Dispatcher's wake).
   void on_queued(std::function<void()> f);
 
@@ -238,6 +245,7 @@ class Desk : public OutboxQueue {
   std::map<std::vector<std::string>, double> overdue_counts_;
   double next_overdue_ = 0;
   std::function<void()> on_queued_;
+  std::function<void()> fence_;
   bool queued_ = false;
   std::uint64_t next_ticket_ = 1, next_event_ = 1, next_silence_ = 1;
   bool stale_ = false;  // memory ran ahead of a store that then failed to load

@@ -46,10 +46,11 @@ struct AgentState {
   bool up = false;
   double down_since = 0;  // when it stopped reporting (last_report + window), if down
   std::map<std::string, ProbeState> probes;
-  std::size_t series = 0;        // (probe, metric) pairs held: the sum of probes' metrics
-  std::uint64_t refused = 0;     // results over a limit since this collector started
-  std::string last_refusal;      // what the last of them was refused for
-  std::uint64_t generation = 0;  // Health::generation() when this state last changed
+  std::size_t series = 0;         // (probe, metric) pairs held: the sum of probes' metrics
+  std::uint64_t refused = 0;      // results over a limit since this collector started
+  std::string last_refusal;       // what the last of them was refused for
+  std::uint64_t generation = 0;   // Health::generation() when this state last changed
+  std::uint64_t row_version = 0;  // of the store's row this state was read from or written to
 };
 
 /// What one agent may report (collector.yaml `limits`), as Prometheus bounds a scrape. A result
@@ -124,6 +125,20 @@ class Health {
   /// The longest an agent waits between tries (agent/src/uplink.cpp kMaxBackoff).
   static constexpr double kAgentMaxBackoff = 30;
 
+  /// Several collectors share the store (cluster.h): every report first locks its agent's row
+  /// (Store::lock_agent), and a state another collector stored meanwhile is read again before
+  /// the report applies, so that an agent moving between collectors loses and doubles nothing.
+  void share_store(bool shared);
+  /// Whether this collector runs the desk (it holds the lease). A follower logs each report for
+  /// the leader (Store::log_report) instead of handing it to the desk, and shows no per-agent
+  /// series: the leader's /metrics has the whole fleet. Taking the lead reads every agent from
+  /// the store again. Without a shared store a collector always leads.
+  void lead(bool leading, double now);
+  bool leading();
+  /// The leader: up to `limit` reports the followers logged, to the desk, in one transaction
+  /// with what the desk makes of them; how many. Throws (sql::Error) when the store fails.
+  std::size_t replay(double now, std::size_t limit = 500);
+
   std::vector<AgentState> agents(double now);
   /// Bumped by every change of what agents() shows other than by time alone: a report, an agent
   /// falling silent (at a tick) or coming back, an agent or probe forgotten.
@@ -141,6 +156,11 @@ class Health {
 
  private:
   void refresh_locked(AgentState& a, double now);
+  void published(const AgentState& a, const std::string& old_site, std::uint64_t lost,
+                 const std::vector<std::pair<std::string, protocol::Metric>>& gone,
+                 const IngestOutcome& out, const std::vector<std::string>& changed, bool skew);
+  // A state read from the store, with what only memory holds taken from `held`.
+  static AgentState held_over(AgentState stored, const AgentState& held);
   void publish(const AgentState& a, const std::string& probe, const ProbeState& p);
   void unpublish(const AgentState& a, const std::string& probe, const ProbeState& p);
   std::optional<Refusal> over_limit(const AgentState& a, const protocol::Result& r) const;
@@ -156,6 +176,7 @@ class Health {
   std::mutex mu_;
   std::map<std::string, AgentState> agents_;
   AgentLimits limits_;
+  bool shared_ = false, leading_ = true;
   double next_forget_ = 0;
   double next_prune_ = 0;
   std::uint64_t generation_ = 0;

@@ -46,6 +46,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& enrollments;           // result: ok, token_expired, ...
   prometheus::Family<prometheus::Counter>& renewals;              // result: ok, rate_limited, ...
   prometheus::Gauge& boards_open;  // dispatcher boards following live changes
+  prometheus::Family<prometheus::Gauge>& collector_leader;  // node
 
  private:
   explicit Metrics(std::shared_ptr<prometheus::Registry> r);

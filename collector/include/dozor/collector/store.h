@@ -24,7 +24,23 @@ class Store {
   explicit Store(std::unique_ptr<sql::Database> db);
 
   std::vector<AgentState> load();
+  /// One agent as stored, if it is.
+  std::optional<AgentState> load(const std::string& agent);
   sql::Database& db() { return *db_; }
+
+  /// Several collectors on one PostgreSQL store (cluster.h). Inside the caller's transaction:
+  /// waits until no other collector is storing a report of `agent`, and returns the version of
+  /// its row (0: none yet), which save() bumps; a version other than the one a collector holds
+  /// means another collector took reports of the agent meanwhile.
+  std::uint64_t lock_agent(const std::string& agent);
+  /// A follower's report for the leader's desk: the agent and the results accepted.
+  void log_report(const std::string& agent, const std::string& results);
+  struct LoggedReport {
+    std::string agent, results;
+  };
+  /// The oldest logged reports, at most `limit`, deleted inside the caller's transaction (the
+  /// leader's, whose desk acts on them): taken exactly once, or again when it rolls back.
+  std::vector<LoggedReport> take_logged(std::size_t limit);
 
   /// Saves `agent` after a report, inside the caller's transaction: its row, the seqs it accepted
   /// above the watermark (`above`), and the probes whose state changed.
@@ -96,6 +112,8 @@ class Store {
 
  private:
   static sql::Database& migrated(sql::Database& db);
+
+  std::vector<AgentState> load_where(const std::string& agent);
 
   std::unique_ptr<sql::Database> db_;
   sql::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_, state_change_;

@@ -46,6 +46,7 @@ struct ServerConfig {
   std::string tls_ca, tls_cert, tls_key;
   // "store: sqlite:PATH" (the path resolved) or "store: postgres://...", and store_password_file.
   collector::sql::Options store{"sqlite:/var/lib/dozor/collector.db", ""};
+  std::string node;  // the name of this collector among several sharing a PostgreSQL store
   std::uint64_t max_body = 4 << 20;
   std::chrono::milliseconds read_timeout{10'000};      // whole request, once its first byte came
   std::chrono::milliseconds idle_timeout{60'000};      // keep-alive connection with no request

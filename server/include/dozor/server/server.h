@@ -11,6 +11,7 @@
 
 #include "dozor/collector/desk.h"
 #include "dozor/collector/health.h"
+#include "dozor/collector/lease.h"
 #include "dozor/collector/metrics.h"
 #include "dozor/collector/store.h"
 #include "dozor/server/config.h"
@@ -45,6 +46,11 @@ class Server {
          collector::Desk* desk, collector::Metrics& metrics, Clock clock,
          collector::Store* store = nullptr);
   ~Server();
+
+  /// Several collectors share the store: `lease` says when this one runs the desk; until then it
+  /// takes reports for the leader and answers the API with 503 not_leader (see lease.h). Before
+  /// start(); `lease` outlives the server.
+  void set_lease(collector::Lease* lease);
 
   /// Binds both listeners (throws std::system_error when a port is taken) and starts accepting.
   void start();
