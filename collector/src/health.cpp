@@ -75,7 +75,7 @@ Health::Health(Metrics& metrics, Store* store, double started_at)
 }
 
 IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report& report,
-                             double now) {
+                             double now, const std::string& serial) {
   std::lock_guard lock(mu_);
   // The report and the tickets it causes are stored together, or neither is (and not acked).
   std::optional<sql::Transaction> tx;
@@ -84,11 +84,17 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
   // Work on a copy: nothing changes unless the store took it.
   AgentState a = it != agents_.end() ? it->second : AgentState{};
   bool was_up = it != agents_.end() && it->second.up;
-  if (shared_ && store_->lock_agent(agent_id) != a.row_version) {
-    // Another collector took reports of this agent since we last did: its state is the store's.
-    auto stored = store_->load(agent_id);
-    a = stored ? held_over(std::move(*stored), a) : AgentState{};
-    was_up = stored && now - a.last_report <= kUpHeartbeats * a.heartbeat;
+  if (shared_) {
+    const auto lock = store_->lock_agent(agent_id, serial);
+    if (lock.revoked)
+      throw AgentRevoked("agent " + agent_id + ": certificate " + serial + " was revoked");
+    if (lock.row_version != a.row_version) {
+      // Another collector took reports of the agent since we last did (or forgot it): its
+      // state is the store's.
+      auto stored = store_->load(agent_id);
+      a = stored ? held_over(std::move(*stored), a) : AgentState{};
+      was_up = stored && now - a.last_report <= kUpHeartbeats * a.heartbeat;
+    }
   }
   std::vector<Store::StateChange> history;
   if (a.id.empty()) {
@@ -412,6 +418,7 @@ void Health::forget_stored(const std::string& agent, const std::vector<std::stri
   if (!store_) return forget_all();
   try {
     sql::Transaction tx(store_->db());
+    if (shared_) store_->lock_agent(agent);  // not while another collector stores its report
     forget_all();
     tx.commit();
   } catch (...) {
@@ -423,10 +430,13 @@ void Health::forget_stored(const std::string& agent, const std::vector<std::stri
 bool Health::forget(const std::string& agent_id, double now) {
   std::lock_guard lock(mu_);
   auto it = agents_.find(agent_id);
-  if (it == agents_.end()) return false;
+  // Another collector may have taken its reports only (the leader not yet replayed them).
+  if (it == agents_.end() && !(shared_ && store_->load(agent_id))) return false;
   forget_stored(agent_id, {}, now);
-  unpublish_agent(it->second);
-  agents_.erase(it);
+  if (it != agents_.end()) {
+    unpublish_agent(it->second);
+    agents_.erase(it);
+  }
   ++generation_;
   return true;
 }

@@ -143,15 +143,18 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
   }
 }
 
-std::uint64_t Store::lock_agent(const std::string& agent) {
+Store::AgentLock Store::lock_agent(const std::string& agent, const std::string& serial) {
   // Two statements: the second reads after the lock is held (a statement's snapshot is taken
   // when it starts). Pipelined, they are one round trip.
   sql::Statement(*db_, "SELECT pg_advisory_xact_lock(hashtextextended(?, 17))")
       .bind(1, std::string_view(agent))
       .run();
-  sql::Statement q(*db_, "SELECT row_version FROM agents WHERE id = ?");
-  q.bind(1, std::string_view(agent));
-  return q.step() ? u64(q.integer(0)) : 0;
+  sql::Statement q(*db_,
+                   "SELECT (SELECT row_version FROM agents WHERE id = ?1), "
+                   "EXISTS (SELECT 1 FROM revocations WHERE serial = ?2)");
+  q.bind(1, std::string_view(agent)).bind(2, std::string_view(serial));
+  q.step();
+  return {q.is_null(0) ? 0 : u64(q.integer(0)), q.integer(1) != 0};
 }
 
 void Store::log_report(const std::string& agent, const std::string& results) {

@@ -429,6 +429,30 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   }
   static constexpr std::size_t kReplayBatch = 500;
 
+  // A revocation made through another collector: refused here too within a few seconds, and
+  // the agent's connections to this one closed.
+  void follow_revocations() {
+    const auto now = std::chrono::steady_clock::now();
+    if (!lease || now < next_revocations) return;
+    next_revocations = now + kRevocationsEvery;
+    try {
+      for (const auto& r : store->revocations()) {
+        if (!revoked->insert(r.serial).second) continue;
+        std::size_t closed = 0;
+        for (auto [it, end] = agent_streams.equal_range(r.agent); it != end; ++it, ++closed)
+          it->second->close();
+        spdlog::warn(
+            "agent {} revoked through another collector: certificate {}, {} connection(s) "
+            "closed",
+            r.agent, r.serial, closed);
+      }
+    } catch (const std::exception& e) {
+      store_failed(std::string("reading revocations: ") + e.what());
+    }
+  }
+  std::chrono::steady_clock::time_point next_revocations{};
+  static constexpr auto kRevocationsEvery = std::chrono::seconds(2);
+
   // Timers of the health and the desk: silent agents, held conditions, escalations.
   asio::awaitable<void> tick_loop() {
     auto self = shared_from_this();
@@ -445,6 +469,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       }
       last_tick = std::chrono::steady_clock::now();
       follow_lease();
+      follow_revocations();
       try {
         if (leads()) health.tick(clock());
       } catch (const std::exception& e) {
@@ -953,17 +978,26 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
                                "'; its certificate says '" + site + "', which is kept");
       decoded.value->agent.site = site;
     }
+    const auto presented = certificates.find(agent);
     try {
-      auto outcome = health.ingest(agent, *decoded.value, clock());
+      auto outcome = health.ingest(agent, *decoded.value, clock(),
+                                   presented != certificates.end() ? presented->second.serial : "");
       store_ok();
-      if (auto c = certificates.find(agent); c != certificates.end())
-        health.certificate(agent, c->second.not_after);
+      if (presented != certificates.end()) health.certificate(agent, presented->second.not_after);
       protocol::Ack ack{outcome.acked_seq, {}};
       for (auto& r : outcome.refused) {
         refusals.note(agent, "agent " + agent + ": result refused: " + r.message);
         ack.refused.push_back({r.seq, std::move(r.reason), std::move(r.message)});
       }
       return reply(http::status::ok, protocol::encode(ack));
+    } catch (const collector::AgentRevoked& e) {
+      // Revoked through another collector since this connection's handshake.
+      metrics.rejected("revoked");
+      revoked->insert(presented->second.serial);
+      refusals.note(agent, std::string(e.what()) + ": report refused, connection closed");
+      auto res = error_reply(http::status::forbidden, "revoked", e.what());
+      res.keep_alive(false);
+      return res;
     } catch (const std::exception& e) {
       // Not stored, so not acked: the agent keeps the results and sends them again.
       metrics.rejected("store_error");

@@ -73,6 +73,16 @@ TEST_F(ClusterTest, AnAgentMovingBetweenCollectorsLosesAndDoublesNothing) {
   EXPECT_EQ(fresh.load("agent-01")->results, 6u);
 }
 
+TEST_F(ClusterTest, ACertificateRevokedThroughAnotherCollectorIsRefusedAtTheNextReport) {
+  Collector one(where.options(), true), two(where.options(), false);
+  two.health.ingest("agent-01", report(1, 1), 1002, "0A1B");
+  one.store.revoke({"0A1B", "agent-01", "duty", "stolen", 1003});
+  one.health.forget("agent-01", 1003);
+  EXPECT_THROW(two.health.ingest("agent-01", report(2, 2), 1004, "0A1B"), AgentRevoked);
+  EXPECT_FALSE(Store(where.options()).load("agent-01"));                       // stays forgotten
+  EXPECT_NO_THROW(two.health.ingest("agent-01", report(1, 1), 1005, "0C2D"));  // enrolled anew
+}
+
 TEST_F(ClusterTest, TheLeadersDeskWorksWhatAFollowerTookExactlyOnce) {
   Collector leader(where.options(), true), follower(where.options(), false);
   follower.health.ingest("agent-01", report(1, 2, Status::critical), 1003);

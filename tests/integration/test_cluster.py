@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from harness import (Agent, Alertmanager, Certs, Collector, Haproxy, IntegrationCase, Postgres,
+from harness import (Agent, Alertmanager, api_token_file, Certs, Collector, Haproxy, IntegrationCase, Postgres,
                      TcpService, WebhookReceiver, http_request, main, spool_state, timing,
                      wait_for)
 
@@ -33,7 +33,9 @@ class Cluster(IntegrationCase):
         self.hook = self.start(WebhookReceiver(self.dir))
         self.am = self.start(Alertmanager(self.dir))
         files = self.certs.collector()
+        token_file, self.token = api_token_file(self.dir)
         extra = (f"store_password_file: {self.pg.password_file}\n"
+                 f"api: {{ token_file: {token_file} }}\n"
                  "rules:\n  - { name: probe-critical, for: 0s, recover_for: 1s }\n"
                  "  - { name: agent-silent, kind: silent, priority: P1 }\n"
                  f"service: {{ targets: {{ emergency: {ESCALATE_AFTER}s }} }}\n"
@@ -195,6 +197,25 @@ class Cluster(IntegrationCase):
         self.assertLessEqual(max(failovers), 10)
         self.assertLessEqual(max(served), 5)
 
+
+    def test_a_revocation_through_the_leader_holds_on_every_collector(self):
+        wait_for("every agent reporting", lambda: len(self.agent_states()) == AGENTS, timeout=30)
+        # Five agents over three collectors: some are connected to followers.
+        for i in range(AGENTS):
+            status, body = http_request(
+                f"http://127.0.0.1:{self.proxy.http_port}/api/v1/agents/agent-{i + 1:02}/revoke",
+                "POST", {"by": "duty", "comment": "machines stolen"}, self.token)
+            self.assertEqual(status, 200, body)
+        # A follower refuses the agent's next report (the store says it is revoked) and its
+        # handshakes from then on: the agents, forgotten by the leader, stay forgotten.
+        time.sleep(1)
+        self.assertEqual(self.sql("SELECT count(*) FROM agents"), [["0"]])
+        time.sleep(3)
+        self.assertEqual(self.sql("SELECT count(*) FROM agents"), [["0"]],
+                         "a revoked agent reported through a follower")
+        leader = self.leader()
+        self.assertTrue(any("was revoked" in c.output() or "revoked through another" in
+                            c.output() for c in self.collectors if c is not leader))
 
 if __name__ == "__main__":
     main()

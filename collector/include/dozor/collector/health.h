@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,12 @@ struct IngestOutcome {
 class Store;
 class Desk;
 
+/// A report over a certificate that was revoked through another collector meanwhile (several
+/// collectors on one store): refused, nothing of it stored.
+struct AgentRevoked : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// The health of every agent and probe, fed by reports and read by the API and /metrics. Each
 /// result is counted once however often it is sent, and an older reading never overwrites a
 /// newer one. With a Store, every report is saved before it is acked, and the state survives a
@@ -109,7 +116,10 @@ class Health {
   bool forget(const std::string& agent_id, double now);
 
   /// Applies a report; throws (sql::Error) when it cannot be saved, and then changes nothing.
-  IngestOutcome ingest(const std::string& agent_id, const protocol::Report& report, double now);
+  /// `serial`: of the certificate the report came over (AgentRevoked when a shared store has it
+  /// revoked).
+  IngestOutcome ingest(const std::string& agent_id, const protocol::Report& report, double now,
+                       const std::string& serial = "");
 
   /// Re-evaluates `up` of every agent at `now` and updates dozor_agent_up.
   void refresh(double now);

@@ -28,11 +28,16 @@ class Store {
   std::optional<AgentState> load(const std::string& agent);
   sql::Database& db() { return *db_; }
 
-  /// Several collectors on one PostgreSQL store (cluster.h). Inside the caller's transaction:
-  /// waits until no other collector is storing a report of `agent`, and returns the version of
-  /// its row (0: none yet), which save() bumps; a version other than the one a collector holds
-  /// means another collector took reports of the agent meanwhile.
-  std::uint64_t lock_agent(const std::string& agent);
+  /// Several collectors on one PostgreSQL store (lease.h). Inside the caller's transaction:
+  /// waits until no other collector is storing a report of (or forgetting) `agent`, and returns
+  /// the version of its row (0: none yet), which save() bumps: a version other than the one a
+  /// collector holds means another collector took reports of the agent meanwhile. `revoked`:
+  /// whether certificate `serial` was revoked, through whichever collector.
+  struct AgentLock {
+    std::uint64_t row_version = 0;
+    bool revoked = false;
+  };
+  AgentLock lock_agent(const std::string& agent, const std::string& serial = "");
   /// A follower's report for the leader's desk: the agent and the results accepted.
   void log_report(const std::string& agent, const std::string& results);
   struct LoggedReport {
