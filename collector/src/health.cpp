@@ -77,25 +77,49 @@ Health::Health(Metrics& metrics, Store* store, double started_at)
 IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report& report,
                              double now, const std::string& serial) {
   std::lock_guard lock(mu_);
+  try {
+    return ingest_locked(agent_id, report, now, serial);
+  } catch (const sql::Error& e) {
+    if (!shared_) throw;
+    if (Store::revoked(e)) throw AgentRevoked(e.what());
+    if (!Store::stale_agent(e)) throw;
+  }
+  // Another collector stored a report of the agent (or forgot it) since this one last did:
+  // the report applies to the store's state of it.
+  reread_locked(agent_id, now);
+  try {
+    return ingest_locked(agent_id, report, now, serial);
+  } catch (const sql::Error& e) {
+    if (Store::revoked(e)) throw AgentRevoked(e.what());
+    throw;
+  }
+}
+
+void Health::reread_locked(const std::string& agent_id, double now) {
+  auto stored = store_->load(agent_id);
+  auto it = agents_.find(agent_id);
+  if (it != agents_.end()) {
+    if (leading_) unpublish_agent(it->second);
+    if (stored) *stored = held_over(std::move(*stored), it->second);
+    agents_.erase(it);
+  }
+  if (!stored) return;
+  AgentState& a = agents_[agent_id] = std::move(*stored);
+  a.up = now - a.last_report <= kUpHeartbeats * a.heartbeat || now <= a.grace_until;
+  if (leading_)
+    for (const auto& [name, p] : a.probes) publish(a, name, p);
+}
+
+IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol::Report& report,
+                                    double now, const std::string& serial) {
   // The report and the tickets it causes are stored together, or neither is (and not acked).
   std::optional<sql::Transaction> tx;
   if (store_) tx.emplace(store_->db());
   auto it = agents_.find(agent_id);
   // Work on a copy: nothing changes unless the store took it.
   AgentState a = it != agents_.end() ? it->second : AgentState{};
-  bool was_up = it != agents_.end() && it->second.up;
-  if (shared_) {
-    const auto lock = store_->lock_agent(agent_id, serial);
-    if (lock.revoked)
-      throw AgentRevoked("agent " + agent_id + ": certificate " + serial + " was revoked");
-    if (lock.row_version != a.row_version) {
-      // Another collector took reports of the agent since we last did (or forgot it): its
-      // state is the store's.
-      auto stored = store_->load(agent_id);
-      a = stored ? held_over(std::move(*stored), a) : AgentState{};
-      was_up = stored && now - a.last_report <= kUpHeartbeats * a.heartbeat;
-    }
-  }
+  const bool was_up = it != agents_.end() && it->second.up;
+  if (shared_) store_->claim_agent(agent_id, a.row_version, serial);
   std::vector<Store::StateChange> history;
   if (a.id.empty()) {
     a.id = agent_id;
@@ -418,7 +442,6 @@ void Health::forget_stored(const std::string& agent, const std::vector<std::stri
   if (!store_) return forget_all();
   try {
     sql::Transaction tx(store_->db());
-    if (shared_) store_->lock_agent(agent);  // not while another collector stores its report
     forget_all();
     tx.commit();
   } catch (...) {

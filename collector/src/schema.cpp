@@ -89,9 +89,10 @@ CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
      "ALTER TABLE state_changes ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY"},
     {4, "incidents keep what they learned: flap history, trend, a value's age",
      "ALTER TABLE incidents ADD COLUMN learned TEXT"},
-    // Several collectors on one PostgreSQL (cluster.h): an agent's row version says whether the
-    // state a collector holds of it is the newest; followers log the reports they took for the
-    // leader's desk; the desk's lease, and the fence its every transaction passes.
+    // Several collectors on one PostgreSQL (lease.h): an agent's row version says whether the
+    // state a collector holds of it is the newest (dozor_claim_agent); followers log the
+    // reports they took for the leader's desk; the desk's lease, and the fence its every
+    // transaction passes.
     {5, "several collectors on one store: agents' row versions, the report log, the desk lease",
      R"sql(
 ALTER TABLE agents ADD COLUMN row_version INTEGER NOT NULL DEFAULT 0;
@@ -107,6 +108,22 @@ CREATE TABLE dozor_leader (
   expires_at DOUBLE PRECISION NOT NULL
 );
 INSERT INTO dozor_leader VALUES ('desk', '', 0, 0);
+CREATE FUNCTION dozor_claim_agent(who TEXT, held BIGINT, cert TEXT) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  stored BIGINT;
+BEGIN
+  IF cert <> '' AND EXISTS (SELECT 1 FROM revocations WHERE serial = cert) THEN
+    RAISE EXCEPTION 'dozor_revoked: certificate % of agent % was revoked', cert, who;
+  END IF;
+  -- A row to lock also for an agent not stored yet: another collector's report of it waits.
+  INSERT INTO agents (id) VALUES (who) ON CONFLICT DO NOTHING;
+  SELECT row_version INTO stored FROM agents WHERE id = who FOR UPDATE;
+  IF stored <> held THEN
+    RAISE EXCEPTION 'dozor_stale_agent: agent % was stored by another collector (version % '
+      'here, % in the store)', who, held, stored;
+  END IF;
+END $$;
 CREATE FUNCTION dozor_fence(who TEXT, held BIGINT) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   -- FOR SHARE: the lease cannot pass to another collector before this transaction ends.

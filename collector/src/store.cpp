@@ -143,18 +143,20 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
   }
 }
 
-Store::AgentLock Store::lock_agent(const std::string& agent, const std::string& serial) {
-  // Two statements: the second reads after the lock is held (a statement's snapshot is taken
-  // when it starts). Pipelined, they are one round trip.
-  sql::Statement(*db_, "SELECT pg_advisory_xact_lock(hashtextextended(?, 17))")
+void Store::claim_agent(const std::string& agent, std::uint64_t held, const std::string& serial) {
+  sql::Statement(*db_, "SELECT dozor_claim_agent(?, ?, ?)")
       .bind(1, std::string_view(agent))
+      .bind(2, i64(held))
+      .bind(3, std::string_view(serial))
       .run();
-  sql::Statement q(*db_,
-                   "SELECT (SELECT row_version FROM agents WHERE id = ?1), "
-                   "EXISTS (SELECT 1 FROM revocations WHERE serial = ?2)");
-  q.bind(1, std::string_view(agent)).bind(2, std::string_view(serial));
-  q.step();
-  return {q.is_null(0) ? 0 : u64(q.integer(0)), q.integer(1) != 0};
+}
+
+bool Store::stale_agent(const sql::Error& e) {
+  return std::string_view(e.what()).find("dozor_stale_agent") != std::string_view::npos;
+}
+
+bool Store::revoked(const sql::Error& e) {
+  return std::string_view(e.what()).find("dozor_revoked") != std::string_view::npos;
 }
 
 void Store::log_report(const std::string& agent, const std::string& results) {
@@ -166,7 +168,7 @@ void Store::log_report(const std::string& agent, const std::string& results) {
 
 std::vector<Store::LoggedReport> Store::take_logged(std::size_t limit) {
   // Rows of reports still being stored are not visible yet: they come in a later take. The
-  // reports of one agent are stored one after the other (lock_agent), so they come in order.
+  // reports of one agent are stored one after the other (claim_agent), so they come in order.
   sql::Statement q(*db_,
                    "DELETE FROM report_log WHERE id IN (SELECT id FROM report_log ORDER BY id "
                    "LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id, agent, results");

@@ -162,7 +162,7 @@ class Desk : public OutboxQueue {
   std::vector<std::pair<Ticket, Countdown>> active(double now);
 
   /// Several collectors on one store: `f` runs last in every transaction that holds the desk's
-  /// changes, and throws when this collector no longer holds the desk's lease (cluster.h), so
+  /// changes, and throws when this collector no longer holds the desk's lease (lease.h), so
   /// that the transaction fails instead of storing what a second desk decided.
   void set_fence(std::function<void()> f);
   /// The fence, for the transactions that Health opens (reports, replays).

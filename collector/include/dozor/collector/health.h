@@ -135,9 +135,10 @@ class Health {
   /// The longest an agent waits between tries (agent/src/uplink.cpp kMaxBackoff).
   static constexpr double kAgentMaxBackoff = 30;
 
-  /// Several collectors share the store (cluster.h): every report first locks its agent's row
-  /// (Store::lock_agent), and a state another collector stored meanwhile is read again before
-  /// the report applies, so that an agent moving between collectors loses and doubles nothing.
+  /// Several collectors share the store (lease.h): every report claims its agent's row
+  /// (Store::claim_agent), and when another collector stored a report of it meanwhile, its
+  /// state is read again and the report applied to that, so that an agent moving between
+  /// collectors loses and doubles nothing.
   void share_store(bool shared);
   /// Whether this collector runs the desk (it holds the lease). A follower logs each report for
   /// the leader (Store::log_report) instead of handing it to the desk, and shows no per-agent
@@ -165,6 +166,10 @@ class Health {
   void certificate(const std::string& id, double not_after);
 
  private:
+  IngestOutcome ingest_locked(const std::string& agent_id, const protocol::Report& report,
+                              double now, const std::string& serial);
+  // The agent's state as the store has it (another collector changed it).
+  void reread_locked(const std::string& agent_id, double now);
   void refresh_locked(AgentState& a, double now);
   void published(const AgentState& a, const std::string& old_site, std::uint64_t lost,
                  const std::vector<std::pair<std::string, protocol::Metric>>& gone,

@@ -28,16 +28,15 @@ class Store {
   std::optional<AgentState> load(const std::string& agent);
   sql::Database& db() { return *db_; }
 
-  /// Several collectors on one PostgreSQL store (lease.h). Inside the caller's transaction:
-  /// waits until no other collector is storing a report of (or forgetting) `agent`, and returns
-  /// the version of its row (0: none yet), which save() bumps: a version other than the one a
-  /// collector holds means another collector took reports of the agent meanwhile. `revoked`:
-  /// whether certificate `serial` was revoked, through whichever collector.
-  struct AgentLock {
-    std::uint64_t row_version = 0;
-    bool revoked = false;
-  };
-  AgentLock lock_agent(const std::string& agent, const std::string& serial = "");
+  /// Several collectors on one PostgreSQL store (lease.h), first in a report's transaction:
+  /// locks the agent's row (another collector's report of it waits) and fails the transaction
+  /// when the row's version is not `held` (another collector stored a report of the agent, or
+  /// forgot it, since this one read it: stale_agent()) or certificate `serial` was revoked
+  /// through any collector (revoked()). Pipelined: no round trip of its own; the failure shows
+  /// at the next statement that reads, or at COMMIT.
+  void claim_agent(const std::string& agent, std::uint64_t held, const std::string& serial);
+  static bool stale_agent(const sql::Error& e);
+  static bool revoked(const sql::Error& e);
   /// A follower's report for the leader's desk: the agent and the results accepted.
   void log_report(const std::string& agent, const std::string& results);
   struct LoggedReport {
