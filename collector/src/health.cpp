@@ -119,7 +119,6 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
   // Work on a copy: nothing changes unless the store took it.
   AgentState a = it != agents_.end() ? it->second : AgentState{};
   const bool was_up = it != agents_.end() && it->second.up;
-  if (shared_) store_->claim_agent(agent_id, a.row_version, serial);
   std::vector<Store::StateChange> history;
   if (a.id.empty()) {
     a.id = agent_id;
@@ -215,7 +214,7 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
   if (store_) {
     bool observed = false;
     try {
-      store_->save(a, added_above, changed);
+      store_->save(a, added_above, changed, serial);
       if (!was_up) store_->state_change({a.site, a.id, "", now, Store::kAgentUp});
       for (const auto& change : history) store_->state_change(change);
       if (desk_ && leading_) {
@@ -282,6 +281,7 @@ AgentState Health::held_over(AgentState stored, const AgentState& held) {
 void Health::share_store(bool shared) {
   std::lock_guard lock(mu_);
   shared_ = shared && store_;
+  if (shared_) store_->share();
 }
 
 void Health::lead(bool leading, double now) {
@@ -330,9 +330,13 @@ std::size_t Health::replay(double now, std::size_t limit) {
     const auto logged = store_->take_logged(limit);
     if (logged.empty()) return 0;
     std::map<std::string, AgentState> states;  // each agent read once, after all its reports
-    for (const auto& row : logged) {
-      if (states.count(row.agent)) continue;
-      if (auto stored = store_->load(row.agent)) states.emplace(row.agent, std::move(*stored));
+    std::vector<std::string> names;
+    for (const auto& row : logged) names.push_back(row.agent);
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    for (auto& a : store_->load(names)) {
+      std::string id = a.id;
+      states.emplace(std::move(id), std::move(a));
     }
     for (const auto& row : logged) {
       auto state = states.find(row.agent);

@@ -90,7 +90,7 @@ CREATE INDEX IF NOT EXISTS state_changes_by_site ON state_changes(site, ts);
     {4, "incidents keep what they learned: flap history, trend, a value's age",
      "ALTER TABLE incidents ADD COLUMN learned TEXT"},
     // Several collectors on one PostgreSQL (lease.h): an agent's row version says whether the
-    // state a collector holds of it is the newest (dozor_claim_agent); followers log the
+    // state a collector holds of it is the newest (dozor_stale_agent); followers log the
     // reports they took for the leader's desk; the desk's lease, and the fence its every
     // transaction passes.
     {5, "several collectors on one store: agents' row versions, the report log, the desk lease",
@@ -108,21 +108,18 @@ CREATE TABLE dozor_leader (
   expires_at DOUBLE PRECISION NOT NULL
 );
 INSERT INTO dozor_leader VALUES ('desk', '', 0, 0);
-CREATE FUNCTION dozor_claim_agent(who TEXT, held BIGINT, cert TEXT) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-  stored BIGINT;
+-- Raised inside the agent's upsert (Store::save of a shared store): the row's version is not the
+-- one the collector read (another collector stored a report of the agent since), or the
+-- certificate the report came over was revoked through another collector.
+CREATE FUNCTION dozor_stale_agent(who TEXT, held BIGINT, stored BIGINT) RETURNS BIGINT
+LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-  IF cert <> '' AND EXISTS (SELECT 1 FROM revocations WHERE serial = cert) THEN
-    RAISE EXCEPTION 'dozor_revoked: certificate % of agent % was revoked', cert, who;
-  END IF;
-  -- A row to lock also for an agent not stored yet: another collector's report of it waits.
-  INSERT INTO agents (id) VALUES (who) ON CONFLICT DO NOTHING;
-  SELECT row_version INTO stored FROM agents WHERE id = who FOR UPDATE;
-  IF stored <> held THEN
-    RAISE EXCEPTION 'dozor_stale_agent: agent % was stored by another collector (version % '
-      'here, % in the store)', who, held, stored;
-  END IF;
+  RAISE EXCEPTION 'dozor_stale_agent: agent % was stored by another collector (version % '
+    'here, % in the store)', who, held, stored;
+END $$;
+CREATE FUNCTION dozor_revoked(who TEXT, cert TEXT) RETURNS BIGINT LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  RAISE EXCEPTION 'dozor_revoked: certificate % of agent % was revoked', cert, who;
 END $$;
 CREATE FUNCTION dozor_fence(who TEXT, held BIGINT) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN

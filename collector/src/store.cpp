@@ -1,7 +1,9 @@
 #include "dozor/collector/store.h"
 
 #include <algorithm>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "dozor/collector/schema.h"
 
@@ -37,70 +39,90 @@ Store::Store(std::unique_ptr<sql::Database> db)
                                       "agent, probe")),
       state_change_(*db_, "INSERT INTO state_changes VALUES (?,?,?,?,?)") {}
 
-std::vector<AgentState> Store::load() { return load_where(""); }
+std::vector<AgentState> Store::load() { return load_where(nullptr); }
 
 std::optional<AgentState> Store::load(const std::string& agent) {
-  auto found = load_where(agent);
+  auto found = load(std::vector<std::string>{agent});
   if (found.empty()) return std::nullopt;
   return std::move(found.front());
 }
 
-// Every agent, or with `agent` not empty that one.
-std::vector<AgentState> Store::load_where(const std::string& agent) {
+std::vector<AgentState> Store::load(const std::vector<std::string>& agents) {
+  if (agents.empty()) return {};
+  return load_where(&agents);
+}
+
+// Every agent (`ids` null) or those named, in three statements whatever their number: a takeover
+// by another collector reads a whole fleet.
+std::vector<AgentState> Store::load_where(const std::vector<std::string>* ids) {
+  const bool postgres = db_->engine() == "postgres";
+  // The names as one JSON array parameter, which both engines take apart.
+  const std::string in = !ids       ? ""
+                         : postgres ? " IN (SELECT json_array_elements_text(CAST(?1 AS json)))"
+                                    : " IN (SELECT value FROM json_each(?1))";
+  const std::string names = ids ? nlohmann::json(*ids).dump() : "";
+  auto statement = [&](const std::string& sql) {
+    auto q = std::make_unique<sql::Statement>(*db_, sql);
+    if (ids) q->bind(1, std::string_view(names));
+    return q;
+  };
   std::vector<AgentState> out;
-  sql::Statement agents(*db_, agent.empty() ? "SELECT * FROM agents ORDER BY id"
-                                            : "SELECT * FROM agents WHERE id = ?");
-  if (!agent.empty()) agents.bind(1, std::string_view(agent));
-  while (agents.step()) {
+  std::unordered_map<std::string, std::size_t> index;
+  auto agents = statement(ids ? "SELECT * FROM agents WHERE id" + in : "SELECT * FROM agents");
+  while (agents->step()) {
     AgentState a;
-    a.id = agents.text(0);
-    a.site = agents.text(1);
-    a.hostname = agents.text(2);
-    a.version = agents.text(3);
-    a.started_at = agents.real(4);
-    a.heartbeat = agents.real(5);
-    a.first_seen = agents.real(6);
-    a.last_report = agents.real(7);
-    a.spool_id = agents.text(8);
-    a.watermark = u64(agents.integer(9));
-    a.last_seq = u64(agents.integer(10));
-    a.results = u64(agents.integer(11));
-    a.dropped = u64(agents.integer(12));
-    a.row_version = u64(agents.integer(13));
+    a.id = agents->text(0);
+    a.site = agents->text(1);
+    a.hostname = agents->text(2);
+    a.version = agents->text(3);
+    a.started_at = agents->real(4);
+    a.heartbeat = agents->real(5);
+    a.first_seen = agents->real(6);
+    a.last_report = agents->real(7);
+    a.spool_id = agents->text(8);
+    a.watermark = u64(agents->integer(9));
+    a.last_seq = u64(agents->integer(10));
+    a.results = u64(agents->integer(11));
+    a.dropped = u64(agents->integer(12));
+    a.row_version = u64(agents->integer(13));
+    index.emplace(a.id, out.size());
     out.push_back(std::move(a));
   }
-  for (auto& a : out) {
-    sql::Statement seqs(*db_, "SELECT seq FROM agent_seqs WHERE agent = ?");
-    seqs.bind(1, std::string_view(a.id));
-    while (seqs.step()) a.above.insert(u64(seqs.integer(0)));
-    sql::Statement probes(*db_, "SELECT * FROM probes WHERE agent = ?");
-    probes.bind(1, std::string_view(a.id));
-    while (probes.step()) {
-      ProbeState& p = a.probes[probes.text(1)];
-      p.type = probes.text(2);
-      p.status = static_cast<protocol::Status>(probes.integer(3));
-      p.summary = probes.text(4);
-      p.ts = probes.real(5);
-      p.duration = probes.real(6);
-      p.seq = u64(probes.integer(7));
-      auto metrics = nlohmann::json::parse(probes.text(8), nullptr, false);
-      if (metrics.is_array()) {
-        for (const auto& m : metrics) {
-          protocol::Metric metric{m.value("name", ""), m.value("value", 0.0), m.value("unit", "")};
-          if (const auto labels = m.find("labels"); labels != m.end() && labels->is_object())
-            for (const auto& [k, v] : labels->items())
-              if (v.is_string()) metric.labels.emplace(k, v.get<std::string>());
-          p.metrics.push_back(std::move(metric));
-        }
+  auto seqs = statement("SELECT agent, seq FROM agent_seqs" + (ids ? " WHERE agent" + in : ""));
+  while (seqs->step())
+    if (auto it = index.find(seqs->text(0)); it != index.end())
+      out[it->second].above.insert(u64(seqs->integer(1)));
+  auto probes = statement("SELECT * FROM probes" + (ids ? " WHERE agent" + in : ""));
+  while (probes->step()) {
+    auto it = index.find(probes->text(0));
+    if (it == index.end()) continue;
+    ProbeState& p = out[it->second].probes[probes->text(1)];
+    p.type = probes->text(2);
+    p.status = static_cast<protocol::Status>(probes->integer(3));
+    p.summary = probes->text(4);
+    p.ts = probes->real(5);
+    p.duration = probes->real(6);
+    p.seq = u64(probes->integer(7));
+    auto metrics = nlohmann::json::parse(probes->text(8), nullptr, false);
+    if (metrics.is_array()) {
+      for (const auto& m : metrics) {
+        protocol::Metric metric{m.value("name", ""), m.value("value", 0.0), m.value("unit", "")};
+        if (const auto labels = m.find("labels"); labels != m.end() && labels->is_object())
+          for (const auto& [k, v] : labels->items())
+            if (v.is_string()) metric.labels.emplace(k, v.get<std::string>());
+        p.metrics.push_back(std::move(metric));
       }
     }
   }
+  std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.id < y.id; });
   return out;
 }
 
 void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
-                 const std::vector<std::string>& changed_probes) {
-  upsert_agent_.bind(1, std::string_view(a.id))
+                 const std::vector<std::string>& changed_probes, const std::string& serial) {
+  auto& upsert = upsert_shared_ ? *upsert_shared_ : upsert_agent_;
+  if (upsert_shared_) upsert.bind(15, std::string_view(serial));
+  upsert.bind(1, std::string_view(a.id))
       .bind(2, std::string_view(a.site))
       .bind(3, std::string_view(a.hostname))
       .bind(4, std::string_view(a.version))
@@ -143,12 +165,23 @@ void Store::save(const AgentState& a, const std::vector<std::uint64_t>& above,
   }
 }
 
-void Store::claim_agent(const std::string& agent, std::uint64_t held, const std::string& serial) {
-  sql::Statement(*db_, "SELECT dozor_claim_agent(?, ?, ?)")
-      .bind(1, std::string_view(agent))
-      .bind(2, i64(held))
-      .bind(3, std::string_view(serial))
-      .run();
+void Store::share() {
+  upsert_shared_.emplace(
+      *db_,
+      "INSERT INTO agents (id, site, hostname, version, started_at, heartbeat, first_seen, "
+      "last_report, spool_id, watermark, last_seq, results, dropped, row_version) VALUES "
+      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, CASE WHEN ?15 <> '' AND EXISTS "
+      "(SELECT 1 FROM revocations WHERE serial = ?15) THEN dozor_revoked(?1, ?15) ELSE "
+      "CAST(?14 AS BIGINT) END) "
+      "ON CONFLICT (id) DO UPDATE SET site = excluded.site, hostname = excluded.hostname, "
+      "version = excluded.version, started_at = excluded.started_at, "
+      "heartbeat = excluded.heartbeat, first_seen = excluded.first_seen, "
+      "last_report = excluded.last_report, spool_id = excluded.spool_id, "
+      "watermark = excluded.watermark, last_seq = excluded.last_seq, "
+      "results = excluded.results, dropped = excluded.dropped, "
+      "row_version = CASE WHEN agents.row_version = excluded.row_version - 1 THEN "
+      "excluded.row_version ELSE dozor_stale_agent(excluded.id, excluded.row_version - 1, "
+      "agents.row_version) END");
 }
 
 bool Store::stale_agent(const sql::Error& e) {
@@ -168,7 +201,7 @@ void Store::log_report(const std::string& agent, const std::string& results) {
 
 std::vector<Store::LoggedReport> Store::take_logged(std::size_t limit) {
   // Rows of reports still being stored are not visible yet: they come in a later take. The
-  // reports of one agent are stored one after the other (claim_agent), so they come in order.
+  // reports of one agent are stored one after the other (share()), so they come in order.
   sql::Statement q(*db_,
                    "DELETE FROM report_log WHERE id IN (SELECT id FROM report_log ORDER BY id "
                    "LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id, agent, results");

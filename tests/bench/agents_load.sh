@@ -7,6 +7,8 @@
 # acked) median and p99.
 #   tests/bench/agents_load.sh [N] [RESULTS] [HEARTBEAT] [WINDOW]   (default 1000 3 5 30)
 #   STORE=postgres tests/bench/agents_load.sh ...   the same on a scratch PostgreSQL store
+#   STORE=postgres COLLECTORS=2 tests/bench/agents_load.sh ...   agents split over two collectors
+#     sharing the store (each agent on one of them); memory and CPU are the collectors' sums
 set -euo pipefail
 n=${1:-1000} results=${2:-3} heartbeat=${3:-5} window=${4:-30}
 source "$(dirname "$0")/lib.sh"
@@ -25,25 +27,35 @@ sign() {  # one agent's certificate; serials at random, as several run at once
 export -f sign
 export work
 seq "$n" | xargs -P "$(nproc)" -I{} bash -c 'sign {}'
-start_collector "limits: { pending_per_source: 100000, pending_total: 100000, max_connections: 100000, reports_per_second: ${REPORTS_PER_SECOND:-20} }"
+for c in $(seq "${COLLECTORS:-1}"); do
+  start_collector "node: c$c
+limits: { pending_per_source: 100000, pending_total: 100000, max_connections: 100000, reports_per_second: ${REPORTS_PER_SECOND:-20} }" "collector-$c"
+done
 ulimit -n $((n + 512))  # this side's connections; the collector raises its own limit
-python3 - "$agents_port" "$work/certs" "$collector_pid" "$n" "$results" "$heartbeat" "$window" \
-  "${STORE:-sqlite}" <<'PY'
+python3 - "${agents_ports[*]}" "$work/certs" "${collector_pids[*]}" "$n" "$results" "$heartbeat" \
+  "$window" "${STORE:-sqlite}" <<'PY'
 import asyncio, json, ssl, statistics, sys, time
-port, certs, pid, store = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[8]
+ports, certs, pids, store = ([int(p) for p in sys.argv[1].split()], sys.argv[2],
+                             sys.argv[3].split(), sys.argv[8])
 n, per_report, heartbeat, window = (int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]),
                                     float(sys.argv[7]))
 
 
-def proc(field):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith(field))
+def proc(field):  # summed over the collectors
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            total += next(int(l.split()[1]) for l in f if l.startswith(field))
+    return total
 
 
 def cpu():
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / 100
+    return total
 
 
 rtts, sent_results, connected = [], [0], [0]
@@ -54,7 +66,7 @@ async def agent(i, start_at):
     ctx = ssl.create_default_context(cafile=f"{certs}/ca.pem")
     ctx.load_cert_chain(f"{certs}/load-{i}.pem", f"{certs}/load.key")
     await asyncio.sleep(max(0, start_at - time.monotonic()))
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+    reader, writer = await asyncio.open_connection("127.0.0.1", ports[i % len(ports)], ssl=ctx,
                                                    server_hostname="127.0.0.1")
     connected[0] += 1
     seq, next_at = 0, time.monotonic()
@@ -107,7 +119,7 @@ async def main():
     measuring.clear()
     rtts.sort()
     print(f"agents_load: {n} agents, {per_report} results every {heartbeat:g} s, {elapsed:.0f} s, "
-          f"store {store}")
+          f"store {store}, {len(ports)} collector(s)")
     print(f"  collector RSS {base_rss / 1024:.1f} MiB -> {rss / 1024:.1f} MiB: "
           f"{(rss - base_rss) / n:.1f} KiB per agent connection")
     print(f"  {sent_results[0] / elapsed:.0f} results/s, CPU {used / elapsed * 100:.1f} % of a core,"

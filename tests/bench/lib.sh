@@ -7,9 +7,12 @@ pids=()
 pg_stop=()
 cleanup() {
   local status=$?
-  if ((status != 0)) && [[ -s $work/collector.log ]]; then
-    echo "--- the collector's log, last lines ---" >&2
-    tail -20 "$work/collector.log" >&2
+  if ((status != 0)); then
+    for log in "$work"/collector*.log; do
+      [[ -s $log ]] || continue
+      echo "--- $(basename "$log"), last lines ---" >&2
+      tail -20 "$log" >&2
+    done
   fi
   if ((${#pg_stop[@]})); then "${pg_stop[@]}" >/dev/null 2>&1 || true; fi
   kill "${pids[@]}" 2>/dev/null || true
@@ -29,26 +32,30 @@ make_certs() {
   for a in "$@"; do "$root/certs/dozor-certs" agent "$work/certs" "$a" >/dev/null; done
 }
 
-# start_collector [YAML]: YAML (e.g. rules or tickets settings) is appended to collector.yaml.
-# The store is $store_url when set (start_store), else a SQLite file.
+# start_collector [YAML] [NAME]: YAML (e.g. rules or tickets settings) is appended to the config.
+# The store is $store_url when set (start_store), else a SQLite file. NAME (default collector)
+# names its config and log; each start appends to agents_ports, http_ports and collector_pids.
+agents_ports=() http_ports=() collector_pids=()
 start_collector() {
+  local name=${2:-collector}
   agents_port=$(free_port) http_port=$(free_port)
-  cat >"$work/collector.yaml" <<YAML
+  cat >"$work/$name.yaml" <<YAML
 listen: { agents: "127.0.0.1:$agents_port", http: "127.0.0.1:$http_port" }
 store: ${store_url:-sqlite:collector.db}
 tls: { ca: certs/ca.pem, cert: certs/collector.pem, key: certs/collector.key }
 ${1:-}
 YAML
   # COLLECTOR_PREFIX: e.g. "heaptrack -o /tmp/collector" to see where its memory goes.
-  ${COLLECTOR_PREFIX:-} "$build/server/dozor-collector" --config "$work/collector.yaml" 2>"$work/collector.log" &
+  ${COLLECTOR_PREFIX:-} "$build/server/dozor-collector" --config "$work/$name.yaml" 2>"$work/$name.log" &
   collector_pid=$!
   pids+=("$collector_pid")
+  agents_ports+=("$agents_port") http_ports+=("$http_port") collector_pids+=("$collector_pid")
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$http_port/healthz" >/dev/null && return 0
     sleep 0.05
   done
   echo "collector did not start:" >&2
-  cat "$work/collector.log" >&2
+  cat "$work/$name.log" >&2
   return 1
 }
 

@@ -135,10 +135,10 @@ class Health {
   /// The longest an agent waits between tries (agent/src/uplink.cpp kMaxBackoff).
   static constexpr double kAgentMaxBackoff = 30;
 
-  /// Several collectors share the store (lease.h): every report claims its agent's row
-  /// (Store::claim_agent), and when another collector stored a report of it meanwhile, its
-  /// state is read again and the report applied to that, so that an agent moving between
-  /// collectors loses and doubles nothing.
+  /// Several collectors share the store (lease.h): every report writes its agent's row
+  /// over the version it read (Store::share), and when another collector stored a report of it
+  /// meanwhile, its state is read again and the report applied to that, so that an agent moving
+  /// between collectors loses and doubles nothing.
   void share_store(bool shared);
   /// Whether this collector runs the desk (it holds the lease). A follower logs each report for
   /// the leader (Store::log_report) instead of handing it to the desk, and shows no per-agent

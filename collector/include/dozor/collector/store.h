@@ -24,17 +24,17 @@ class Store {
   explicit Store(std::unique_ptr<sql::Database> db);
 
   std::vector<AgentState> load();
-  /// One agent as stored, if it is.
+  /// One agent as stored, if it is; those of `agents` that are stored.
   std::optional<AgentState> load(const std::string& agent);
+  std::vector<AgentState> load(const std::vector<std::string>& agents);
   sql::Database& db() { return *db_; }
 
-  /// Several collectors on one PostgreSQL store (lease.h), first in a report's transaction:
-  /// locks the agent's row (another collector's report of it waits) and fails the transaction
-  /// when the row's version is not `held` (another collector stored a report of the agent, or
-  /// forgot it, since this one read it: stale_agent()) or certificate `serial` was revoked
-  /// through any collector (revoked()). Pipelined: no round trip of its own; the failure shows
-  /// at the next statement that reads, or at COMMIT.
-  void claim_agent(const std::string& agent, std::uint64_t held, const std::string& serial);
+  /// Several collectors on one PostgreSQL store (lease.h): from now on save() writes the
+  /// agent's row only over the version it read (AgentState::row_version one less than the one
+  /// saved) and only for a certificate not revoked, through whichever collector; else the
+  /// transaction fails (stale_agent(), revoked()) and stores nothing. Inside the upsert itself:
+  /// no round trip of its own, and a second collector's report of the agent waits on the row.
+  void share();
   static bool stale_agent(const sql::Error& e);
   static bool revoked(const sql::Error& e);
   /// A follower's report for the leader's desk: the agent and the results accepted.
@@ -48,8 +48,9 @@ class Store {
 
   /// Saves `agent` after a report, inside the caller's transaction: its row, the seqs it accepted
   /// above the watermark (`above`), and the probes whose state changed.
+  /// `serial`: the certificate the report came over (checked against revocations when shared).
   void save(const AgentState& agent, const std::vector<std::uint64_t>& above,
-            const std::vector<std::string>& changed_probes);
+            const std::vector<std::string>& changed_probes, const std::string& serial = "");
   /// Deletes the named probes of `agent`, or the agent and all its probes when `probes` is
   /// empty, inside the caller's transaction.
   void forget(const std::string& agent, const std::vector<std::string>& probes);
@@ -117,9 +118,10 @@ class Store {
  private:
   static sql::Database& migrated(sql::Database& db);
 
-  std::vector<AgentState> load_where(const std::string& agent);
+  std::vector<AgentState> load_where(const std::vector<std::string>* ids);
 
   std::unique_ptr<sql::Database> db_;
+  std::optional<sql::Statement> upsert_shared_;  // share()
   sql::Statement upsert_agent_, insert_seq_, purge_seqs_, reset_seqs_, upsert_probe_, state_change_;
 };
 
