@@ -293,16 +293,21 @@ void Health::lead(bool leading, double now) {
     for (const auto& [id, a] : agents_) unpublish_agent(a);
     return;
   }
-  // What the followers took meanwhile is in the store; agents up there get one window from now,
-  // as after a restart, rather than being called silent for reports this collector never saw.
+  // What the followers took meanwhile is in the store. As after a restart, the newest report of
+  // all says when the cluster last stored anything (the lead passes after a kill, or when the
+  // database was away): agents up then get one window from now, and the agent's backoff,
+  // rather than being called silent for reports nobody could store.
+  auto loaded = store_->load();
+  double last_alive = 0;
+  for (const auto& a : loaded) last_alive = std::max(last_alive, a.last_report);
   std::map<std::string, AgentState> fresh;
-  for (auto& a : store_->load()) {
+  for (auto& a : loaded) {
     if (auto held = agents_.find(a.id); held != agents_.end())
       a = held_over(std::move(a), held->second);
     else
       for (const auto& [name, p] : a.probes) a.series += p.metrics.size();
-    if (now - a.last_report <= kUpHeartbeats * a.heartbeat)
-      a.grace_until = std::max(a.grace_until, now + kUpHeartbeats * a.heartbeat);
+    if (last_alive - a.last_report <= kUpHeartbeats * a.heartbeat)
+      a.grace_until = std::max(a.grace_until, now + kUpHeartbeats * a.heartbeat + kAgentMaxBackoff);
     std::string id = a.id;
     fresh.emplace(std::move(id), std::move(a));
   }

@@ -91,6 +91,42 @@ class Cluster(IntegrationCase):
     def sql(self, query):
         return self.pg.psql(query)
 
+    def check_every_result_once(self):
+        """Stops the agents; every result exactly once: seqs 1..last, each counted once, whoever
+        took it; what the agents still hold when they stop is the rest of their seqs."""
+        for agent in self.agents:
+            agent.stop()
+        stored = {r[0]: int(r[1]) for r in self.sql("SELECT id, watermark FROM agents")}
+        wait_for("the leader to have every report", lambda: all(
+            a["last_seq"] == stored[a["id"]] for a in self.agent_states().values()))
+        for agent in self.agents:
+            name = os.path.basename(agent.config)[:-5]
+            held, last_seq, dropped = spool_state(agent.spool)
+            a = self.agent_states()[name]
+            self.assertEqual(dropped, 0)
+            self.assertEqual(a["results"], a["last_seq"], f"{name}: each seq exactly once")
+            self.assertEqual(stored[name] + held, last_seq, f"{name}: stored or still held")
+        self.assertEqual(self.sql("SELECT count(*) FROM agent_seqs"), [["0"]])
+
+    def test_the_database_restarted_under_load_loses_nothing(self):
+        wait_for("every agent reporting", lambda: len(self.agent_states()) == AGENTS, timeout=30)
+        self.services[0].stop()
+        wait_for("the ticket", lambda: any(t["agent"] == "agent-01" and t["status"] == "open"
+                                           for t in self.tickets()), timeout=15)
+        self.pg.down()
+        time.sleep(6)  # longer than the lease: nobody may act on the desk meanwhile
+        self.assertIsNone(self.leader())
+        self.assertTrue(all(c.alive() for c in self.collectors))
+        self.pg.up()
+        wait_for("a leader again", self.leader, timeout=20, interval=0.2)
+        self.services[0].start()
+        wait_for("the ticket resolved", lambda: all(
+            t["status"] == "resolved" for t in self.tickets()), timeout=30)
+        for agent in self.agents:
+            wait_for("the spool to drain", lambda: spool_state(agent.spool)[0] == 0, timeout=30)
+        self.check_every_result_once()
+        self.assertEqual(len(self.tickets()), 1)
+
     @timing
     def test_leader_killed_under_load_loses_and_doubles_nothing(self):
         wait_for("every agent reporting", lambda: len(self.agent_states()) == AGENTS and all(
@@ -143,21 +179,7 @@ class Cluster(IntegrationCase):
         wait_for("the outbox delivered", lambda: self.sql("SELECT count(*) FROM outbox")
                  == [["0"]], timeout=30)
 
-        # Every result exactly once: seqs 1..last, each counted once, whoever took it; what the
-        # agents still hold when they stop is the rest of their seqs, none lost.
-        for agent in self.agents:
-            agent.stop()
-        stored = {r[0]: int(r[1]) for r in self.sql("SELECT id, watermark FROM agents")}
-        wait_for("the leader to have every report", lambda: all(
-            a["last_seq"] == stored[a["id"]] for a in self.agent_states().values()))
-        for agent in self.agents:
-            name = os.path.basename(agent.config)[:-5]
-            held, last_seq, dropped = spool_state(agent.spool)
-            a = self.agent_states()[name]
-            self.assertEqual(dropped, 0)
-            self.assertEqual(a["results"], a["last_seq"], f"{name}: each seq exactly once")
-            self.assertEqual(stored[name] + held, last_seq, f"{name}: stored or still held")
-        self.assertEqual(self.sql("SELECT count(*) FROM agent_seqs"), [["0"]])
+        self.check_every_result_once()
 
         # One ticket per incident: each key's failures fold into its one ticket (reopened).
         self.assertEqual(self.sql("SELECT key, count(*) FROM tickets GROUP BY key "
