@@ -197,7 +197,8 @@ class CommandLine(IntegrationCase):
         with open(col, "w") as f:
             f.write('listen: { agents: "127.0.0.1:notaport" }\ntls: { ca: /nonexistent.pem }\n'
                     'limits: { http_connections: 10, http_per_source: 20 }\n'
-                    'report: { zone: Mars/Olympus, keep: 30d }\n')
+                    'report: { zone: Mars/Olympus, keep: 30d }\n'
+                    'node: "two words"\n')
         out = subprocess.run([COLLECTOR, "--config", col, "--check-config"], capture_output=True,
                              text=True)
         self.assertEqual(out.returncode, 2)
@@ -208,6 +209,8 @@ class CommandLine(IntegrationCase):
                       out.stderr)
         self.assertIn(f"{col}:4: report.zone: unknown time zone Mars/Olympus", out.stderr)
         self.assertIn(f"{col}:4: report.keep: must be at least 396d (13 months)", out.stderr)
+        self.assertIn(f"{col}:5: node: a name of at most 128 characters without spaces",
+                      out.stderr)
 
     def test_once_prints_results_as_json(self):
         certs = Certs(os.path.join(self.dir, "ca"))
