@@ -1334,6 +1334,12 @@ void Desk::forget(const std::string& agent, const std::string& probe, double now
   }
 }
 
+void Desk::replace_config(DeskConfig config) {
+  std::lock_guard lock(mu_);
+  config_ = std::move(config);
+  stale_ = true;  // read again, with the new rules, before the desk acts
+}
+
 void Desk::reconfigure(DeskConfig config, double now) {
   std::lock_guard lock(mu_);
   ready_locked();

@@ -447,6 +447,7 @@ void Health::forget_stored(const std::string& agent, const std::vector<std::stri
     if (!desk_) return;
     if (probes.empty()) desk_->forget(agent, "", now);
     for (const auto& name : probes) desk_->forget(agent, name, now);
+    desk_->fence();
   };
   if (!store_) return forget_all();
   try {

@@ -197,7 +197,10 @@ int main(int argc, char** argv) {
               // writes the store; only then is anything else swapped: a failure changes nothing.
               server::make_agent_tls(*fresh);  // only to see that it can be built
               auto notifiers = make_notifiers(fresh->desk);
-              desk->reconfigure(fresh->desk, unix_now());
+              if (health->leading())
+                desk->reconfigure(fresh->desk, unix_now());
+              else
+                desk->replace_config(fresh->desk);
               front->reload(*fresh);
               spdlog::set_level(spdlog::level::from_str(fresh->log_level));
               health->set_limits(fresh->agent_limits);

@@ -122,6 +122,9 @@ class Desk : public OutboxQueue {
   void own_certificate(double not_after);
   /// New rules, calendars and notifiers (SIGHUP). Incidents of rules that are gone resolve.
   void reconfigure(DeskConfig config, double now);
+  /// The same for a collector that does not run the desk (another holds the lease): only the
+  /// configuration changes here; the leader's reconfigure() resolves what removed rules left.
+  void replace_config(DeskConfig config);
   /// A probe (or with `probe` empty, a whole agent) is forgotten: its incidents go, and what
   /// they held open resolves. Inside the caller's transaction (Health's).
   void forget(const std::string& agent, const std::string& probe, double now);
