@@ -110,6 +110,9 @@ class Cluster(IntegrationCase):
 
     def test_the_database_restarted_under_load_loses_nothing(self):
         wait_for("every agent reporting", lambda: len(self.agent_states()) == AGENTS, timeout=30)
+        # A follower reloads its configuration as the leader does (it changes no desk rows).
+        self.collectors[1].proc.send_signal(signal.SIGHUP)
+        wait_for("the follower reloaded", lambda: "reloaded:" in self.collectors[1].output())
         self.services[0].stop()
         wait_for("the ticket", lambda: any(t["agent"] == "agent-01" and t["status"] == "open"
                                            for t in self.tickets()), timeout=15)
