@@ -97,10 +97,9 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
 
 void Health::reread_locked(const std::string& agent_id, double now) {
   auto stored = store_->load(agent_id);
-  auto it = agents_.find(agent_id);
-  if (it != agents_.end()) {
+  if (stored) *stored = held_over(std::move(*stored));
+  if (auto it = agents_.find(agent_id); it != agents_.end()) {
     if (leading_) unpublish_agent(it->second);
-    if (stored) *stored = held_over(std::move(*stored), it->second);
     agents_.erase(it);
   }
   if (!stored) return;
@@ -268,12 +267,15 @@ void Health::published(const AgentState& a, const std::string& old_site, std::ui
   if (skew) metrics_.agent_clock_skew.Add({{"agent", a.id}, {"site", a.site}}).Set(a.clock_skew);
 }
 
-AgentState Health::held_over(AgentState stored, const AgentState& held) {
-  stored.clock_skew = held.clock_skew;
-  stored.cert_not_after = held.cert_not_after;
-  stored.refused = held.refused;
-  stored.last_refusal = held.last_refusal;
-  stored.grace_until = held.grace_until;
+AgentState Health::held_over(AgentState stored) const {
+  if (auto it = agents_.find(stored.id); it != agents_.end()) {
+    const AgentState& held = it->second;
+    stored.clock_skew = held.clock_skew;
+    stored.cert_not_after = held.cert_not_after;
+    stored.refused = held.refused;
+    stored.last_refusal = held.last_refusal;
+    stored.grace_until = held.grace_until;
+  }
   for (const auto& [name, p] : stored.probes) stored.series += p.metrics.size();
   return stored;
 }
@@ -302,10 +304,7 @@ void Health::lead(bool leading, double now) {
   for (const auto& a : loaded) last_alive = std::max(last_alive, a.last_report);
   std::map<std::string, AgentState> fresh;
   for (auto& a : loaded) {
-    if (auto held = agents_.find(a.id); held != agents_.end())
-      a = held_over(std::move(a), held->second);
-    else
-      for (const auto& [name, p] : a.probes) a.series += p.metrics.size();
+    a = held_over(std::move(a));
     if (last_alive - a.last_report <= kUpHeartbeats * a.heartbeat)
       a.grace_until = std::max(a.grace_until, now + kUpHeartbeats * a.heartbeat + kAgentMaxBackoff);
     std::string id = a.id;
@@ -329,7 +328,6 @@ std::size_t Health::replay(double now, std::size_t limit) {
   std::lock_guard lock(mu_);
   if (!shared_ || !leading_) return 0;
   bool observed = false;
-  std::vector<std::string> seen;
   try {
     sql::Transaction tx(store_->db());
     const auto logged = store_->take_logged(limit);
@@ -340,6 +338,7 @@ std::size_t Health::replay(double now, std::size_t limit) {
     std::sort(names.begin(), names.end());
     names.erase(std::unique(names.begin(), names.end()), names.end());
     for (auto& a : store_->load(names)) {
+      a = held_over(std::move(a));
       std::string id = a.id;
       states.emplace(std::move(id), std::move(a));
     }
@@ -349,8 +348,6 @@ std::size_t Health::replay(double now, std::size_t limit) {
       if (state == states.end() || !results) continue;  // forgotten meanwhile, or not ours
       std::vector<const protocol::Result*> accepted;
       for (const auto& r : *results.value) accepted.push_back(&r);
-      if (auto held = agents_.find(row.agent); held != agents_.end())
-        state->second = held_over(std::move(state->second), held->second);
       observed = true;
       if (desk_) desk_->observe(state->second, accepted, now);
     }

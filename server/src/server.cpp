@@ -993,7 +993,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     } catch (const collector::AgentRevoked& e) {
       // Revoked through another collector since this connection's handshake.
       metrics.rejected("revoked");
-      revoked->insert(presented->second.serial);
+      if (presented != certificates.end()) revoked->insert(presented->second.serial);
       refusals.note(agent, std::string(e.what()) + ": report refused, connection closed");
       auto res = error_reply(http::status::forbidden, "revoked", e.what());
       res.keep_alive(false);

@@ -174,8 +174,8 @@ class Health {
   void published(const AgentState& a, const std::string& old_site, std::uint64_t lost,
                  const std::vector<std::pair<std::string, protocol::Metric>>& gone,
                  const IngestOutcome& out, const std::vector<std::string>& changed, bool skew);
-  // A state read from the store, with what only memory holds taken from `held`.
-  static AgentState held_over(AgentState stored, const AgentState& held);
+  // A state read from the store, with what only memory holds of the agent (if it does).
+  AgentState held_over(AgentState stored) const;
   void publish(const AgentState& a, const std::string& probe, const ProbeState& p);
   void unpublish(const AgentState& a, const std::string& probe, const ProbeState& p);
   std::optional<Refusal> over_limit(const AgentState& a, const protocol::Result& r) const;
