@@ -71,7 +71,7 @@ Health::Health(Metrics& metrics, Store* store, double started_at)
     std::string id = a.id;
     agents_.emplace(std::move(id), std::move(a));
   }
-  refresh(started_at);
+  for (auto& [id, a] : agents_) refresh_locked(a, started_at, true);
 }
 
 IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report& report,
@@ -238,7 +238,7 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
   for (const auto& r : out.refused) metrics_.rejected(r.reason);
   metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
   if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));
-  refresh_locked(a, now);
+  refresh_locked(a, now, true);
   a.generation = ++generation_;
   out.acked_seq = a.watermark;
   agents_[agent_id] = std::move(a);
@@ -314,7 +314,7 @@ void Health::lead(bool leading, double now) {
   leading_ = true;
   for (auto& [id, a] : agents_) {
     for (const auto& [name, p] : a.probes) publish(a, name, p);
-    refresh_locked(a, now);
+    refresh_locked(a, now, true);
     a.generation = generation_;
   }
 }
@@ -358,7 +358,7 @@ std::size_t Health::replay(double now, std::size_t limit) {
       if (held != agents_.end() && held->second.row_version >= a.row_version) continue;
       if (held != agents_.end()) unpublish_agent(held->second);
       for (const auto& [name, p] : a.probes) publish(a, name, p);
-      refresh_locked(a, now);
+      refresh_locked(a, now, true);
       a.generation = ++generation_;
       agents_[id] = std::move(a);
     }
@@ -517,14 +517,17 @@ void Health::publish(const AgentState& a, const std::string& probe, const ProbeS
   for (const auto& m : p.metrics) metrics_.probe_value.Add(value_labels(a, probe, m)).Set(m.value);
 }
 
-void Health::refresh_locked(AgentState& a, double now) {
+void Health::refresh_locked(AgentState& a, double now, bool reported) {
   const double window = kUpHeartbeats * a.heartbeat;
   const bool was_up = a.up;
   a.up = now - a.last_report <= window || now <= a.grace_until;
   a.down_since = a.up ? 0 : std::max(a.last_report + window, a.grace_until);
   if (!leading_) return;  // the leader shows the fleet and keeps its history
-  metrics_.agent_up.Add({{"agent", a.id}, {"site", a.site}}).Set(a.up ? 1 : 0);
-  metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
+  // Only what changed: every tick looks at every agent, and a gauge's labels cost a lookup.
+  if (reported || a.up != was_up) {
+    metrics_.agent_up.Add({{"agent", a.id}, {"site", a.site}}).Set(a.up ? 1 : 0);
+    metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
+  }
   if (a.up == was_up) return;
   a.generation = ++generation_;
   if (!a.up && a.last_report > 0 && store_) {

@@ -170,7 +170,8 @@ class Health {
                               double now, const std::string& serial);
   // The agent's state as the store has it (another collector changed it).
   void reread_locked(const std::string& agent_id, double now);
-  void refresh_locked(AgentState& a, double now);
+  // `reported`: the agent's gauges are set also when up did not change (a report came).
+  void refresh_locked(AgentState& a, double now, bool reported = false);
   void published(const AgentState& a, const std::string& old_site, std::uint64_t lost,
                  const std::vector<std::pair<std::string, protocol::Metric>>& gone,
                  const IngestOutcome& out, const std::vector<std::string>& changed, bool skew);
