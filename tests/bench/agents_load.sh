@@ -10,6 +10,7 @@
 #   STORE=postgres tests/bench/agents_load.sh ...   the same on a scratch PostgreSQL store
 #   STORE=postgres COLLECTORS=2 tests/bench/agents_load.sh ...   agents split over two collectors
 #     sharing the store (each agent on one of them); memory and CPU are the collectors' sums
+#   RAMP=200 ...   new connections a second at the start (default 500)
 set -euo pipefail
 n=${1:-1000} results=${2:-3} heartbeat=${3:-5} window=${4:-30}
 source "$(dirname "$0")/lib.sh"
@@ -22,4 +23,5 @@ done
 ulimit -n $((n + 512))  # this side's connections; the collector raises its own limit
 echo "agents_load: $n agents, $results results every $heartbeat s, ${window} s, store ${STORE:-sqlite}, ${COLLECTORS:-1} collector(s)"
 "$build/tests/bench/load_agents" --ports "${agents_ports[*]}" --pids "${collector_pids[*]}" \
-  --certs "$work/certs" --agents "$n" --results "$results" --heartbeat "$heartbeat" --window "$window"
+  --certs "$work/certs" --agents "$n" --results "$results" --heartbeat "$heartbeat" --window "$window" \
+  --ramp "${RAMP:-500}"

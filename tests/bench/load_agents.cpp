@@ -48,6 +48,7 @@ struct Options {
   std::vector<std::string> pids;
   int agents = 1000, results = 3;
   double heartbeat = 5, window = 30;
+  double ramp = 500;  // new connections a second at the start
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -230,11 +231,13 @@ int main(int argc, char** argv) {
       o.results = std::stoi(value(k));
     } else if (a == "--heartbeat") {
       o.heartbeat = std::stod(value(k));
+    } else if (a == "--ramp") {
+      o.ramp = std::stod(value(k));
     } else if (a == "--window") {
       o.window = std::stod(value(k));
     } else {
       die("usage: load_agents --ports 'P...' --pids 'PID...' --certs DIR [--agents N] "
-          "[--results R] [--heartbeat S] [--window S]");
+          "[--results R] [--heartbeat S] [--window S] [--ramp PER_SECOND]");
     }
   }
   if (o.ports.empty() || o.pids.empty() || o.certs.empty()) die("--ports, --pids and --certs");
@@ -254,8 +257,8 @@ int main(int argc, char** argv) {
   std::size_t base_rss = 0;
   for (const auto& pid : o.pids) base_rss += proc_kib(pid, "VmRSS:");
   // Connections open over a few seconds, as a fleet reconnecting after a restart would: at most
-  // 500 handshakes a second, which the collector serves on one core.
-  const double ramp = std::max(std::min(o.heartbeat, 5.0), o.agents / 500.0);
+  // --ramp handshakes a second (500: what the collector serves on one core next to SQLite).
+  const double ramp = std::max(std::min(o.heartbeat, 5.0), o.agents / o.ramp);
   const auto t = Clock::now();
   for (int i = 1; i <= o.agents; ++i) {
     const auto at = t + std::chrono::duration_cast<Clock::duration>(
