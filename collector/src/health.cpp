@@ -99,7 +99,7 @@ void Health::reread_locked(const std::string& agent_id, double now) {
   auto stored = store_->load(agent_id);
   if (stored) *stored = held_over(std::move(*stored));
   if (auto it = agents_.find(agent_id); it != agents_.end()) {
-    if (leading_) unpublish_agent(it->second);
+    if (leading_) stored ? unpublish_gone(it->second, *stored) : unpublish_agent(it->second);
     agents_.erase(it);
   }
   if (!stored) return;
@@ -356,7 +356,7 @@ std::size_t Health::replay(double now, std::size_t limit) {
     for (auto& [id, a] : states) {
       auto held = agents_.find(id);
       if (held != agents_.end() && held->second.row_version >= a.row_version) continue;
-      if (held != agents_.end()) unpublish_agent(held->second);
+      if (held != agents_.end()) unpublish_gone(held->second, a);
       for (const auto& [name, p] : a.probes) publish(a, name, p);
       refresh_locked(a, now, true);
       a.generation = ++generation_;
@@ -424,6 +424,24 @@ void Health::unpublish(const AgentState& a, const std::string& probe, const Prob
                 {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"type", p.type}});
   remove_series(metrics_.probe_duration, {{"agent", a.id}, {"site", a.site}, {"probe", probe}});
   for (const auto& m : p.metrics) remove_series(metrics_.probe_value, value_labels(a, probe, m));
+}
+
+// Only what `now` no longer has: prometheus-cpp removes a series by a walk over its whole family,
+// so taking an agent's series off and on again costs as much as the fleet has.
+void Health::unpublish_gone(const AgentState& before, const AgentState& now) {
+  if (before.site != now.site) return unpublish_agent(before);
+  for (const auto& [name, p] : before.probes) {
+    auto still = now.probes.find(name);
+    if (still == now.probes.end() || still->second.type != p.type) {
+      unpublish(before, name, p);
+      continue;
+    }
+    for (const auto& m : p.metrics)
+      if (std::none_of(
+              still->second.metrics.begin(), still->second.metrics.end(),
+              [&m](const protocol::Metric& n) { return n.name == m.name && n.labels == m.labels; }))
+        remove_series(metrics_.probe_value, value_labels(before, name, m));
+  }
 }
 
 void Health::unpublish_agent(const AgentState& a) {

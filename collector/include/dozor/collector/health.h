@@ -181,6 +181,7 @@ class Health {
   void unpublish(const AgentState& a, const std::string& probe, const ProbeState& p);
   std::optional<Refusal> over_limit(const AgentState& a, const protocol::Result& r) const;
   void unpublish_agent(const AgentState& a);
+  void unpublish_gone(const AgentState& before, const AgentState& now);
   // Deletes an agent (`probes` empty) or some of its probes from the store and the desk, in one
   // transaction; memory is the caller's to change after it.
   void forget_stored(const std::string& agent, const std::vector<std::string>& probes, double now);
