@@ -298,15 +298,19 @@ void Health::lead(bool leading, double now) {
   // What the followers took meanwhile is in the store. As after a restart, the newest report of
   // all says when the cluster last stored anything (the lead passes after a kill, or when the
   // database was away): agents up then get one window from now, and the agent's backoff,
-  // rather than being called silent for reports nobody could store.
+  // rather than being called silent for reports nobody could store. So does an agent heard
+  // within a window and a backoff of now: after the database was away some agents' reports are
+  // stored again before others' backoff ends, and the newest report says nothing of the gap.
+  // (A silence that began just before a takeover is called up to that much later.)
   auto loaded = store_->load();
   double last_alive = 0;
   for (const auto& a : loaded) last_alive = std::max(last_alive, a.last_report);
   std::map<std::string, AgentState> fresh;
   for (auto& a : loaded) {
     a = held_over(std::move(a));
-    if (last_alive - a.last_report <= kUpHeartbeats * a.heartbeat)
-      a.grace_until = std::max(a.grace_until, now + kUpHeartbeats * a.heartbeat + kAgentMaxBackoff);
+    const double window = kUpHeartbeats * a.heartbeat;
+    if (last_alive - a.last_report <= window || now - a.last_report <= window + kAgentMaxBackoff)
+      a.grace_until = std::max(a.grace_until, now + window + kAgentMaxBackoff);
     std::string id = a.id;
     fresh.emplace(std::move(id), std::move(a));
   }

@@ -128,7 +128,8 @@ class Cluster(IntegrationCase):
         for agent in self.agents:
             wait_for("the spool to drain", lambda: spool_state(agent.spool)[0] == 0, timeout=30)
         self.check_every_result_once()
-        self.assertEqual(len(self.tickets()), 1)
+        tickets = self.tickets()
+        self.assertEqual(len(tickets), 1, [(t["key"], t["status"]) for t in tickets])
 
     @timing
     def test_leader_killed_under_load_loses_and_doubles_nothing(self):
