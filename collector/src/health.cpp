@@ -296,12 +296,12 @@ void Health::lead(bool leading, double now) {
     return;
   }
   // What the followers took meanwhile is in the store. As after a restart, the newest report of
-  // all says when the cluster last stored anything (the lead passes after a kill, or when the
-  // database was away): agents up then get one window from now, and the agent's backoff,
-  // rather than being called silent for reports nobody could store. So does an agent heard
-  // within a window and a backoff of now: after the database was away some agents' reports are
-  // stored again before others' backoff ends, and the newest report says nothing of the gap.
-  // (A silence that began just before a takeover is called up to that much later.)
+  // all says when the cluster last stored anything (the lead passes after a kill): agents up
+  // then get one window from now, rather than being called silent for reports nobody stored.
+  // When this collector saw the store fail lately (the database was away), agents back off
+  // before they try again, and some are stored again before others: every agent heard within a
+  // window and that backoff gets the backoff too.
+  const double backoff = now - store_failed_at_ <= kAgentMaxBackoff ? kAgentMaxBackoff : 0;
   auto loaded = store_->load();
   double last_alive = 0;
   for (const auto& a : loaded) last_alive = std::max(last_alive, a.last_report);
@@ -309,8 +309,8 @@ void Health::lead(bool leading, double now) {
   for (auto& a : loaded) {
     a = held_over(std::move(a));
     const double window = kUpHeartbeats * a.heartbeat;
-    if (last_alive - a.last_report <= window || now - a.last_report <= window + kAgentMaxBackoff)
-      a.grace_until = std::max(a.grace_until, now + window + kAgentMaxBackoff);
+    if (last_alive - a.last_report <= window || now - a.last_report <= window + backoff)
+      a.grace_until = std::max(a.grace_until, now + window + backoff);
     std::string id = a.id;
     fresh.emplace(std::move(id), std::move(a));
   }
@@ -591,6 +591,7 @@ void Health::stalled(double now) {
 
 void Health::heard_from(const std::string& agent_id, double now) {
   std::lock_guard lock(mu_);
+  store_failed_at_ = now;
   auto it = agents_.find(agent_id);
   if (it == agents_.end()) return;
   AgentState& a = it->second;

@@ -116,6 +116,29 @@ TEST_F(ClusterTest, AFollowerTakingTheLeadReadsTheFleetFromTheStore) {
   EXPECT_TRUE(follower.health.agent("agent-01", 1004 + 14)->up);
 }
 
+TEST_F(ClusterTest, AfterTheDatabaseWasAwayNoAgentIsSilentForReportsNobodyCouldStore) {
+  Collector leader(where.options(), true), follower(where.options(), false),
+      other(where.options(), false);
+  // Both agents reported until the database went away at 1010 (heartbeat 5 s: up for 15 s).
+  leader.health.ingest("agent-01", report(1, 1), 1010);
+  leader.health.ingest("agent-02", report(1, 1), 1010);
+  // It is back at 1040; agent-01's backoff ended first and its report is stored, agent-02 is
+  // still backing off when the follower, which answered its reports 503 meanwhile, takes the
+  // lead.
+  leader.health.ingest("agent-01", report(2, 2), 1040);
+  follower.health.heard_from("agent-02", 1039);
+  follower.desk.reload();
+  follower.health.lead(true, 1041);
+  EXPECT_TRUE(follower.health.agent("agent-02", 1041)->up);
+  EXPECT_TRUE(follower.health.agent("agent-02", 1041 + 40)->up);  // a window and the backoff
+  EXPECT_FALSE(follower.health.agent("agent-02", 1041 + 46)->up);
+  // A collector that saw no store fail (the leader was killed): agent-02's silence is its own.
+  other.desk.reload();
+  other.health.lead(true, 1041);
+  EXPECT_FALSE(other.health.agent("agent-02", 1041)->up);
+  EXPECT_TRUE(other.health.agent("agent-01", 1041 + 14)->up);
+}
+
 bool eventually(const std::function<bool()>& f) {
   for (auto until = std::chrono::steady_clock::now() + 3s; std::chrono::steady_clock::now() < until;
        std::this_thread::sleep_for(20ms))

@@ -194,6 +194,7 @@ class Health {
   std::map<std::string, AgentState> agents_;
   AgentLimits limits_;
   bool shared_ = false, leading_ = true;
+  double store_failed_at_ = -1e18;  // heard_from(): a report the store refused
   double next_forget_ = 0;
   double next_prune_ = 0;
   std::uint64_t generation_ = 0;
