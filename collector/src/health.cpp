@@ -221,10 +221,10 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
         desk_->observe(a, accepted, now);
         desk_->fence();
       } else if (shared_) {
-        std::vector<protocol::Result> logged;
-        logged.reserve(accepted.size());
-        for (const auto* r : accepted) logged.push_back(*r);
-        store_->log_report(a.id, protocol::encode_results(logged));
+        std::string logged = "[";  // the wire format's results array, without copying them
+        for (const auto* r : accepted)
+          logged += (logged.size() > 1 ? "," : "") + protocol::encode(*r);
+        store_->log_report(a.id, logged + "]");
       }
       tx->commit();
     } catch (...) {

@@ -66,7 +66,7 @@ void Lease::fence(sql::Database& db, std::uint64_t term) const {
       .run();
 }
 
-bool Lease::look() {
+void Lease::look() {
   const auto sent = std::chrono::steady_clock::now();
   try {
     if (!db_) db_ = sql::open(store_);
@@ -104,14 +104,12 @@ bool Lease::look() {
     holder_ = holder;
     if (failing_) spdlog::info("cluster: the lease is read again");
     failing_ = false;
-    return true;
   } catch (const std::exception& e) {
     std::lock_guard lock(mu_);
     if (!failing_)
       spdlog::error("cluster: the desk lease cannot be renewed: {}; {}", e.what(),
                     term_ ? "the desk stops when it runs out" : "trying again");
     failing_ = true;
-    return false;
   }
 }
 

@@ -104,6 +104,24 @@ TEST_F(ClusterTest, TheLeadersDeskWorksWhatAFollowerTookExactlyOnce) {
   EXPECT_EQ(leader.desk.active(1004).size(), 1u);
 }
 
+TEST_F(ClusterTest, AReplayTakesOffMetricsOnlyTheSeriesAnAgentNoLongerHas) {
+  Collector leader(where.options(), true), follower(where.options(), false);
+  auto first = report(1, 1);
+  first.results[0].metrics = {{"connect_seconds", 0.1, "s"}, {"retries", 2, ""}};
+  follower.health.ingest("agent-01", first, 1002);
+  EXPECT_EQ(leader.health.replay(1002), 1u);
+  auto second = report(2, 2);
+  second.results[0].metrics = {{"connect_seconds", 0.2, "s"}};
+  follower.health.ingest("agent-01", second, 1003);
+  EXPECT_EQ(leader.health.replay(1003), 1u);
+  const auto text = leader.metrics.scrape();
+  EXPECT_NE(text.find("metric=\"connect_seconds\",probe=\"erp-port\",site=\"acme-kyiv\"} 0.2"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("metric=\"retries\""), std::string::npos) << text;
+  EXPECT_NE(text.find("dozor_probe_status{agent=\"agent-01\""), std::string::npos);
+}
+
 TEST_F(ClusterTest, AFollowerTakingTheLeadReadsTheFleetFromTheStore) {
   Collector leader(where.options(), true), follower(where.options(), false);
   leader.health.ingest("agent-01", report(1, 2, Status::critical), 1003);

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -53,7 +52,7 @@ class Lease {
 
  private:
   void run();
-  bool look();  // one renewal or takeover try; false when the database could not be asked
+  void look();  // one renewal or takeover try
 
   sql::Options store_;
   std::string node_, holder_id_;  // holder_id_: node_ and a nonce, unique to this process
