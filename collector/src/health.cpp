@@ -33,25 +33,11 @@ std::uint64_t skip_below(AgentState& a, std::uint64_t floor) {
   return lost;
 }
 
-// The labels of one series of dozor_probe_value: the collector's own and the metric's (which
-// the decoder keeps from shadowing them).
-prometheus::Labels value_labels(const AgentState& a, const std::string& probe,
-                                const protocol::Metric& m) {
-  prometheus::Labels out(m.labels.begin(), m.labels.end());
-  out.insert({{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"metric", m.name}});
-  return out;
-}
-
-// Takes one series off /metrics, if it is there.
-template <class Family>
-void remove_series(Family& family, const prometheus::Labels& labels) {
-  if (family.Has(labels)) family.Remove(&family.Add(labels));
-}
-
 }  // namespace
 
 Health::Health(Metrics& metrics, Store* store, double started_at)
     : metrics_(metrics), store_(store) {
+  metrics_.set_fleet([this](Exposition& e) { expose(e); });
   if (!store_) return;
   auto agents = store_->load();
   // The latest report of all tells roughly when this collector stopped; agents that were up then
@@ -61,18 +47,14 @@ Health::Health(Metrics& metrics, Store* store, double started_at)
   for (auto& a : agents) {
     if (last_alive - a.last_report <= kUpHeartbeats * a.heartbeat)
       a.grace_until = started_at + kUpHeartbeats * a.heartbeat;
-    for (const auto& [name, p] : a.probes) {
-      publish(a, name, p);
-      a.series += p.metrics.size();
-    }
-    if (a.dropped)
-      metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
-          .Increment(static_cast<double>(a.dropped));
+    for (const auto& [name, p] : a.probes) a.series += p.metrics.size();
     std::string id = a.id;
     agents_.emplace(std::move(id), std::move(a));
   }
-  for (auto& [id, a] : agents_) refresh_locked(a, started_at, true);
+  for (auto& [id, a] : agents_) refresh_locked(a, started_at);
 }
+
+Health::~Health() { metrics_.set_fleet(nullptr); }
 
 IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report& report,
                              double now, const std::string& serial) {
@@ -98,15 +80,10 @@ IngestOutcome Health::ingest(const std::string& agent_id, const protocol::Report
 void Health::reread_locked(const std::string& agent_id, double now) {
   auto stored = store_->load(agent_id);
   if (stored) *stored = held_over(std::move(*stored));
-  if (auto it = agents_.find(agent_id); it != agents_.end()) {
-    if (leading_) stored ? unpublish_gone(it->second, *stored) : unpublish_agent(it->second);
-    agents_.erase(it);
-  }
+  agents_.erase(agent_id);
   if (!stored) return;
   AgentState& a = agents_[agent_id] = std::move(*stored);
   a.up = now - a.last_report <= kUpHeartbeats * a.heartbeat || now <= a.grace_until;
-  if (leading_)
-    for (const auto& [name, p] : a.probes) publish(a, name, p);
 }
 
 IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol::Report& report,
@@ -127,7 +104,6 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
   std::vector<std::uint64_t> added_above;
   std::vector<std::string> changed;
   std::vector<const protocol::Result*> accepted;
-  std::vector<std::pair<std::string, protocol::Metric>> gone;  // (probe, series) no longer reported
   if (report.agent.spool_id != a.spool_id) {
     // A new spool (reinstalled agent, deleted file) numbers its results from 1 again: any of
     // its results is newer than what the old spool sent.
@@ -140,7 +116,6 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
       changed.push_back(name);
     }
   }
-  const std::string old_site = a.site;
   a.site = report.agent.site;
   a.hostname = report.agent.hostname;
   a.version = report.agent.version;
@@ -167,8 +142,7 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
   }
   // Counted from the seqs themselves rather than from the report's `dropped`: a result dropped
   // while already on its way here was delivered, not lost.
-  const std::uint64_t lost = skip_below(a, report.oldest_seq);
-  a.dropped += lost;
+  a.dropped += skip_below(a, report.oldest_seq);
 
   for (const auto& r : *results) {
     if (r.seq <= a.watermark || a.above.count(r.seq)) {
@@ -197,11 +171,6 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
     // An older reading never overwrites a newer one. Within a spool the seq says which is
     // newer, whatever the agent's clock said (a clock a year ahead, then corrected by NTP).
     if (r.seq < p.seq) continue;
-    for (const auto& m : p.metrics)  // series the new reading no longer has leave /metrics
-      if (std::none_of(r.metrics.begin(), r.metrics.end(), [&m](const protocol::Metric& n) {
-            return n.name == m.name && n.labels == m.labels;
-          }))
-        gone.emplace_back(r.probe, m);
     a.series = a.series + r.metrics.size() - p.metrics.size();
     if (p.ts == 0 || p.status != r.status)
       history.push_back({a.site, a.id, r.probe, r.ts, static_cast<int>(r.status)});
@@ -234,37 +203,14 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
   } else if (desk_) {
     desk_->observe(a, accepted, now);
   }
-  if (leading_) published(a, old_site, lost, gone, out, changed, report.agent.sent_at > 0);
   for (const auto& r : out.refused) metrics_.rejected(r.reason);
   metrics_.ingest_results.Increment(static_cast<double>(out.accepted));
   if (out.duplicates) metrics_.ingest_duplicates.Increment(static_cast<double>(out.duplicates));
-  refresh_locked(a, now, true);
+  refresh_locked(a, now);
   a.generation = ++generation_;
   out.acked_seq = a.watermark;
   agents_[agent_id] = std::move(a);
   return out;
-}
-
-// /metrics after a report: what it changed of the agent's series.
-void Health::published(const AgentState& a, const std::string& old_site, std::uint64_t lost,
-                       const std::vector<std::pair<std::string, protocol::Metric>>& gone,
-                       const IngestOutcome& out, const std::vector<std::string>& changed,
-                       bool skew) {
-  if (!old_site.empty() && old_site != a.site) {
-    // The site label changed: drop the series under the old one rather than show both.
-    for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew})
-      remove_series(*fam, {{"agent", a.id}, {"site", old_site}});
-  }
-  if (lost > 0)
-    metrics_.agent_spool_dropped.Add({{"agent", a.id}, {"site", a.site}})
-        .Increment(static_cast<double>(lost));
-  for (const auto& [probe, metric] : gone)
-    remove_series(metrics_.probe_value, value_labels(a, probe, metric));
-  if (!out.refused.empty())
-    metrics_.agent_refused.Add({{"agent", a.id}, {"site", a.site}})
-        .Increment(static_cast<double>(out.refused.size()));
-  for (const auto& name : changed) publish(a, name, a.probes.at(name));
-  if (skew) metrics_.agent_clock_skew.Add({{"agent", a.id}, {"site", a.site}}).Set(a.clock_skew);
 }
 
 AgentState Health::held_over(AgentState stored) const {
@@ -292,7 +238,6 @@ void Health::lead(bool leading, double now) {
   ++generation_;
   if (!leading) {
     leading_ = false;
-    for (const auto& [id, a] : agents_) unpublish_agent(a);
     return;
   }
   // What the followers took meanwhile is in the store. As after a restart, the newest report of
@@ -317,8 +262,7 @@ void Health::lead(bool leading, double now) {
   agents_ = std::move(fresh);
   leading_ = true;
   for (auto& [id, a] : agents_) {
-    for (const auto& [name, p] : a.probes) publish(a, name, p);
-    refresh_locked(a, now, true);
+    refresh_locked(a, now);
     a.generation = generation_;
   }
 }
@@ -360,9 +304,7 @@ std::size_t Health::replay(double now, std::size_t limit) {
     for (auto& [id, a] : states) {
       auto held = agents_.find(id);
       if (held != agents_.end() && held->second.row_version >= a.row_version) continue;
-      if (held != agents_.end()) unpublish_gone(held->second, a);
-      for (const auto& [name, p] : a.probes) publish(a, name, p);
-      refresh_locked(a, now, true);
+      refresh_locked(a, now);
       a.generation = ++generation_;
       agents_[id] = std::move(a);
     }
@@ -423,42 +365,6 @@ void Health::set_limits(const AgentLimits& limits) {
   limits_ = limits;
 }
 
-void Health::unpublish(const AgentState& a, const std::string& probe, const ProbeState& p) {
-  remove_series(metrics_.probe_status,
-                {{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"type", p.type}});
-  remove_series(metrics_.probe_duration, {{"agent", a.id}, {"site", a.site}, {"probe", probe}});
-  for (const auto& m : p.metrics) remove_series(metrics_.probe_value, value_labels(a, probe, m));
-}
-
-// Only what `now` no longer has: prometheus-cpp removes a series by a walk over its whole family,
-// so taking an agent's series off and on again costs as much as the fleet has.
-void Health::unpublish_gone(const AgentState& before, const AgentState& now) {
-  if (before.site != now.site) return unpublish_agent(before);
-  for (const auto& [name, p] : before.probes) {
-    auto still = now.probes.find(name);
-    if (still == now.probes.end() || still->second.type != p.type) {
-      unpublish(before, name, p);
-      continue;
-    }
-    for (const auto& m : p.metrics)
-      if (std::none_of(
-              still->second.metrics.begin(), still->second.metrics.end(),
-              [&m](const protocol::Metric& n) { return n.name == m.name && n.labels == m.labels; }))
-        remove_series(metrics_.probe_value, value_labels(before, name, m));
-  }
-}
-
-void Health::unpublish_agent(const AgentState& a) {
-  for (const auto& [name, p] : a.probes) unpublish(a, name, p);
-  const prometheus::Labels labels{{"agent", a.id}, {"site", a.site}};
-  for (auto* fam : {&metrics_.agent_up, &metrics_.agent_last_report, &metrics_.agent_clock_skew})
-    remove_series(*fam, labels);
-  remove_series(metrics_.agent_spool_dropped, labels);
-  remove_series(metrics_.agent_refused, labels);
-  remove_series(metrics_.agent_connections, {{"agent", a.id}});
-  remove_series(metrics_.agent_cert_expiry, {{"agent", a.id}});
-}
-
 void Health::forget_stored(const std::string& agent, const std::vector<std::string>& probes,
                            double now) {
   auto forget_all = [&] {
@@ -485,10 +391,8 @@ bool Health::forget(const std::string& agent_id, double now) {
   // Another collector may have taken its reports only (the leader not yet replayed them).
   if (it == agents_.end() && !(shared_ && store_->load(agent_id))) return false;
   forget_stored(agent_id, {}, now);
-  if (it != agents_.end()) {
-    unpublish_agent(it->second);
-    agents_.erase(it);
-  }
+  if (it != agents_.end()) agents_.erase(it);
+  connections_.erase(agent_id);
   ++generation_;
   return true;
 }
@@ -510,7 +414,7 @@ void Health::forget_stale(double now) {
     AgentState& a = it->second;
     if (a.last_report < before) {  // silent for as long: the agent itself goes
       forget_stored(a.id, {}, now);
-      unpublish_agent(a);
+      connections_.erase(a.id);
       it = agents_.erase(it);
       ++generation_;
       continue;
@@ -521,7 +425,6 @@ void Health::forget_stale(double now) {
     if (!stale.empty()) {
       forget_stored(a.id, stale, now);
       for (const auto& name : stale) {
-        unpublish(a, name, a.probes.at(name));
         a.series -= a.probes.at(name).metrics.size();
         a.probes.erase(name);
       }
@@ -531,26 +434,12 @@ void Health::forget_stale(double now) {
   }
 }
 
-void Health::publish(const AgentState& a, const std::string& probe, const ProbeState& p) {
-  metrics_.probe_status.Add({{"agent", a.id}, {"site", a.site}, {"probe", probe}, {"type", p.type}})
-      .Set(static_cast<double>(p.status));
-  metrics_.probe_duration.Add({{"agent", a.id}, {"site", a.site}, {"probe", probe}})
-      .Set(p.duration);
-  for (const auto& m : p.metrics) metrics_.probe_value.Add(value_labels(a, probe, m)).Set(m.value);
-}
-
-void Health::refresh_locked(AgentState& a, double now, bool reported) {
+void Health::refresh_locked(AgentState& a, double now) {
   const double window = kUpHeartbeats * a.heartbeat;
   const bool was_up = a.up;
   a.up = now - a.last_report <= window || now <= a.grace_until;
   a.down_since = a.up ? 0 : std::max(a.last_report + window, a.grace_until);
-  if (!leading_) return;  // the leader shows the fleet and keeps its history
-  // Only what changed: every tick looks at every agent, and a gauge's labels cost a lookup.
-  if (reported || a.up != was_up) {
-    metrics_.agent_up.Add({{"agent", a.id}, {"site", a.site}}).Set(a.up ? 1 : 0);
-    metrics_.agent_last_report.Add({{"agent", a.id}, {"site", a.site}}).Set(a.last_report);
-  }
-  if (a.up == was_up) return;
+  if (!leading_ || a.up == was_up) return;  // the leader keeps the fleet's history
   a.generation = ++generation_;
   if (!a.up && a.last_report > 0 && store_) {
     try {  // history only: a store failing now must not stop the timers
@@ -626,6 +515,13 @@ std::uint64_t Health::changed_since(std::uint64_t since, std::vector<AgentState>
   return generation_;
 }
 
+void Health::connected(const std::string& id, double not_after) {
+  std::lock_guard lock(mu_);
+  Connections& c = connections_[id];
+  ++c.accepted;
+  c.not_after = not_after;
+}
+
 void Health::certificate(const std::string& id, double not_after) {
   std::lock_guard lock(mu_);
   if (auto it = agents_.find(id); it != agents_.end()) it->second.cert_not_after = not_after;
@@ -642,6 +538,73 @@ std::optional<AgentState> Health::agent(const std::string& id, double now) {
   if (it == agents_.end()) return std::nullopt;
   refresh_locked(it->second, now);
   return it->second;
+}
+
+// Every agent's and probe's series, from memory at each scrape. Only the leader shows the fleet's:
+// its memory has every agent, a follower's only those it took reports from. The connections are
+// each collector's own.
+void Health::expose(Exposition& e) {
+  std::lock_guard lock(mu_);
+  using L = std::initializer_list<Exposition::Label>;
+  e.family("dozor_agent_connections_total", "counter", "TLS connections accepted from the agent");
+  for (const auto& [id, c] : connections_)
+    e.sample("dozor_agent_connections_total", L{{"agent", id}}, static_cast<double>(c.accepted));
+  e.family("dozor_agent_cert_expiry_timestamp_seconds", "gauge",
+           "Unix time the certificate the agent last presented expires");
+  for (const auto& [id, c] : connections_)
+    e.sample("dozor_agent_cert_expiry_timestamp_seconds", L{{"agent", id}}, c.not_after);
+  const bool fleet = leading_;
+  auto each_agent = [&](const char* name, const char* type, const char* help, auto value) {
+    e.family(name, type, help);
+    if (!fleet) return;
+    for (const auto& [id, a] : agents_)
+      e.sample(name, L{{"agent", id}, {"site", a.site}}, value(a));
+  };
+  each_agent("dozor_agent_up", "gauge", "1 while the agent reports within 3 heartbeats, else 0",
+             [](const AgentState& a) { return a.up ? 1.0 : 0.0; });
+  each_agent("dozor_agent_last_report_timestamp_seconds", "gauge",
+             "Unix time of the agent's last report",
+             [](const AgentState& a) { return a.last_report; });
+  each_agent("dozor_agent_clock_skew_seconds", "gauge",
+             "The agent's clock minus the collector's, at its last report",
+             [](const AgentState& a) { return a.clock_skew; });
+  each_agent("dozor_agent_spool_dropped_total", "counter",
+             "Results the agent's spool dropped before delivery",
+             [](const AgentState& a) { return static_cast<double>(a.dropped); });
+  each_agent("dozor_agent_results_refused_total", "counter",
+             "Results of the agent refused over a limit (reasons: dozor_ingest_rejected_total)",
+             [](const AgentState& a) { return static_cast<double>(a.refused); });
+  auto each_probe = [&](const char* name, const char* help, auto write) {
+    e.family(name, "gauge", help);
+    if (!fleet) return;
+    for (const auto& [id, a] : agents_)
+      for (const auto& [probe, p] : a.probes) write(name, a, probe, p);
+  };
+  each_probe(
+      "dozor_probe_status", "Last status of a probe: 0 ok, 1 warning, 2 critical, 3 unknown",
+      [&](const char* name, const AgentState& a, const std::string& probe, const ProbeState& p) {
+        e.sample(name, L{{"agent", a.id}, {"probe", probe}, {"site", a.site}, {"type", p.type}},
+                 static_cast<double>(p.status));
+      });
+  each_probe(
+      "dozor_probe_duration_seconds", "How long the probe's last run took",
+      [&](const char* name, const AgentState& a, const std::string& probe, const ProbeState& p) {
+        e.sample(name, L{{"agent", a.id}, {"probe", probe}, {"site", a.site}}, p.duration);
+      });
+  std::vector<Exposition::Label> labels;
+  each_probe(
+      "dozor_probe_value", "Last value of each metric a probe returns",
+      [&](const char* name, const AgentState& a, const std::string& probe, const ProbeState& p) {
+        for (const auto& m : p.metrics) {
+          // The metric's own labels with the collector's (which the decoder keeps from
+          // shadowing them), in order of name.
+          labels.assign(m.labels.begin(), m.labels.end());
+          for (Exposition::Label own :
+               L{{"agent", a.id}, {"metric", m.name}, {"probe", probe}, {"site", a.site}})
+            labels.insert(std::lower_bound(labels.begin(), labels.end(), own), own);
+          e.sample(name, labels, m.value);
+        }
+      });
 }
 
 }  // namespace dozor::collector

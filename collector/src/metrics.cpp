@@ -2,6 +2,9 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <charconv>
+#include <cmath>
+
 namespace dozor::collector {
 namespace {
 
@@ -19,31 +22,10 @@ auto& family(Builder b, prometheus::Registry& r, const char* name, const char* h
 Metrics::Metrics() : Metrics(std::make_shared<prometheus::Registry>()) {}
 
 Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
-    : agent_up(family(BuildGauge(), *r, "dozor_agent_up",
-                      "1 while the agent reports within 3 heartbeats, else 0")),
-      agent_last_report(family(BuildGauge(), *r, "dozor_agent_last_report_timestamp_seconds",
-                               "Unix time of the agent's last report")),
-      agent_clock_skew(family(BuildGauge(), *r, "dozor_agent_clock_skew_seconds",
-                              "The agent's clock minus the collector's, at its last report")),
-      agent_spool_dropped(family(BuildCounter(), *r, "dozor_agent_spool_dropped_total",
-                                 "Results the agent's spool dropped before delivery")),
-      agent_refused(family(BuildCounter(), *r, "dozor_agent_results_refused_total",
-                           "Results of the agent refused over a limit (reasons: "
-                           "dozor_ingest_rejected_total)")),
-      agent_connections(family(BuildCounter(), *r, "dozor_agent_connections_total",
-                               "TLS connections accepted from the agent")),
-      agent_cert_expiry(family(BuildGauge(), *r, "dozor_agent_cert_expiry_timestamp_seconds",
-                               "Unix time the certificate the agent last presented expires")),
-      collector_cert_expiry(family(BuildGauge(), *r,
+    : collector_cert_expiry(family(BuildGauge(), *r,
                                    "dozor_collector_cert_expiry_timestamp_seconds",
                                    "Unix time the collector's own certificate (agent port) expires")
                                 .Add({})),
-      probe_status(family(BuildGauge(), *r, "dozor_probe_status",
-                          "Last status of a probe: 0 ok, 1 warning, 2 critical, 3 unknown")),
-      probe_value(family(BuildGauge(), *r, "dozor_probe_value",
-                         "Last value of each metric a probe returns")),
-      probe_duration(family(BuildGauge(), *r, "dozor_probe_duration_seconds",
-                            "How long the probe's last run took")),
       ingest_results(
           family(BuildCounter(), *r, "dozor_ingest_results_total", "Results accepted from agents")
               .Add({})),
@@ -81,7 +63,63 @@ Metrics::Metrics(std::shared_ptr<prometheus::Registry> r)
                               "Requests and connections refused, by reason")) {}
 
 std::string Metrics::scrape() const {
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  std::string out = prometheus::TextSerializer().Serialize(registry_->Collect());
+  std::lock_guard lock(fleet_mu_);
+  if (fleet_) {
+    Exposition e(out);
+    fleet_(e);
+  }
+  return out;
+}
+
+void Metrics::set_fleet(std::function<void(Exposition&)> write) {
+  std::lock_guard lock(fleet_mu_);
+  fleet_ = std::move(write);
+}
+
+void Exposition::family(std::string_view name, std::string_view type, std::string_view help) {
+  out_.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ");
+  out_.append(name).append(" ").append(type).append("\n");
+}
+
+void Exposition::sample(std::string_view name, std::initializer_list<Label> labels, double value) {
+  write(name, labels, value);
+}
+
+void Exposition::sample(std::string_view name, const std::vector<Label>& labels, double value) {
+  write(name, labels, value);
+}
+
+template <class Labels>
+void Exposition::write(std::string_view name, const Labels& labels, double value) {
+  out_.append(name);
+  char sep = '{';
+  for (const auto& [key, text] : labels) {
+    out_.push_back(sep);
+    sep = ',';
+    out_.append(key).append("=\"");
+    for (char c : text) {
+      if (c == '\\' || c == '"') out_.push_back('\\');
+      if (c == '\n') {
+        out_.append("\\n");
+        continue;
+      }
+      out_.push_back(c);
+    }
+    out_.push_back('"');
+  }
+  if (sep == ',') out_.push_back('}');
+  out_.push_back(' ');
+  if (std::isnan(value)) {
+    out_.append("NaN");
+  } else if (std::isinf(value)) {
+    out_.append(value > 0 ? "+Inf" : "-Inf");
+  } else {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, value);
+    out_.append(buf, r.ptr);
+  }
+  out_.push_back('\n');
 }
 
 void Metrics::rejected(std::string_view reason) {

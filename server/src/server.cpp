@@ -283,6 +283,13 @@ asio::ssl::context make_agent_tls(const ServerConfig& config, const RevokedSeria
                      SSL_VERIFY_PEER | (config.enroll.on() ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
                      verify_not_revoked);
   SSL_CTX_set_ex_data(ctx.native_handle(), revoked_index(), const_cast<RevokedSerials*>(revoked));
+  // No session resumption: agents keep one connection open and do not resume, and a resumed
+  // session would skip the revocation check above. TLS 1.3 would otherwise send two tickets after
+  // every handshake (each an encrypted copy of the session with the peer's certificate), and
+  // TLS 1.2 would cache each session, peer certificate and all.
+  SSL_CTX_set_num_tickets(ctx.native_handle(), 0);
+  SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx.native_handle(), SSL_SESS_CACHE_OFF);
   return ctx;
 }
 
@@ -874,7 +881,7 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
     Live live(agent_connections);
     spdlog::debug("agent {} connected from {}", agent, remote);
     const std::string site = certificate.site;
-    metrics.agent_cert_expiry.Add({{"agent", agent}}).Set(certificate.not_after);
+    health.connected(agent, certificate.not_after);
     if (store) {
       try {
         store->save_certificate(agent, certificate.serial, certificate.not_after, clock());
@@ -889,7 +896,6 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       ~Unregister() { streams.erase(it); }
     } unregister{agent_streams, registered};
     certificates[agent] = std::move(certificate);
-    metrics.agent_connections.Add({{"agent", agent}}).Increment();
     co_await serve(stream, [&](const Request& req) {
       if (req.target() == "/v1/renew" && req.method() == http::verb::post) {
         if (!enrollment)

@@ -356,7 +356,7 @@ class Hostile(CollectorCase):
         a = self.agent_state()
         self.assertEqual(a["dropped"], 0)
         self.assertEqual(sample(self.collector.metrics(), "dozor_agent_spool_dropped_total",
-                                agent="agent-01"), None)
+                                agent="agent-01"), 0)
         self.assertEqual(agent.stop(signal.SIGTERM), 0)
         held, last_seq, _ = spool_state(agent.spool)
         self.assertEqual(held, 0)

@@ -106,6 +106,9 @@ class Health {
   /// `started_at`: when this collector started; agents that were up before a restart stay up
   /// for one window from then, so that a restart does not mark every site down at once.
   explicit Health(Metrics& metrics, Store* store = nullptr, double started_at = 0);
+  ~Health();
+  Health(const Health&) = delete;
+  Health& operator=(const Health&) = delete;
 
   /// Hands every accepted result to `desk`, in the transaction that stores the report.
   void set_desk(Desk* desk);
@@ -121,7 +124,7 @@ class Health {
   IngestOutcome ingest(const std::string& agent_id, const protocol::Report& report, double now,
                        const std::string& serial = "");
 
-  /// Re-evaluates `up` of every agent at `now` and updates dozor_agent_up.
+  /// Re-evaluates `up` of every agent at `now`.
   void refresh(double now);
   /// refresh(), then the desk's timers (silent agents, held conditions, escalations).
   void tick(double now);
@@ -164,24 +167,21 @@ class Health {
   /// The agent connected with a certificate expiring at `not_after` (unix seconds). Memory only:
   /// known again when the agent reconnects after a restart.
   void certificate(const std::string& id, double not_after);
+  /// A TLS connection from the agent was accepted (dozor_agent_connections_total and
+  /// dozor_agent_cert_expiry_timestamp_seconds: this collector's own, also on a follower).
+  void connected(const std::string& id, double not_after);
 
  private:
   IngestOutcome ingest_locked(const std::string& agent_id, const protocol::Report& report,
                               double now, const std::string& serial);
   // The agent's state as the store has it (another collector changed it).
   void reread_locked(const std::string& agent_id, double now);
-  // `reported`: the agent's gauges are set also when up did not change (a report came).
-  void refresh_locked(AgentState& a, double now, bool reported = false);
-  void published(const AgentState& a, const std::string& old_site, std::uint64_t lost,
-                 const std::vector<std::pair<std::string, protocol::Metric>>& gone,
-                 const IngestOutcome& out, const std::vector<std::string>& changed, bool skew);
+  void refresh_locked(AgentState& a, double now);
+  // The series of every agent and probe, at a scrape (Metrics::set_fleet).
+  void expose(Exposition& e);
   // A state read from the store, with what only memory holds of the agent (if it does).
   AgentState held_over(AgentState stored) const;
-  void publish(const AgentState& a, const std::string& probe, const ProbeState& p);
-  void unpublish(const AgentState& a, const std::string& probe, const ProbeState& p);
   std::optional<Refusal> over_limit(const AgentState& a, const protocol::Result& r) const;
-  void unpublish_agent(const AgentState& a);
-  void unpublish_gone(const AgentState& before, const AgentState& now);
   // Deletes an agent (`probes` empty) or some of its probes from the store and the desk, in one
   // transaction; memory is the caller's to change after it.
   void forget_stored(const std::string& agent, const std::vector<std::string>& probes, double now);
@@ -192,6 +192,11 @@ class Health {
   Desk* desk_ = nullptr;
   std::mutex mu_;
   std::map<std::string, AgentState> agents_;
+  struct Connections {
+    std::uint64_t accepted = 0;
+    double not_after = 0;  // of the certificate presented last
+  };
+  std::map<std::string, Connections> connections_;  // by agent, also before its first report
   AgentLimits limits_;
   bool shared_ = false, leading_ = true;
   double store_failed_at_ = -1e18;  // heard_from(): a report the store refused

@@ -6,11 +6,36 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
+#include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace dozor::collector {
+
+/// Series in the text exposition format (0.0.4), written straight into a scrape's answer: for the
+/// series of every agent and probe, which are read from the fleet's state at each scrape rather
+/// than held as prometheus-cpp series (a few hundred bytes each, and removing one walks its
+/// family).
+class Exposition {
+ public:
+  using Label = std::pair<std::string_view, std::string_view>;
+  explicit Exposition(std::string& out) : out_(out) {}
+
+  void family(std::string_view name, std::string_view type, std::string_view help);
+  /// `labels` sorted by name, as prometheus-cpp writes them.
+  void sample(std::string_view name, std::initializer_list<Label> labels, double value);
+  void sample(std::string_view name, const std::vector<Label>& labels, double value);
+
+ private:
+  template <class Labels>
+  void write(std::string_view name, const Labels& labels, double value);
+  std::string& out_;
+};
 
 /// The collector's Prometheus registry and the dozor_* families of DESIGN.md. Thread-safe as
 /// prometheus-cpp's metrics are; scrape() serialises the registry in text format 0.0.4.
@@ -20,21 +45,13 @@ class Metrics {
 
   prometheus::Registry& registry() { return *registry_; }
   std::string scrape() const;
+  /// What scrape() adds after the registry's series (Health: the fleet's); nullptr for nothing.
+  void set_fleet(std::function<void(Exposition&)> write);
 
   /// A refused request or connection, by reason (bad_json, too_large, tls_handshake, ...).
   void rejected(std::string_view reason);
 
-  prometheus::Family<prometheus::Gauge>& agent_up;
-  prometheus::Family<prometheus::Gauge>& agent_last_report;
-  prometheus::Family<prometheus::Gauge>& agent_clock_skew;
-  prometheus::Family<prometheus::Counter>& agent_spool_dropped;
-  prometheus::Family<prometheus::Counter>& agent_refused;  // results over a limit, per agent
-  prometheus::Family<prometheus::Counter>& agent_connections;
-  prometheus::Family<prometheus::Gauge>& agent_cert_expiry;  // agent: the certificate presented
-  prometheus::Gauge& collector_cert_expiry;                  // its own, on the agent port
-  prometheus::Family<prometheus::Gauge>& probe_status;
-  prometheus::Family<prometheus::Gauge>& probe_value;
-  prometheus::Family<prometheus::Gauge>& probe_duration;
+  prometheus::Gauge& collector_cert_expiry;  // its own, on the agent port
   prometheus::Counter& ingest_results;
   prometheus::Counter& ingest_duplicates;
   prometheus::Counter& store_errors;  // writes the store refused (disk full, read-only, ...)
@@ -53,6 +70,8 @@ class Metrics {
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& ingest_rejected_;
+  mutable std::mutex fleet_mu_;
+  std::function<void(Exposition&)> fleet_;
 };
 
 }  // namespace dozor::collector
