@@ -35,6 +35,11 @@ std::string number_text(double v) {
   return buf;
 }
 
+// The incident of a status rule on one probe.
+std::string status_key(const AgentState& a, const std::string& probe, const Rule& rule) {
+  return a.site + "/" + a.id + "/" + probe + "/" + rule.name;
+}
+
 std::string metrics_text(const std::vector<protocol::Metric>& metrics) {
   std::string out;
   for (const auto& m : metrics) {
@@ -105,7 +110,11 @@ struct Desk::Incident {
 
 struct Desk::Series {
   std::string site, type;
-  std::vector<Incident*> status;          // one per matching status rule
+  struct Status {
+    std::size_t rule;
+    Incident* incident;  // made when the rule first holds: a healthy probe costs none
+  };
+  std::vector<Status> status;             // one per matching status rule
   std::vector<std::size_t> metric_rules;  // stale and forecast rules that match
 };
 
@@ -474,6 +483,11 @@ Desk::Incident& Desk::incident(const std::string& key, std::size_t rule, const s
   return *slot;
 }
 
+Desk::Incident* Desk::find_incident(const std::string& key) {
+  auto it = incidents_.find(key);
+  return it != incidents_.end() ? it->second.get() : nullptr;
+}
+
 Desk::Series& Desk::series(const AgentState& a, const std::string& probe, const std::string& type) {
   const std::string id = a.id + "/" + probe;
   auto& slot = series_[id];
@@ -488,10 +502,9 @@ Desk::Series& Desk::series(const AgentState& a, const std::string& probe, const 
     if (r.kind == RuleKind::silent || r.kind == RuleKind::certificate ||
         !r.match.matches(a.site, a.id, probe, type))
       continue;
-    if (r.kind == RuleKind::status)
-      slot->status.push_back(
-          &incident(a.site + "/" + a.id + "/" + probe + "/" + r.name, i, a.site, a.id, probe, ""));
-    else
+    if (r.kind == RuleKind::status) {
+      slot->status.push_back({i, find_incident(status_key(a, probe, r))});
+    } else
       slot->metric_rules.push_back(i);
   }
   return *slot;
@@ -507,10 +520,14 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
     auto state = a.probes.find(r.probe);
     // Status rules look at the probe's newest state only: a replayed backlog is history.
     if (state != a.probes.end() && state->second.seq == r.seq) {
-      for (Incident* inc : s.status) {
-        const Rule& rule = config_.rules[inc->rule];
+      for (auto& st : s.status) {
+        const Rule& rule = config_.rules[st.rule];
         const bool failing =
             std::find(rule.when.begin(), rule.when.end(), r.status) != rule.when.end();
+        if (!st.incident && !failing) continue;
+        if (!st.incident)
+          st.incident = &incident(status_key(a, r.probe, rule), st.rule, a.site, a.id, r.probe, "");
+        Incident* inc = st.incident;
         if (failing) {
           inc->summary = a.id + " " + r.probe + " " + std::string(protocol::to_string(r.status)) +
                          ": " + r.summary;
@@ -721,7 +738,9 @@ bool Desk::try_site_outage(Incident& inc, double now) {
   for (const auto& id : ids) {
     auto s = series_.find(id);
     if (s == series_.end()) continue;
-    for (Incident* i : s->second->status) {
+    for (const auto& st : s->second->status) {
+      Incident* i = st.incident;
+      if (!i) continue;
       const Rule& r = config_.rules[i->rule];
       if (i->failing && r.ticket_class == "emergency" && i->since >= now - window) {
         failing.push_back(i);
@@ -981,8 +1000,11 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
       for (std::size_t i = 0; i < config_.rules.size(); ++i) {
         const Rule& rule = config_.rules[i];
         if (rule.kind != RuleKind::silent || !rule.match.matches(a.site, a.id, "*", "*")) continue;
-        Incident& inc = incident(a.site + "/" + a.id + "/*/" + rule.name, i, a.site, a.id, "*", "");
         const bool failing = !a.up && a.last_report > 0;
+        const std::string key = a.site + "/" + a.id + "/*/" + rule.name;
+        Incident* held = failing ? &incident(key, i, a.site, a.id, "*", "") : find_incident(key);
+        if (!held) continue;  // never silent: no incident
+        Incident& inc = *held;
         if (failing && !inc.failing) {
           inc.probes.clear();
           for (const auto& [name, p] : a.probes) inc.probes.push_back(a.id + "/" + name);
@@ -1041,9 +1063,12 @@ void Desk::certificates(const std::vector<const AgentState*>& agents, double now
     const double horizon = std::chrono::duration<double>(rule.horizon).count();
     auto check = [&](const std::string& site, const std::string& agent, double not_after,
                      const std::string& whose) {
-      Incident& inc = incident(site + "/" + agent + "/certificate/" + rule.name, i, site, agent,
-                               "certificate", "");
       const bool failing = not_after - now <= horizon;
+      const std::string key = site + "/" + agent + "/certificate/" + rule.name;
+      Incident* held =
+          failing ? &incident(key, i, site, agent, "certificate", "") : find_incident(key);
+      if (!held) return;
+      Incident& inc = *held;
       if (failing && !inc.failing) {
         inc.summary =
             whose + " certificate expires " + format_timestamp(not_after) +

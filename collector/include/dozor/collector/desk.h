@@ -194,6 +194,7 @@ class Desk : public OutboxQueue {
   bool ticket_exists(std::uint64_t id);
   void save(const Silence& s);
   Series& series(const AgentState& a, const std::string& probe, const std::string& type);
+  Incident* find_incident(const std::string& key);
   Incident& incident(const std::string& key, std::size_t rule, const std::string& site,
                      const std::string& agent, const std::string& probe, const std::string& metric);
   void set_failing(Incident& inc, bool failing, double now);
