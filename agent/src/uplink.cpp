@@ -124,6 +124,10 @@ ssl::context make_client_tls(const CollectorLink& link) {
   ctx.use_certificate_chain_file(link.cert);
   ctx.use_private_key_file(link.key, ssl::context::pem);
   ctx.set_verify_mode(ssl::verify_peer);
+  // Only the chain in the certificate file (an issuing CA that enrollment put there), not the
+  // root OpenSSL would add from `ca`: the collector has the root, and would hold a decoded copy
+  // of it for as long as the connection lasts.
+  SSL_CTX_set_mode(ctx.native_handle(), SSL_MODE_NO_AUTO_CHAIN);
   return ctx;
 }
 

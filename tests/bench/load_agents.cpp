@@ -252,6 +252,7 @@ int main(int argc, char** argv) {
   ssl::context ctx(ssl::context::tls_client);
   ctx.load_verify_file(o.certs + "/ca.pem");
   ctx.set_verify_mode(ssl::verify_peer);
+  SSL_CTX_set_mode(ctx.native_handle(), SSL_MODE_NO_AUTO_CHAIN);  // as the agent's uplink
   asio::io_context io(1);
   Shared shared;
   std::size_t base_rss = 0;
