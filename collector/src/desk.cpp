@@ -59,9 +59,8 @@ double from_tp(ServiceCalendar::TimePoint tp) {
 
 }  // namespace
 
-struct Desk::Incident {
-  std::string key, site, agent, probe, metric, rule_name;
-  std::size_t rule = 0;  // index into config_.rules
+// What an incident's row holds, and what a transaction the store refused puts back.
+struct Desk::IncidentState {
   bool failing = false;
   double since = 0;          // when the condition began to hold
   double clear_since = 0;    // when it stopped holding
@@ -71,7 +70,14 @@ struct Desk::Incident {
   std::vector<double> changes;      // recent flips, for flapping (a deque costs 576 B empty)
   std::string summary, details;     // the latest evidence, for the ticket
   std::vector<std::string> probes;  // silent rules: the agent's probes, listed on its ticket
-  Trend trend;                      // forecast rules
+};
+
+// What it learned (trend, a value's age) is not put back: it was seen, and is saved now and then
+// rather than with each change.
+struct Desk::Incident : IncidentState {
+  std::string key, site, agent, probe, metric, rule_name;
+  std::size_t rule = 0;                                     // index into config_.rules
+  Trend trend;                                              // forecast rules
   double value = std::numeric_limits<double>::quiet_NaN();  // stale rules: the unchanged value
   double value_since = 0;
   bool relearn = false;   // changes, trend or value moved since it was last saved
@@ -116,6 +122,17 @@ struct Desk::Series {
   };
   std::vector<Status> status;             // one per matching status rule
   std::vector<std::size_t> metric_rules;  // stale and forecast rules that match
+};
+
+// What the open transaction changed in memory, as it was before.
+struct Desk::Undo {
+  bool open = false;
+  std::uint64_t next_ticket = 0, next_event = 0;
+  std::unordered_map<Incident*, IncidentState> incidents;
+  std::vector<std::unique_ptr<Incident>> erased;
+  std::map<std::uint64_t, std::optional<Ticket>> tickets;  // none: made in the transaction
+  std::map<std::uint64_t, std::optional<std::set<std::string>>> members;
+  std::vector<std::string> events;  // dozor_ticket_events_total, counted once stored
 };
 
 struct Desk::Statements {
@@ -203,7 +220,7 @@ ReactionTargets DeskConfig::default_targets() {
 }
 
 Desk::Desk(DeskConfig config, Metrics& metrics, sql::Database& db)
-    : config_(std::move(config)), metrics_(metrics), db_(db) {
+    : config_(std::move(config)), metrics_(metrics), db_(db), undo_(std::make_unique<Undo>()) {
   sql_ = std::make_unique<Statements>(db_);  // on a store migrate() made
   std::lock_guard lock(mu_);
   load_locked();
@@ -293,6 +310,7 @@ void Desk::load_locked() {
   next_event_ = next_event;
   next_silence_ = next_silence;
   stale_ = false;
+  *undo_ = Undo{};
   publish_open();
 }
 
@@ -389,15 +407,89 @@ void Desk::save(Incident& inc) {
 
 template <class F>
 void Desk::in_transaction(F&& f) {
+  commit_locked();  // what changed before was written outside a transaction: it is stored
   try {
     sql::Transaction tx(db_);
     f();
     fence();
     tx.commit();
   } catch (...) {
-    reload_locked();  // memory ran ahead of what was stored
+    rollback_locked();
     throw;
   }
+  commit_locked();
+}
+
+void Desk::opening() {
+  if (undo_->open) return;
+  undo_->open = true;
+  undo_->next_ticket = next_ticket_;
+  undo_->next_event = next_event_;
+}
+
+void Desk::edit(Incident& inc) {
+  opening();
+  undo_->incidents.try_emplace(&inc, static_cast<const IncidentState&>(inc));
+}
+
+void Desk::edit(Ticket& t) {
+  opening();
+  undo_->tickets.try_emplace(t.id, t);
+}
+
+std::set<std::string>& Desk::members(std::uint64_t ticket) {
+  opening();
+  auto it = members_.find(ticket);
+  undo_->members.try_emplace(ticket, it != members_.end()
+                                         ? std::optional<std::set<std::string>>(it->second)
+                                         : std::nullopt);
+  return members_[ticket];
+}
+
+void Desk::commit_locked() {
+  for (const auto& name : undo_->events) metrics_.ticket_events.Add({{"event", name}}).Increment();
+  *undo_ = Undo{};
+  wake();
+}
+
+void Desk::rollback_locked() {
+  Undo& u = *undo_;
+  if (!u.open) return;
+  for (auto& [inc, before] : u.incidents) {
+    static_cast<IncidentState&>(*inc) = std::move(before);
+    pending_.insert(inc->key);  // the next tick looks at its timers again
+  }
+  for (auto& inc : u.erased) {
+    std::string key = inc->key;
+    pending_.insert(key);
+    incidents_[std::move(key)] = std::move(inc);
+  }
+  for (auto& [id, before] : u.tickets)
+    if (before)
+      live_[id] = std::move(*before);
+    else
+      live_.erase(id);
+  for (auto& [id, before] : u.members)
+    if (before)
+      members_[id] = std::move(*before);
+    else
+      members_.erase(id);
+  next_ticket_ = u.next_ticket;
+  next_event_ = u.next_event;
+  queued_ = false;  // what it queued was not stored
+  *undo_ = Undo{};
+  ++generation_;
+  publish_open();
+}
+
+void Desk::committed() {
+  std::lock_guard lock(mu_);
+  commit_locked();
+}
+
+void Desk::rolled_back() {
+  std::lock_guard lock(mu_);
+  rollback_locked();
 }
 
 // Trends, flap histories and values' ages are saved when an incident changes anyway, else at most
@@ -472,6 +564,8 @@ Desk::Incident& Desk::incident(const std::string& key, std::size_t rule, const s
   auto& slot = incidents_[key];
   if (!slot) {
     slot = std::make_unique<Incident>();
+    opening();
+    undo_->incidents.try_emplace(slot.get());  // made now: back to nothing held
     slot->key = key;
     slot->rule = rule;
     slot->rule_name = config_.rules[rule].name;
@@ -529,6 +623,7 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
           st.incident = &incident(status_key(a, r.probe, rule), st.rule, a.site, a.id, r.probe, "");
         Incident* inc = st.incident;
         if (failing) {
+          edit(*inc);
           inc->summary = a.id + " " + r.probe + " " + std::string(protocol::to_string(r.status)) +
                          ": " + r.summary;
           inc->details = "site " + a.site + ", agent " + a.id + " (" + a.hostname + "), probe " +
@@ -562,6 +657,7 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
             auto eta = time_to_threshold(*fit, rule.threshold, rule.falling);
             failing = eta && *eta <= std::chrono::duration<double>(rule.horizon).count();
             if (failing) {
+              edit(inc);
               inc.summary = what + " reaches " + number_text(rule.threshold) + m.unit + " in " +
                             seconds_text(*eta);
               inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
@@ -581,6 +677,7 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
           const double unchanged = r.ts - inc.value_since;
           failing = unchanged >= std::chrono::duration<double>(rule.hold).count();
           if (failing) {
+            edit(inc);
             inc.summary = what + " unchanged at " + number_text(m.value) + m.unit + " for " +
                           seconds_text(unchanged);
             inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
@@ -593,11 +690,12 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
       }
     }
   }
-  wake();
+  if (!db_.in_transaction()) commit_locked();  // each change was stored as it was written
 }
 
 void Desk::set_failing(Incident& inc, bool failing, double now) {
   if (inc.failing == failing) return;
+  edit(inc);
   inc.failing = failing;
   (failing ? inc.since : inc.clear_since) = now;
   const Rule& rule = config_.rules[inc.rule];
@@ -608,6 +706,7 @@ void Desk::set_failing(Incident& inc, bool failing, double now) {
     inc.flapping = true;
     auto t = live_.find(inc.ticket);
     if (t != live_.end() && t->second.active()) {
+      edit(t->second);
       t->second.flapping = true;
       event(t->second, "flapping",
             std::to_string(inc.changes.size()) + " changes within " +
@@ -624,6 +723,7 @@ void Desk::advance(Incident& inc, double now) {
   auto found = live_.find(inc.ticket);
   Ticket* t = found != live_.end() ? &found->second : nullptr;
   if (inc.ticket && !t) {  // closed meanwhile
+    edit(inc);
     inc.ticket = 0;
     save(inc);
   }
@@ -645,6 +745,7 @@ void Desk::advance(Incident& inc, double now) {
     return;
   }
   if (inc.latched) {
+    edit(inc);
     inc.latched = false;
     save(inc);
   }
@@ -676,7 +777,7 @@ void Desk::open_ticket(Incident& inc, double now) {
   auto found = live_.find(inc.ticket);
   if (found != live_.end() && found->second.status == "resolved" && found->second.key == inc.key) {
     // It failed again soon after: the same ticket, reopened, rather than a second one.
-    members_[found->second.id].insert(inc.key);
+    members(found->second.id).insert(inc.key);
     reopen(found->second, inc.summary, inc.details, inc.flapping, now);
     return;
   }
@@ -714,13 +815,16 @@ void Desk::open_ticket(Incident& inc, double now) {
   t.flapping = inc.flapping;
   if (rule.kind == RuleKind::silent) t.probes = inc.probes;
   Ticket& stored = new_ticket(std::move(t), now);
+  edit(inc);
   inc.ticket = stored.id;
-  members_[stored.id].insert(inc.key);
+  members(stored.id).insert(inc.key);
   save(inc);
 }
 
 Ticket& Desk::new_ticket(Ticket t, double now) {
+  opening();
   t.id = next_ticket_++;
+  undo_->tickets.try_emplace(t.id);  // made now: gone again if the store refuses it
   t.status = "open";
   t.opened_at = t.raised_at = now;
   t.deadline = deadline_for(t, now);
@@ -817,7 +921,8 @@ void Desk::open_group(Ticket t, const std::vector<Incident*>& members, Incident&
   if (!group) {
     group = &new_ticket(std::move(t), now);
   } else if (!group->active()) {  // resolved not long ago: the same cause again
-    group->probes.clear();        // its members attach again
+    edit(*group);
+    group->probes.clear();  // its members attach again
     reopen(*group, t.summary, t.details, false, now);
   }
   for (Incident* i : members) {
@@ -832,6 +937,7 @@ void Desk::open_group(Ticket t, const std::vector<Incident*>& members, Incident&
 
 void Desk::reopen(Ticket& t, const std::string& summary, const std::string& details, bool flapping,
                   double now) {
+  edit(t);
   t.status = "open";
   ++t.occurrences;
   t.resolved_at = 0;
@@ -849,8 +955,10 @@ void Desk::reopen(Ticket& t, const std::string& summary, const std::string& deta
 }
 
 void Desk::attach(Incident& inc, Ticket& t, double now) {
+  edit(inc);
+  edit(t);
   inc.ticket = t.id;
-  members_[t.id].insert(inc.key);
+  members(t.id).insert(inc.key);
   const std::string probe = inc.agent + "/" + inc.probe;
   if (std::find(t.probes.begin(), t.probes.end(), probe) == t.probes.end())
     t.probes.push_back(probe);
@@ -861,10 +969,12 @@ void Desk::attach(Incident& inc, Ticket& t, double now) {
 
 void Desk::detach(Incident& inc, double now) {
   Ticket& t = live_.at(inc.ticket);
-  auto& members = members_[t.id];
-  members.erase(inc.key);
+  edit(inc);
+  edit(t);
+  auto& held = members(t.id);
+  held.erase(inc.key);
   const std::string text = inc.summary.empty() ? inc.key : inc.summary;
-  if (members.empty()) {
+  if (held.empty()) {
     members_.erase(t.id);
     resolve(t, "recovered: " + text + " (clear for " + seconds_text(now - inc.clear_since) + ")",
             now);
@@ -880,6 +990,7 @@ void Desk::detach(Incident& inc, double now) {
 }
 
 void Desk::resolve(Ticket& t, const std::string& text, double now) {
+  edit(t);
   if (t.active()) count_open(t, -1);
   t.status = "resolved";
   t.resolved_at = now;
@@ -889,10 +1000,12 @@ void Desk::resolve(Ticket& t, const std::string& text, double now) {
 }
 
 void Desk::close_locked(Ticket& t, const std::string& text, double now) {
-  for (const auto& key : members_[t.id]) {
+  edit(t);
+  for (const auto& key : members(t.id)) {
     auto it = incidents_.find(key);
     if (it == incidents_.end()) continue;
     Incident& inc = *it->second;
+    edit(inc);
     inc.ticket = 0;
     inc.latched = inc.failing;
     pending_.erase(key);
@@ -908,6 +1021,7 @@ void Desk::close_locked(Ticket& t, const std::string& text, double now) {
 }
 
 void Desk::event(Ticket& t, const std::string& name, const std::string& text, double now) {
+  edit(t);
   t.updated_at = now;
   const std::uint64_t id = next_event_++;
   sql_->insert_event.bind(1, i64(id))
@@ -916,7 +1030,7 @@ void Desk::event(Ticket& t, const std::string& name, const std::string& text, do
       .bind(4, std::string_view(name))
       .bind(5, std::string_view(text))
       .run();
-  metrics_.ticket_events.Add({{"event", name}}).Increment();
+  undo_->events.push_back(name);
   if (std::find(std::begin(kNotified), std::end(kNotified), name) == std::end(kNotified)) return;
   std::string payload;
   for (const auto& n : config_.notifiers) {
@@ -1006,6 +1120,7 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
         if (!held) continue;  // never silent: no incident
         Incident& inc = *held;
         if (failing && !inc.failing) {
+          edit(inc);
           inc.probes.clear();
           for (const auto& [name, p] : a.probes) inc.probes.push_back(a.id + "/" + name);
           inc.summary = a.id + " silent: no report since " + format_timestamp(a.last_report) +
@@ -1037,6 +1152,7 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
       Ticket& t = live_.at(id);
       if (t.status == "open" && t.deadline > 0 && now >= t.deadline &&
           !silenced(t.site, t.agent, t.probe, t.rule, now)) {
+        edit(t);
         ++t.escalations;
         const auto target = config_.targets.target(t.ticket_class, t.priority);
         t.deadline = deadline_for(t, now);
@@ -1051,7 +1167,6 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
     }
     agent_silences_.clear();  // forget() and reconfigure() may delete incidents meanwhile
   });
-  wake();
 }
 
 // An agent's certificate, or the collector's own, that expires within a certificate rule's
@@ -1070,6 +1185,7 @@ void Desk::certificates(const std::vector<const AgentState*>& agents, double now
       if (!held) return;
       Incident& inc = *held;
       if (failing && !inc.failing) {
+        edit(inc);
         inc.summary =
             whose + " certificate expires " + format_timestamp(not_after) +
             (not_after > now ? " (in " + seconds_text(not_after - now) + ")" : " (expired)");
@@ -1187,6 +1303,7 @@ Desk::Change Desk::acknowledge(std::uint64_t id, const std::string& by, const st
   if (t.status == "resolved") return Change::conflict;
   if (t.status == "acknowledged") return Change::done;
   in_transaction([&] {
+    edit(t);
     t.status = "acknowledged";
     t.acknowledged_at = now;
     t.acknowledged_by = by;
@@ -1198,7 +1315,6 @@ Desk::Change Desk::acknowledge(std::uint64_t id, const std::string& by, const st
   });
   const auto reaction = calendar(t.site).service_time_between(to_tp(t.raised_at), to_tp(now));
   metrics_.ticket_reaction.Observe(std::chrono::duration<double>(reaction).count());
-  wake();
   return Change::done;
 }
 
@@ -1209,13 +1325,13 @@ Desk::Change Desk::close(std::uint64_t id, const std::string& by, const std::str
   auto it = live_.find(id);
   if (it == live_.end()) return ticket_exists(id) ? Change::conflict : Change::not_found;
   in_transaction([&] {
+    edit(it->second);
     if (!comment.empty()) it->second.comment = comment;
     close_locked(it->second,
                  "closed" + (by.empty() ? std::string() : " by " + by) +
                      (comment.empty() ? "" : ": " + comment),
                  now);
   });
-  wake();
   return Change::done;
 }
 
@@ -1355,8 +1471,11 @@ void Desk::forget(const std::string& agent, const std::string& probe, double now
     }
     sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
     pending_.erase(inc.key);
+    opening();
+    undo_->erased.push_back(std::move(it->second));
     it = incidents_.erase(it);
   }
+  if (!db_.in_transaction()) commit_locked();  // each change was stored as it was written
 }
 
 void Desk::replace_config(DeskConfig config) {
@@ -1371,7 +1490,7 @@ void Desk::reconfigure(DeskConfig config, double now) {
   config_ = std::move(config);
   series_.clear();
   site_series_.clear();
-  in_transaction([&] {
+  auto resolve_removed = [&] {
     for (auto it = incidents_.begin(); it != incidents_.end();) {
       Incident& inc = *it->second;
       auto idx = rule_index(inc.rule_name);
@@ -1389,10 +1508,17 @@ void Desk::reconfigure(DeskConfig config, double now) {
       }
       sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
       pending_.erase(inc.key);
+      opening();
+      undo_->erased.push_back(std::move(it->second));
       it = incidents_.erase(it);
     }
-  });
-  wake();
+  };
+  try {
+    in_transaction(resolve_removed);
+  } catch (...) {
+    reload_locked();  // what was put back has the old rules' numbers: read it all with the new
+    throw;
+  }
 }
 
 }  // namespace dozor::collector

@@ -197,9 +197,10 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
       }
       tx->commit();
     } catch (...) {
-      if (observed) desk_->reload();
+      if (observed) desk_->rolled_back();
       throw;
     }
+    if (observed) desk_->committed();
   } else if (desk_) {
     desk_->observe(a, accepted, now);
   }
@@ -301,6 +302,7 @@ std::size_t Health::replay(double now, std::size_t limit) {
     }
     if (desk_) desk_->fence();
     tx.commit();
+    if (desk_) desk_->committed();
     for (auto& [id, a] : states) {
       auto held = agents_.find(id);
       if (held != agents_.end() && held->second.row_version >= a.row_version) continue;
@@ -310,7 +312,7 @@ std::size_t Health::replay(double now, std::size_t limit) {
     }
     return logged.size();
   } catch (...) {
-    if (observed && desk_) desk_->reload();
+    if (observed && desk_) desk_->rolled_back();
     throw;
   }
 }
@@ -380,9 +382,10 @@ void Health::forget_stored(const std::string& agent, const std::vector<std::stri
     forget_all();
     tx.commit();
   } catch (...) {
-    if (desk_) desk_->reload();  // its memory changed with the transaction that failed
+    if (desk_) desk_->rolled_back();
     throw;
   }
+  if (desk_) desk_->committed();
 }
 
 bool Health::forget(const std::string& agent_id, double now) {

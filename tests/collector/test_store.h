@@ -53,9 +53,11 @@ inline fs::path postgres_cluster() {
 /// One test's store on `engine` ("sqlite" or "postgres"), removed afterwards.
 class TestStore {
  public:
-  explicit TestStore(std::string engine) : engine_(std::move(engine)) {
+  /// `second`: another store for the same test.
+  explicit TestStore(std::string engine, const std::string& second = "")
+      : engine_(std::move(engine)) {
     const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = "dozor_" + std::to_string(::getpid()) + "_" + test->name();
+    std::string name = "dozor_" + std::to_string(::getpid()) + "_" + second + test->name();
     for (char& c : name)  // a name PostgreSQL keeps as written: lower case, no quotes
       c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '_';
     if (engine_ == "sqlite") {

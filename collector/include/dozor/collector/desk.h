@@ -106,13 +106,19 @@ class Desk : public OutboxQueue {
   ~Desk() override;
 
   /// A report's accepted results for `agent` (state after the report); called by Health inside
-  /// the transaction that stores the report.
+  /// the transaction that stores the report, which then tells committed() or rolled_back().
   void observe(const AgentState& agent, const std::vector<const protocol::Result*>& accepted,
                double now);
+  /// The caller's transaction holding observe() or forget() committed: the desk's changes stand,
+  /// and the notifications they queued go out.
+  void committed();
+  /// It failed: memory goes back to what the store holds (each ticket and incident the
+  /// transaction touched, as it was), rather than everything read again.
+  void rolled_back();
   /// Conditions held or recovered long enough, silent agents, escalations, silences that ended,
   /// resolved tickets to close. Called about every 250 ms with every agent's state.
   void tick(const std::vector<const AgentState*>& agents, double now);
-  /// After a failed transaction: forget what was not stored and read the store again.
+  /// Reads the store again (another collector's desk changed it).
   void reload();
   /// Saves what incidents learned since the last save (trends, flap histories, values' ages),
   /// as the tick does every 5 minutes: at a clean stop.
@@ -185,9 +191,19 @@ class Desk : public OutboxQueue {
   std::size_t incident_count();
 
  private:
+  struct IncidentState;
   struct Incident;
   struct Series;
   struct Statements;
+  struct Undo;
+
+  // Before a change to memory inside a transaction: what to put back if the store refuses it.
+  void opening();
+  void edit(Incident& inc);
+  void edit(Ticket& t);
+  std::set<std::string>& members(std::uint64_t ticket);
+  void commit_locked();
+  void rollback_locked();
 
   std::optional<std::size_t> rule_index(const std::string& name) const;
   static Ticket read_ticket(sql::Statement& q);
@@ -234,6 +250,7 @@ class Desk : public OutboxQueue {
   Metrics& metrics_;
   sql::Database& db_;
   std::unique_ptr<Statements> sql_;
+  std::unique_ptr<Undo> undo_;
   std::recursive_mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<Incident>> incidents_;  // by key
   std::unordered_map<std::string, std::unique_ptr<Series>> series_;       // by agent/probe

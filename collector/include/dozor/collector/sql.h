@@ -61,6 +61,12 @@ class Database {
   virtual void rollback() = 0;
   /// Rows changed by the last statement.
   virtual std::int64_t changes() = 0;
+  /// Whether a Transaction is open on it.
+  bool in_transaction() const { return open_ > 0; }
+
+ private:
+  friend class Transaction;
+  int open_ = 0;
 };
 
 /// How to open the store.
@@ -111,9 +117,13 @@ class Statement {
 /// A write transaction; rolled back when left without commit().
 class Transaction {
  public:
-  explicit Transaction(Database& db) : db_(db) { db_.begin(); }
+  explicit Transaction(Database& db) : db_(db) {
+    db_.begin();
+    ++db_.open_;
+  }
   ~Transaction() {
     if (!done_) {
+      --db_.open_;
       try {
         db_.rollback();
       } catch (const Error&) {  // the connection is gone, and the transaction with it
@@ -125,6 +135,7 @@ class Transaction {
   void commit() {
     db_.commit();
     done_ = true;
+    --db_.open_;
   }
 
  private:
