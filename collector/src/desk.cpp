@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "desk_rows.h"
 #include "dozor/protocol/units.h"
 
 namespace dozor::collector {
@@ -17,8 +18,6 @@ using namespace std::chrono_literals;
 // Events the notifiers hear of; the others (attached, detached, flapping) are history only.
 constexpr std::string_view kNotified[] = {"opened",   "escalated", "acknowledged",
                                           "resolved", "reopened",  "closed"};
-
-std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 
 json stamp(double t) { return t > 0 ? json(format_timestamp(t)) : json(nullptr); }
 
@@ -59,61 +58,6 @@ double from_tp(ServiceCalendar::TimePoint tp) {
 
 }  // namespace
 
-// What an incident's row holds, and what a transaction the store refused puts back.
-struct Desk::IncidentState {
-  bool failing = false;
-  double since = 0;          // when the condition began to hold
-  double clear_since = 0;    // when it stopped holding
-  std::uint64_t ticket = 0;  // its ticket: active, or resolved and still reopenable
-  bool latched = false;      // its ticket was closed by hand while failing: none until it clears
-  bool flapping = false;
-  std::vector<double> changes;      // recent flips, for flapping (a deque costs 576 B empty)
-  std::string summary, details;     // the latest evidence, for the ticket
-  std::vector<std::string> probes;  // silent rules: the agent's probes, listed on its ticket
-};
-
-// What it learned (trend, a value's age) is not put back: it was seen, and is saved now and then
-// rather than with each change.
-struct Desk::Incident : IncidentState {
-  std::string key, site, agent, probe, metric, rule_name;
-  std::size_t rule = 0;                                     // index into config_.rules
-  Trend trend;                                              // forecast rules
-  double value = std::numeric_limits<double>::quiet_NaN();  // stale rules: the unchanged value
-  double value_since = 0;
-  bool relearn = false;   // changes, trend or value moved since it was last saved
-  double learned_at = 0;  // when save_learned_locked() last saved it
-
-  // What it learned over time, which a restart must not make it learn again.
-  bool learned_anything() const {
-    return !changes.empty() || trend.size() > 0 || !std::isnan(value);
-  }
-  json learned() const {
-    json points = json::array();
-    for (const auto& p : trend.points()) points.push_back({p.t, p.v});
-    json out = {{"changes", changes}, {"trend", std::move(points)}};
-    if (!std::isnan(value)) out["value"] = {value, value_since};
-    return out;
-  }
-  void learn(const json& j) {
-    if (!j.is_object()) return;
-    if (auto c = j.find("changes"); c != j.end() && c->is_array())
-      for (const auto& t : *c)
-        if (t.is_number()) changes.push_back(t.get<double>());
-    if (auto t = j.find("trend"); t != j.end() && t->is_array()) {
-      std::vector<Trend::Point> points;
-      for (const auto& p : *t)
-        if (p.is_array() && p.size() == 2 && p[0].is_number() && p[1].is_number())
-          points.push_back({p[0].get<double>(), p[1].get<double>()});
-      trend.restore(std::move(points));
-    }
-    if (auto v = j.find("value"); v != j.end() && v->is_array() && v->size() == 2 &&
-                                  (*v)[0].is_number() && (*v)[1].is_number()) {
-      value = (*v)[0].get<double>();
-      value_since = (*v)[1].get<double>();
-    }
-  }
-};
-
 struct Desk::Series {
   std::string site, type;
   struct Status {
@@ -133,39 +77,6 @@ struct Desk::Undo {
   std::map<std::uint64_t, std::optional<Ticket>> tickets;  // none: made in the transaction
   std::map<std::uint64_t, std::optional<std::set<std::string>>> members;
   std::vector<std::string> events;  // dozor_ticket_events_total, counted once stored
-};
-
-struct Desk::Statements {
-  explicit Statements(sql::Database& db)
-      : upsert_ticket(db, sql::upsert("tickets",
-                                      "id, key, class, priority, status, summary, details, site, "
-                                      "agent, probe, rule, opened_at, raised_at, acknowledged_at, "
-                                      "resolved_at, closed_at, updated_at, deadline, escalations, "
-                                      "occurrences, flapping, probes, acknowledged_by, comment",
-                                      "id")),
-        insert_event(db, "INSERT INTO ticket_events VALUES (?,?,?,?,?)"),
-        insert_outbox(db, "INSERT INTO outbox VALUES (?,?,?,0,?,'')"),
-        upsert_incident(db, sql::upsert("incidents",
-                                        "key, rule, site, agent, probe, metric, failing, since, "
-                                        "clear_since, ticket, latched, flapping, summary, "
-                                        "details, learned",
-                                        "key")),
-        delete_incident(db, "DELETE FROM incidents WHERE key = ?"),
-        due(db,
-            // In order: nothing behind a row that waits for its retry.
-            "SELECT event, payload, attempts FROM outbox WHERE notifier = ?1 AND next_at <= ?2 "
-            "AND event < coalesce((SELECT min(event) FROM outbox WHERE notifier = ?1 AND "
-            "next_at > ?2), 9e18) ORDER BY event LIMIT ?3"),
-        delivered(db, "DELETE FROM outbox WHERE notifier = ? AND event = ?"),
-        failed(db,
-               "UPDATE outbox SET attempts = attempts + 1, next_at = ?, error = ? "
-               "WHERE notifier = ? AND event = ?"),
-        upsert_silence(db, sql::upsert("silences",
-                                       "id, site, agent, probe, rule, starts_at, ends_at, comment, "
-                                       "created_by, created_at",
-                                       "id")) {}
-  sql::Statement upsert_ticket, insert_event, insert_outbox, upsert_incident, delete_incident, due,
-      delivered, failed, upsert_silence;
 };
 
 json to_json(const Ticket& t) {
@@ -221,7 +132,7 @@ ReactionTargets DeskConfig::default_targets() {
 
 Desk::Desk(DeskConfig config, Metrics& metrics, sql::Database& db)
     : config_(std::move(config)), metrics_(metrics), db_(db), undo_(std::make_unique<Undo>()) {
-  sql_ = std::make_unique<Statements>(db_);  // on a store migrate() made
+  rows_ = std::make_unique<DeskRows>(db_);  // on a store migrate() made
   std::lock_guard lock(mu_);
   load_locked();
 }
@@ -234,81 +145,32 @@ Desk::~Desk() = default;
 // meanwhile leaves memory as it was, marked stale until a load succeeds (ready_locked()).
 void Desk::load_locked() {
   stale_ = true;
-  std::map<std::uint64_t, Ticket> live;
+  auto rows = rows_->load();
   std::unordered_map<std::string, std::unique_ptr<Incident>> loaded;
   std::map<std::uint64_t, std::set<std::string>> members;
   std::set<std::string> pending;
-  std::vector<Silence> held;
-  sql::Statement tickets(db_,
-                         "SELECT * FROM tickets WHERE status IN ('open', 'acknowledged', "
-                         "'resolved')");
-  while (tickets.step()) {
-    Ticket t = read_ticket(tickets);
-    live.emplace(t.id, std::move(t));
-  }
-  sql::Statement incidents(db_, "SELECT * FROM incidents");
-  while (incidents.step()) {
-    const std::string rule = incidents.text(1);
-    auto idx = rule_index(rule);
+  for (auto& inc : rows.incidents) {
+    auto idx = rule_index(inc->rule_name);
     if (!idx) continue;  // its rule is gone; reconfigure() resolves what it left
-    auto inc = std::make_unique<Incident>();
-    inc->key = incidents.text(0);
-    inc->rule_name = rule;
     inc->rule = *idx;
-    inc->site = incidents.text(2);
-    inc->agent = incidents.text(3);
-    inc->probe = incidents.text(4);
-    inc->metric = incidents.text(5);
-    inc->failing = incidents.integer(6) != 0;
-    inc->since = incidents.real(7);
-    inc->clear_since = incidents.real(8);
-    inc->ticket = static_cast<std::uint64_t>(incidents.integer(9));
-    inc->latched = incidents.integer(10) != 0;
-    inc->flapping = incidents.integer(11) != 0;
-    inc->summary = incidents.text(12);
-    inc->details = incidents.text(13);
-    inc->learn(json::parse(incidents.text(14), nullptr, false));
-    auto t = live.find(inc->ticket);
-    if (t != live.end() && t->second.active()) members[inc->ticket].insert(inc->key);
+    auto t = rows.tickets.find(inc->ticket);
+    if (t != rows.tickets.end() && t->second.active()) members[inc->ticket].insert(inc->key);
     pending.insert(inc->key);  // the next tick decides what is due
     std::string key = inc->key;
     loaded.emplace(std::move(key), std::move(inc));
   }
-  sql::Statement silences(db_, "SELECT * FROM silences ORDER BY id");
-  while (silences.step()) {
-    Silence s;
-    s.id = static_cast<std::uint64_t>(silences.integer(0));
-    s.site = silences.text(1);
-    s.agent = silences.text(2);
-    s.probe = silences.text(3);
-    s.rule = silences.text(4);
-    s.starts_at = silences.real(5);
-    s.ends_at = silences.real(6);
-    s.comment = silences.text(7);
-    s.created_by = silences.text(8);
-    s.created_at = silences.real(9);
-    held.push_back(std::move(s));
-  }
-  auto max_id = [&](const char* table) {
-    sql::Statement q(db_, std::string("SELECT coalesce(max(id), 0) FROM ") + table);
-    q.step();
-    return static_cast<std::uint64_t>(q.integer(0));
-  };
-  const auto next_ticket = max_id("tickets") + 1, next_event = max_id("ticket_events") + 1,
-             next_silence = max_id("silences") + 1;
-
   ++generation_;
   series_.clear();
   site_series_.clear();
   agent_silences_.clear();
   incidents_ = std::move(loaded);
-  live_ = std::move(live);
+  live_ = std::move(rows.tickets);
   members_ = std::move(members);
   pending_ = std::move(pending);
-  silences_ = std::move(held);
-  next_ticket_ = next_ticket;
-  next_event_ = next_event;
-  next_silence_ = next_silence;
+  silences_ = std::move(rows.silences);
+  next_ticket_ = rows.next_ticket;
+  next_event_ = rows.next_event;
+  next_silence_ = rows.next_silence;
   stale_ = false;
   *undo_ = Undo{};
   publish_open();
@@ -318,91 +180,14 @@ void Desk::ready_locked() {
   if (stale_) load_locked();
 }
 
-Ticket Desk::read_ticket(sql::Statement& q) {
-  Ticket t;
-  t.id = static_cast<std::uint64_t>(q.integer(0));
-  t.key = q.text(1);
-  t.ticket_class = q.text(2);
-  t.priority = static_cast<int>(q.integer(3));
-  t.status = q.text(4);
-  t.summary = q.text(5);
-  t.details = q.text(6);
-  t.site = q.text(7);
-  t.agent = q.text(8);
-  t.probe = q.text(9);
-  t.rule = q.text(10);
-  t.opened_at = q.real(11);
-  t.raised_at = q.real(12);
-  t.acknowledged_at = q.real(13);
-  t.resolved_at = q.real(14);
-  t.closed_at = q.real(15);
-  t.updated_at = q.real(16);
-  t.deadline = q.real(17);
-  t.escalations = static_cast<int>(q.integer(18));
-  t.occurrences = static_cast<int>(q.integer(19));
-  t.flapping = q.integer(20) != 0;
-  auto probes = json::parse(q.text(21), nullptr, false);
-  if (probes.is_array())
-    for (const auto& p : probes)
-      if (p.is_string()) t.probes.push_back(p.get<std::string>());
-  t.acknowledged_by = q.text(22);
-  t.comment = q.text(23);
-  return t;
-}
-
 void Desk::save(const Ticket& t) {
   ++generation_;
-  sql_->upsert_ticket.bind(1, i64(t.id))
-      .bind(2, std::string_view(t.key))
-      .bind(3, std::string_view(t.ticket_class))
-      .bind(4, std::int64_t{t.priority})
-      .bind(5, std::string_view(t.status))
-      .bind(6, std::string_view(t.summary))
-      .bind(7, std::string_view(t.details))
-      .bind(8, std::string_view(t.site))
-      .bind(9, std::string_view(t.agent))
-      .bind(10, std::string_view(t.probe))
-      .bind(11, std::string_view(t.rule))
-      .bind(12, t.opened_at)
-      .bind(13, t.raised_at)
-      .bind(14, t.acknowledged_at)
-      .bind(15, t.resolved_at)
-      .bind(16, t.closed_at)
-      .bind(17, t.updated_at)
-      .bind(18, t.deadline)
-      .bind(19, std::int64_t{t.escalations})
-      .bind(20, std::int64_t{t.occurrences})
-      .bind(21, std::int64_t{t.flapping})
-      .bind(22, std::string_view(json(t.probes).dump()))
-      .bind(23, std::string_view(t.acknowledged_by))
-      .bind(24, std::string_view(t.comment))
-      .run();
+  rows_->save(t);
 }
 
 void Desk::save(Incident& inc) {
   inc.relearn = false;
-  // A quiet incident that learned nothing is its default: no row, so thousands of healthy
-  // probes cost nothing.
-  if (!inc.failing && !inc.ticket && !inc.latched && !inc.learned_anything()) {
-    sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
-    return;
-  }
-  sql_->upsert_incident.bind(1, std::string_view(inc.key))
-      .bind(2, std::string_view(inc.rule_name))
-      .bind(3, std::string_view(inc.site))
-      .bind(4, std::string_view(inc.agent))
-      .bind(5, std::string_view(inc.probe))
-      .bind(6, std::string_view(inc.metric))
-      .bind(7, std::int64_t{inc.failing})
-      .bind(8, inc.since)
-      .bind(9, inc.clear_since)
-      .bind(10, i64(inc.ticket))
-      .bind(11, std::int64_t{inc.latched})
-      .bind(12, std::int64_t{inc.flapping})
-      .bind(13, std::string_view(inc.summary))
-      .bind(14, std::string_view(inc.details))
-      .bind(15, std::string_view(inc.learned_anything() ? inc.learned().dump() : ""))
-      .run();
+  rows_->save(inc);
 }
 
 template <class F>
@@ -558,9 +343,9 @@ std::optional<std::size_t> Desk::rule_index(const std::string& name) const {
   return std::nullopt;
 }
 
-Desk::Incident& Desk::incident(const std::string& key, std::size_t rule, const std::string& site,
-                               const std::string& agent, const std::string& probe,
-                               const std::string& metric) {
+Incident& Desk::incident(const std::string& key, std::size_t rule, const std::string& site,
+                         const std::string& agent, const std::string& probe,
+                         const std::string& metric) {
   auto& slot = incidents_[key];
   if (!slot) {
     slot = std::make_unique<Incident>();
@@ -577,7 +362,7 @@ Desk::Incident& Desk::incident(const std::string& key, std::size_t rule, const s
   return *slot;
 }
 
-Desk::Incident* Desk::find_incident(const std::string& key) {
+Incident* Desk::find_incident(const std::string& key) {
   auto it = incidents_.find(key);
   return it != incidents_.end() ? it->second.get() : nullptr;
 }
@@ -1024,12 +809,7 @@ void Desk::event(Ticket& t, const std::string& name, const std::string& text, do
   edit(t);
   t.updated_at = now;
   const std::uint64_t id = next_event_++;
-  sql_->insert_event.bind(1, i64(id))
-      .bind(2, i64(t.id))
-      .bind(3, now)
-      .bind(4, std::string_view(name))
-      .bind(5, std::string_view(text))
-      .run();
+  rows_->event(id, t.id, now, name, text);
   undo_->events.push_back(name);
   if (std::find(std::begin(kNotified), std::end(kNotified), name) == std::end(kNotified)) return;
   std::string payload;
@@ -1038,11 +818,7 @@ void Desk::event(Ticket& t, const std::string& name, const std::string& text, do
     if (payload.empty())
       payload = json{{"event", name}, {"at", now}, {"text", text}, {"ticket", to_json(t)}}.dump(
           -1, ' ', false, json::error_handler_t::replace);
-    sql_->insert_outbox.bind(1, i64(id))
-        .bind(2, std::string_view(n.name))
-        .bind(3, std::string_view(payload))
-        .bind(4, now)
-        .run();
+    rows_->queue(id, n.name, payload, now);
     queued_ = true;
   }
 }
@@ -1213,44 +989,23 @@ void Desk::own_certificate(double not_after) {
 
 std::vector<Ticket> Desk::tickets(const Query& q) {
   std::lock_guard lock(mu_);
-  std::string sql = "SELECT * FROM tickets WHERE TRUE";
-  std::vector<std::string> statuses;
-  for (const auto& s : q.statuses) {
-    if (s == "active") {
-      statuses.push_back("open");
-      statuses.push_back("acknowledged");
-    } else {
-      statuses.push_back(s);
-    }
-  }
-  if (!statuses.empty()) {
-    sql += " AND status IN (";
-    for (std::size_t i = 0; i < statuses.size(); ++i) sql += i ? ",?" : "?";
-    sql += ")";
-  }
-  if (!q.site.empty()) sql += " AND site = ?";
-  sql += " ORDER BY id DESC LIMIT ?";
-  sql::Statement stmt(db_, sql);
-  int i = 1;
-  for (const auto& s : statuses) stmt.bind(i++, std::string_view(s));
-  if (!q.site.empty()) stmt.bind(i++, std::string_view(q.site));
-  stmt.bind(i, static_cast<std::int64_t>(q.limit));
-  std::vector<Ticket> out;
-  while (stmt.step()) out.push_back(read_ticket(stmt));
-  return out;
+  return rows_->tickets(q);
+}
+
+std::optional<Ticket> Desk::ticket(std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  return rows_->ticket(id);
+}
+
+json Desk::events(std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  return rows_->events(id);
 }
 
 void Desk::prune(double before) {
   std::lock_guard lock(mu_);
   sql::Transaction tx(db_);
-  sql::Statement(db_,
-                 "DELETE FROM ticket_events WHERE ticket IN (SELECT id FROM tickets WHERE "
-                 "status = 'closed' AND closed_at < ?)")
-      .bind(1, before)
-      .run();
-  sql::Statement(db_, "DELETE FROM tickets WHERE status = 'closed' AND closed_at < ?")
-      .bind(1, before)
-      .run();
+  rows_->prune(before);
   tx.commit();
 }
 
@@ -1274,31 +1029,12 @@ std::vector<std::pair<Ticket, Desk::Countdown>> Desk::active(double now) {
   return out;
 }
 
-std::optional<Ticket> Desk::ticket(std::uint64_t id) {
-  std::lock_guard lock(mu_);
-  sql::Statement stmt(db_, "SELECT * FROM tickets WHERE id = ?");
-  stmt.bind(1, i64(id));
-  if (!stmt.step()) return std::nullopt;
-  return read_ticket(stmt);
-}
-
-json Desk::events(std::uint64_t id) {
-  std::lock_guard lock(mu_);
-  sql::Statement stmt(db_,
-                      "SELECT at, event, text FROM ticket_events WHERE ticket = ? ORDER BY id");
-  stmt.bind(1, i64(id));
-  json out = json::array();
-  while (stmt.step())
-    out.push_back({{"at", stamp(stmt.real(0))}, {"event", stmt.text(1)}, {"text", stmt.text(2)}});
-  return out;
-}
-
 Desk::Change Desk::acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
                                double now) {
   std::lock_guard lock(mu_);
   ready_locked();
   auto it = live_.find(id);
-  if (it == live_.end()) return ticket_exists(id) ? Change::conflict : Change::not_found;
+  if (it == live_.end()) return rows_->ticket(id) ? Change::conflict : Change::not_found;
   Ticket& t = it->second;
   if (t.status == "resolved") return Change::conflict;
   if (t.status == "acknowledged") return Change::done;
@@ -1323,7 +1059,7 @@ Desk::Change Desk::close(std::uint64_t id, const std::string& by, const std::str
   std::lock_guard lock(mu_);
   ready_locked();
   auto it = live_.find(id);
-  if (it == live_.end()) return ticket_exists(id) ? Change::conflict : Change::not_found;
+  if (it == live_.end()) return rows_->ticket(id) ? Change::conflict : Change::not_found;
   in_transaction([&] {
     edit(it->second);
     if (!comment.empty()) it->second.comment = comment;
@@ -1335,34 +1071,16 @@ Desk::Change Desk::close(std::uint64_t id, const std::string& by, const std::str
   return Change::done;
 }
 
-bool Desk::ticket_exists(std::uint64_t id) {
-  sql::Statement stmt(db_, "SELECT 1 FROM tickets WHERE id = ?");
-  stmt.bind(1, i64(id));
-  return stmt.step();
-}
-
-void Desk::save(const Silence& s) {
-  ++generation_;
-  sql_->upsert_silence.bind(1, i64(s.id))
-      .bind(2, std::string_view(s.site))
-      .bind(3, std::string_view(s.agent))
-      .bind(4, std::string_view(s.probe))
-      .bind(5, std::string_view(s.rule))
-      .bind(6, s.starts_at)
-      .bind(7, s.ends_at)
-      .bind(8, std::string_view(s.comment))
-      .bind(9, std::string_view(s.created_by))
-      .bind(10, s.created_at)
-      .run();
-}
-
 Silence Desk::add_silence(Silence s, double now) {
   std::lock_guard lock(mu_);
   ready_locked();
   s.id = next_silence_++;
   s.created_at = now;
   if (s.starts_at <= 0) s.starts_at = now;
-  in_transaction([&] { save(s); });
+  in_transaction([&] {
+    ++generation_;
+    rows_->save(s);
+  });
   silences_.push_back(s);
   return s;
 }
@@ -1375,7 +1093,10 @@ bool Desk::remove_silence(std::uint64_t id, double now) {
   if (it == silences_.end() || it->ends_at <= now) return false;
   Silence ended = *it;
   ended.ends_at = now;
-  in_transaction([&] { save(ended); });
+  in_transaction([&] {
+    ++generation_;
+    rows_->save(ended);
+  });
   *it = ended;
   return true;
 }
@@ -1397,38 +1118,18 @@ std::size_t Desk::incident_count() {
 
 std::vector<Notification> Desk::due(const std::string& notifier, double now, std::size_t limit) {
   std::lock_guard lock(mu_);
-  auto& q = sql_->due;
-  q.bind(1, std::string_view(notifier)).bind(2, now).bind(3, static_cast<std::int64_t>(limit));
-  std::vector<Notification> out;
-  while (q.step()) {
-    Notification n;
-    n.id = static_cast<std::uint64_t>(q.integer(0));
-    auto payload = json::parse(q.text(1), nullptr, false);
-    n.attempts = static_cast<int>(q.integer(2));
-    if (payload.is_object()) {
-      n.event = payload.value("event", "");
-      n.at = payload.value("at", 0.0);
-      n.ticket = payload.value("ticket", json::object());
-    }
-    out.push_back(std::move(n));
-  }
-  q.reset();
-  return out;
+  return rows_->due(notifier, now, limit);
 }
 
 void Desk::delivered(const std::string& notifier, std::uint64_t id) {
   std::lock_guard lock(mu_);
-  sql_->delivered.bind(1, std::string_view(notifier)).bind(2, i64(id)).run();
+  rows_->delivered(notifier, id);
 }
 
 void Desk::failed(const std::string& notifier, std::uint64_t id, double retry_at,
                   const std::string& error) {
   std::lock_guard lock(mu_);
-  sql_->failed.bind(1, retry_at)
-      .bind(2, std::string_view(error))
-      .bind(3, std::string_view(notifier))
-      .bind(4, i64(id))
-      .run();
+  rows_->failed(notifier, id, retry_at, error);
 }
 
 std::vector<json> Desk::active_tickets() {
@@ -1469,7 +1170,7 @@ void Desk::forget(const std::string& agent, const std::string& probe, double now
       inc.clear_since = now;
       detach(inc, now);
     }
-    sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
+    rows_->forget(inc);
     pending_.erase(inc.key);
     opening();
     undo_->erased.push_back(std::move(it->second));
@@ -1506,7 +1207,7 @@ void Desk::reconfigure(DeskConfig config, double now) {
         inc.clear_since = now;
         detach(inc, now);
       }
-      sql_->delete_incident.bind(1, std::string_view(inc.key)).run();
+      rows_->forget(inc);
       pending_.erase(inc.key);
       opening();
       undo_->erased.push_back(std::move(it->second));

@@ -63,6 +63,9 @@ struct Silence {
 };
 nlohmann::json to_json(const Silence& s, double now);
 
+struct Incident;
+class DeskRows;
+
 /// `rules:`, `calendars:`, `service:`, `tickets:` and `notifiers:` of collector.yaml.
 struct DeskConfig {
   std::vector<Rule> rules = default_rules();
@@ -191,10 +194,7 @@ class Desk : public OutboxQueue {
   std::size_t incident_count();
 
  private:
-  struct IncidentState;
-  struct Incident;
   struct Series;
-  struct Statements;
   struct Undo;
 
   // Before a change to memory inside a transaction: what to put back if the store refuses it.
@@ -206,9 +206,6 @@ class Desk : public OutboxQueue {
   void rollback_locked();
 
   std::optional<std::size_t> rule_index(const std::string& name) const;
-  static Ticket read_ticket(sql::Statement& q);
-  bool ticket_exists(std::uint64_t id);
-  void save(const Silence& s);
   Series& series(const AgentState& a, const std::string& probe, const std::string& type);
   Incident* find_incident(const std::string& key);
   Incident& incident(const std::string& key, std::size_t rule, const std::string& site,
@@ -249,7 +246,7 @@ class Desk : public OutboxQueue {
   DeskConfig config_;
   Metrics& metrics_;
   sql::Database& db_;
-  std::unique_ptr<Statements> sql_;
+  std::unique_ptr<DeskRows> rows_;
   std::unique_ptr<Undo> undo_;
   std::recursive_mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<Incident>> incidents_;  // by key
