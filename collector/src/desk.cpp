@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "desk_rows.h"
+#include "desk_parts.h"
 #include "dozor/protocol/units.h"
 
 namespace dozor::collector {
@@ -131,7 +131,11 @@ ReactionTargets DeskConfig::default_targets() {
 }
 
 Desk::Desk(DeskConfig config, Metrics& metrics, sql::Database& db)
-    : config_(std::move(config)), metrics_(metrics), db_(db), undo_(std::make_unique<Undo>()) {
+    : config_(std::move(config)),
+      metrics_(metrics),
+      db_(db),
+      gauges_(std::make_unique<TicketGauges>(metrics)),
+      undo_(std::make_unique<Undo>()) {
   rows_ = std::make_unique<DeskRows>(db_);  // on a store migrate() made
   std::lock_guard lock(mu_);
   load_locked();
@@ -173,7 +177,7 @@ void Desk::load_locked() {
   next_silence_ = rows.next_silence;
   stale_ = false;
   *undo_ = Undo{};
-  publish_open();
+  gauges_->recount(live_);
 }
 
 void Desk::ready_locked() {
@@ -264,7 +268,7 @@ void Desk::rollback_locked() {
   queued_ = false;  // what it queued was not stored
   *undo_ = Undo{};
   ++generation_;
-  publish_open();
+  gauges_->recount(live_);
 }
 
 void Desk::committed() {
@@ -616,7 +620,7 @@ Ticket& Desk::new_ticket(Ticket t, double now) {
   Ticket& stored = live_.emplace(t.id, std::move(t)).first->second;
   event(stored, "opened", stored.summary, now);
   save(stored);
-  count_open(stored, +1);
+  gauges_->opened(stored);
   return stored;
 }
 
@@ -736,7 +740,7 @@ void Desk::reopen(Ticket& t, const std::string& summary, const std::string& deta
   t.deadline = deadline_for(t, now);
   event(t, "reopened", "failed again: " + summary, now);
   save(t);
-  count_open(t, +1);
+  gauges_->opened(t);
 }
 
 void Desk::attach(Incident& inc, Ticket& t, double now) {
@@ -776,7 +780,7 @@ void Desk::detach(Incident& inc, double now) {
 
 void Desk::resolve(Ticket& t, const std::string& text, double now) {
   edit(t);
-  if (t.active()) count_open(t, -1);
+  if (t.active()) gauges_->closed(t);
   t.status = "resolved";
   t.resolved_at = now;
   t.flapping = false;
@@ -797,7 +801,7 @@ void Desk::close_locked(Ticket& t, const std::string& text, double now) {
     save(inc);
   }
   members_.erase(t.id);
-  if (t.active()) count_open(t, -1);
+  if (t.active()) gauges_->closed(t);
   t.status = "closed";
   t.closed_at = now;
   event(t, "closed", text, now);
@@ -839,41 +843,6 @@ const ServiceCalendar& Desk::calendar(const std::string& site) const {
   return c != config_.calendars.end() ? c->second : always;
 }
 
-// Per change rather than by walking every live ticket: thousands of them cost more than the rules.
-void Desk::count_open(const Ticket& t, int delta) {
-  std::vector<std::string> label{t.site, t.ticket_class, priority_name(t.priority)};
-  double& n = open_counts_[label];
-  n += delta;
-  metrics_.tickets_open.Add({{"site", label[0]}, {"class", label[1]}, {"priority", label[2]}})
-      .Set(n);
-}
-
-void Desk::publish_open() {
-  std::map<std::vector<std::string>, double> counts;
-  for (auto& [label, n] : open_counts_) counts[label] = 0;  // keep series that dropped to zero
-  for (const auto& [id, t] : live_)
-    if (t.active()) counts[{t.site, t.ticket_class, priority_name(t.priority)}] += 1;
-  for (const auto& [label, n] : counts)
-    metrics_.tickets_open.Add({{"site", label[0]}, {"class", label[1]}, {"priority", label[2]}})
-        .Set(n);
-  open_counts_ = std::move(counts);
-}
-
-void Desk::publish_overdue(double now) {
-  if (now < next_overdue_) return;
-  next_overdue_ = now + 1;
-  std::map<std::vector<std::string>, double> counts;
-  for (auto& [label, n] : overdue_counts_) counts[label] = 0;  // keep series that dropped to zero
-  for (const auto& [id, t] : live_)
-    // Past a deadline once it escalated (an escalation moves the deadline on).
-    if (t.status == "open" && (t.escalations > 0 || (t.deadline > 0 && now > t.deadline)))
-      counts[{t.site, t.ticket_class, priority_name(t.priority)}] += 1;
-  for (const auto& [label, n] : counts)
-    metrics_.tickets_overdue.Add({{"site", label[0]}, {"class", label[1]}, {"priority", label[2]}})
-        .Set(n);
-  overdue_counts_ = std::move(counts);
-}
-
 // ---------------------------------------------------------------- timers
 
 void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
@@ -912,7 +881,7 @@ void Desk::tick(const std::vector<const AgentState*>& agents, double now) {
     }
     for (Incident* inc : agent_silences_) advance(*inc, now);
     certificates(agents, now);
-    publish_overdue(now);
+    gauges_->overdue(live_, now);
     save_learned_locked(now, kLearnedPerTick);
     for (const auto& key : std::vector<std::string>(pending_.begin(), pending_.end())) {
       auto it = incidents_.find(key);

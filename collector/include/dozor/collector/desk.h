@@ -65,6 +65,7 @@ nlohmann::json to_json(const Silence& s, double now);
 
 struct Incident;
 class DeskRows;
+class TicketGauges;
 
 /// `rules:`, `calendars:`, `service:`, `tickets:` and `notifiers:` of collector.yaml.
 struct DeskConfig {
@@ -229,9 +230,6 @@ class Desk : public OutboxQueue {
   void save(const Ticket& t);
   void save(Incident& inc);
   void save_learned_locked(double now, std::size_t at_most);
-  void publish_open();               // every label set, from live_ (after a load)
-  void publish_overdue(double now);  // open tickets past their reaction deadline, once a second
-  void count_open(const Ticket& t, int delta);
   double deadline_for(const Ticket& t, double from) const;
   const ServiceCalendar& calendar(const std::string& site) const;
   bool silenced(const std::string& site, const std::string& agent, const std::string& probe,
@@ -247,6 +245,7 @@ class Desk : public OutboxQueue {
   Metrics& metrics_;
   sql::Database& db_;
   std::unique_ptr<DeskRows> rows_;
+  std::unique_ptr<TicketGauges> gauges_;
   std::unique_ptr<Undo> undo_;
   std::recursive_mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<Incident>> incidents_;  // by key
@@ -259,9 +258,6 @@ class Desk : public OutboxQueue {
   std::vector<Incident*> agent_silences_;  // every agent's silent incidents, only during tick()
   std::size_t known_agents_ = 0;           // that reported at least once, as of the last tick
   double own_not_after_ = 0;               // the collector's own certificate; 0: unknown
-  std::map<std::vector<std::string>, double> open_counts_;  // published label sets
-  std::map<std::vector<std::string>, double> overdue_counts_;
-  double next_overdue_ = 0;
   std::function<void()> on_queued_;
   std::function<void()> fence_;
   bool queued_ = false;

@@ -1,6 +1,7 @@
 #pragma once
 
-// The desk's parts that only it uses: what an incident is, and the desk's rows in the store.
+// The desk's parts that only it uses: what an incident is, its rows in the store (DeskRows),
+// its gauges (TicketGauges).
 
 #include <cmath>
 #include <cstdint>
@@ -93,6 +94,31 @@ class DeskRows {
   struct Statements;
   sql::Database& db_;
   std::unique_ptr<Statements> sql_;
+};
+
+// dozor_tickets_open and dozor_tickets_overdue by site, class and priority. A series that
+// dropped to zero stays, at zero.
+class TicketGauges {
+ public:
+  explicit TicketGauges(Metrics& metrics) : metrics_(metrics) {}
+  // Per change rather than by walking every live ticket: thousands of them cost more than the
+  // rules.
+  void opened(const Ticket& t) { count(t, +1); }
+  void closed(const Ticket& t) { count(t, -1); }
+  // Every label set counted again from `live` (after a load, or memory put back).
+  void recount(const std::map<std::uint64_t, Ticket>& live);
+  // Open tickets past their reaction deadline; at most once a second.
+  void overdue(const std::map<std::uint64_t, Ticket>& live, double now);
+
+ private:
+  using Counts = std::map<std::vector<std::string>, double>;  // by site, class, priority
+  void count(const Ticket& t, int delta);
+  static void publish(prometheus::Family<prometheus::Gauge>& family, Counts& published,
+                      Counts counts);
+
+  Metrics& metrics_;
+  Counts open_, overdue_;
+  double next_overdue_ = 0;
 };
 
 }  // namespace dozor::collector

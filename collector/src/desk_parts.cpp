@@ -1,4 +1,4 @@
-#include "desk_rows.h"
+#include "desk_parts.h"
 
 #include "dozor/protocol/units.h"
 
@@ -335,6 +335,50 @@ void DeskRows::failed(const std::string& notifier, std::uint64_t id, double retr
       .bind(3, std::string_view(notifier))
       .bind(4, i64(id))
       .run();
+}
+
+namespace {
+
+std::vector<std::string> label_of(const Ticket& t) {
+  return {t.site, t.ticket_class, "P" + std::to_string(t.priority)};
+}
+
+prometheus::Labels labels(const std::vector<std::string>& l) {
+  return {{"site", l[0]}, {"class", l[1]}, {"priority", l[2]}};
+}
+
+}  // namespace
+
+void TicketGauges::count(const Ticket& t, int delta) {
+  const auto label = label_of(t);
+  double& n = open_[label];
+  n += delta;
+  metrics_.tickets_open.Add(labels(label)).Set(n);
+}
+
+void TicketGauges::publish(prometheus::Family<prometheus::Gauge>& family, Counts& published,
+                           Counts counts) {
+  for (auto& [label, n] : published) counts.try_emplace(label, 0);  // keep those now at zero
+  for (const auto& [label, n] : counts) family.Add(labels(label)).Set(n);
+  published = std::move(counts);
+}
+
+void TicketGauges::recount(const std::map<std::uint64_t, Ticket>& live) {
+  Counts counts;
+  for (const auto& [id, t] : live)
+    if (t.active()) counts[label_of(t)] += 1;
+  publish(metrics_.tickets_open, open_, std::move(counts));
+}
+
+void TicketGauges::overdue(const std::map<std::uint64_t, Ticket>& live, double now) {
+  if (now < next_overdue_) return;
+  next_overdue_ = now + 1;
+  Counts counts;
+  for (const auto& [id, t] : live)
+    // Past a deadline once it escalated (an escalation moves the deadline on).
+    if (t.status == "open" && (t.escalations > 0 || (t.deadline > 0 && now > t.deadline)))
+      counts[label_of(t)] += 1;
+  publish(metrics_.tickets_overdue, overdue_, std::move(counts));
 }
 
 }  // namespace dozor::collector
