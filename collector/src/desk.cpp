@@ -23,29 +23,9 @@ json stamp(double t) { return t > 0 ? json(format_timestamp(t)) : json(nullptr);
 
 std::string priority_name(int p) { return "P" + std::to_string(p); }
 
-std::string seconds_text(double s) {
-  return format_duration(
-      std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, s)) * 1000));
-}
-
-std::string number_text(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
 // The incident of a status rule on one probe.
 std::string status_key(const AgentState& a, const std::string& probe, const Rule& rule) {
   return a.site + "/" + a.id + "/" + probe + "/" + rule.name;
-}
-
-std::string metrics_text(const std::vector<protocol::Metric>& metrics) {
-  std::string out;
-  for (const auto& m : metrics) {
-    if (!out.empty()) out += ", ";
-    out += protocol::series_name(m) + "=" + number_text(m.value) + m.unit;
-  }
-  return out;
 }
 
 ServiceCalendar::TimePoint to_tp(double t) {
@@ -405,24 +385,17 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
     if (state != a.probes.end() && state->second.seq == r.seq) {
       for (auto& st : s.status) {
         const Rule& rule = config_.rules[st.rule];
-        const bool failing =
-            std::find(rule.when.begin(), rule.when.end(), r.status) != rule.when.end();
-        if (!st.incident && !failing) continue;
+        Finding found = check_status(rule, a, r);
+        if (!st.incident && !found.holds) continue;
         if (!st.incident)
           st.incident = &incident(status_key(a, r.probe, rule), st.rule, a.site, a.id, r.probe, "");
         Incident* inc = st.incident;
-        if (failing) {
+        if (found.holds) {
           edit(*inc);
-          inc->summary = a.id + " " + r.probe + " " + std::string(protocol::to_string(r.status)) +
-                         ": " + r.summary;
-          inc->details = "site " + a.site + ", agent " + a.id + " (" + a.hostname + "), probe " +
-                         r.probe + " (" + r.type + ")\nstatus " +
-                         std::string(protocol::to_string(r.status)) + " at " +
-                         format_timestamp(r.ts) + ": " + r.summary;
-          if (!r.metrics.empty()) inc->details += "\nvalues: " + metrics_text(r.metrics);
-          inc->details += "\nrule " + rule.name;
+          inc->summary = std::move(found.summary);
+          inc->details = std::move(found.details);
         }
-        set_failing(*inc, failing, now);
+        set_failing(*inc, found.holds, now);
         advance(*inc, now);
       }
     }
@@ -435,46 +408,13 @@ void Desk::observe(const AgentState& a, const std::vector<const protocol::Result
         Incident& inc =
             incident(a.site + "/" + a.id + "/" + r.probe + "/" + rule.name + "/" + series, idx,
                      a.site, a.id, r.probe, series);
-        bool failing = false;
-        const std::string what = a.id + " " + r.probe + " " + series;
-        if (rule.kind == RuleKind::forecast) {
-          const double window = std::chrono::duration<double>(rule.window).count();
-          inc.trend.add(r.ts, m.value, window);
-          inc.relearn = true;
-          auto fit = inc.trend.fit();
-          if (fit && inc.trend.size() >= rule.min_points && inc.trend.span() >= window / 2) {
-            auto eta = time_to_threshold(*fit, rule.threshold, rule.falling);
-            failing = eta && *eta <= std::chrono::duration<double>(rule.horizon).count();
-            if (failing) {
-              edit(inc);
-              inc.summary = what + " reaches " + number_text(rule.threshold) + m.unit + " in " +
-                            seconds_text(*eta);
-              inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
-                            series + " now " + number_text(m.value) + m.unit + ", trend " +
-                            number_text(fit->slope * 3600) + m.unit + "/h over the last " +
-                            seconds_text(inc.trend.span()) + "\npredicted to reach " +
-                            number_text(rule.threshold) + m.unit + " at " +
-                            format_timestamp(r.ts + *eta) + "\nrule " + rule.name;
-            }
-          }
-        } else {  // stale
-          if (m.value != inc.value) {
-            inc.value = m.value;
-            inc.value_since = r.ts;
-            inc.relearn = true;
-          }
-          const double unchanged = r.ts - inc.value_since;
-          failing = unchanged >= std::chrono::duration<double>(rule.hold).count();
-          if (failing) {
-            edit(inc);
-            inc.summary = what + " unchanged at " + number_text(m.value) + m.unit + " for " +
-                          seconds_text(unchanged);
-            inc.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" +
-                          series + " has read " + number_text(m.value) + m.unit + " since " +
-                          format_timestamp(inc.value_since) + "\nrule " + rule.name;
-          }
+        Finding found = check_metric(rule, inc, a, r, m);
+        if (found.holds) {
+          edit(inc);
+          inc.summary = std::move(found.summary);
+          inc.details = std::move(found.details);
         }
-        set_failing(inc, failing, now);
+        set_failing(inc, found.holds, now);
         advance(inc, now);
       }
     }

@@ -1,5 +1,8 @@
 #include "desk_parts.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "dozor/protocol/units.h"
 
 namespace dozor::collector {
@@ -11,7 +14,82 @@ std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 
 json stamp(double t) { return t > 0 ? json(format_timestamp(t)) : json(nullptr); }
 
+std::string metrics_text(const std::vector<protocol::Metric>& metrics) {
+  std::string out;
+  for (const auto& m : metrics) {
+    if (!out.empty()) out += ", ";
+    out += protocol::series_name(m) + "=" + number_text(m.value) + m.unit;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string seconds_text(double s) {
+  return format_duration(
+      std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, s)) * 1000));
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+Finding check_status(const Rule& rule, const AgentState& a, const protocol::Result& r) {
+  Finding f;
+  f.holds = std::find(rule.when.begin(), rule.when.end(), r.status) != rule.when.end();
+  if (!f.holds) return f;
+  const std::string status(protocol::to_string(r.status));
+  f.summary = a.id + " " + r.probe + " " + status + ": " + r.summary;
+  f.details = "site " + a.site + ", agent " + a.id + " (" + a.hostname + "), probe " + r.probe +
+              " (" + r.type + ")\nstatus " + status + " at " + format_timestamp(r.ts) + ": " +
+              r.summary;
+  if (!r.metrics.empty()) f.details += "\nvalues: " + metrics_text(r.metrics);
+  f.details += "\nrule " + rule.name;
+  return f;
+}
+
+Finding check_metric(const Rule& rule, Incident& inc, const AgentState& a,
+                     const protocol::Result& r, const protocol::Metric& m) {
+  Finding f;
+  const std::string& series = inc.metric;
+  const std::string what = a.id + " " + r.probe + " " + series;
+  if (rule.kind == RuleKind::forecast) {
+    const double window = std::chrono::duration<double>(rule.window).count();
+    inc.trend.add(r.ts, m.value, window);
+    inc.relearn = true;
+    auto fit = inc.trend.fit();
+    if (!fit || inc.trend.size() < rule.min_points || inc.trend.span() < window / 2) return f;
+    auto eta = time_to_threshold(*fit, rule.threshold, rule.falling);
+    f.holds = eta && *eta <= std::chrono::duration<double>(rule.horizon).count();
+    if (!f.holds) return f;
+    f.summary =
+        what + " reaches " + number_text(rule.threshold) + m.unit + " in " + seconds_text(*eta);
+    f.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" + series +
+                " now " + number_text(m.value) + m.unit + ", trend " +
+                number_text(fit->slope * 3600) + m.unit + "/h over the last " +
+                seconds_text(inc.trend.span()) + "\npredicted to reach " +
+                number_text(rule.threshold) + m.unit + " at " + format_timestamp(r.ts + *eta) +
+                "\nrule " + rule.name;
+    return f;
+  }
+  // stale
+  if (m.value != inc.value) {
+    inc.value = m.value;
+    inc.value_since = r.ts;
+    inc.relearn = true;
+  }
+  const double unchanged = r.ts - inc.value_since;
+  f.holds = unchanged >= std::chrono::duration<double>(rule.hold).count();
+  if (!f.holds) return f;
+  f.summary =
+      what + " unchanged at " + number_text(m.value) + m.unit + " for " + seconds_text(unchanged);
+  f.details = "site " + a.site + ", agent " + a.id + ", probe " + r.probe + "\n" + series +
+              " has read " + number_text(m.value) + m.unit + " since " +
+              format_timestamp(inc.value_since) + "\nrule " + rule.name;
+  return f;
+}
 
 json Incident::learned() const {
   json points = json::array();

@@ -53,6 +53,21 @@ struct Incident : IncidentState {
   bool is_default() const { return !failing && !ticket && !latched && !learned_anything(); }
 };
 
+// What a rule makes of one reading: whether its condition holds, and if so the evidence the
+// incident's ticket shows.
+struct Finding {
+  bool holds = false;
+  std::string summary, details;
+};
+// A status rule: the reading's status is one of the rule's `when`.
+Finding check_status(const Rule& rule, const AgentState& a, const protocol::Result& r);
+// A forecast or stale rule on one value of a series: the incident learns from it (the trend, how
+// long the value stood still) before it is judged.
+Finding check_metric(const Rule& rule, Incident& inc, const AgentState& a,
+                     const protocol::Result& r, const protocol::Metric& m);
+std::string seconds_text(double s);  // "5m", "1h 30m"
+std::string number_text(double v);
+
 // The desk's rows: tickets and their events, incidents, silences and the notification outbox,
 // in the SQL both engines speak. Memory is the Desk's; this only reads and writes, in the
 // transactions the Desk (or Health) opens. Not thread-safe: the Desk's lock guards it.
