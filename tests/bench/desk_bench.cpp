@@ -23,6 +23,8 @@
 //                    them costs, against limits:1 (the defaults).
 //   BM_Tick          Health::tick (the desk's timers, every 250 ms in the server) on the same
 //                    state after a run, for scale.
+//   BM_Scrape        /metrics of a fleet (1,000 and 10,000 agents, 3 probes each), written from
+//                    Health's state at each scrape.
 //
 // Each iteration is one report of 100 results; items/s are results/s. The world is built and
 // warmed up (DOZOR_DESK_WARMUP rounds, default 130: every key seen, the steady state reached)
@@ -368,6 +370,32 @@ void BM_Tick(benchmark::State& state) {
   for (auto _ : state) w.health->tick(now);
 }
 BENCHMARK(BM_Tick)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// ---------------------------------------------------------------- a scrape
+
+// Metrics::scrape() of a fleet of N agents with 3 probes each (one value a probe), the series
+// written from Health's state: how long Prometheus's scrape holds Health's lock.
+void BM_Scrape(benchmark::State& state) {
+  Metrics m;
+  Health h(m);
+  const double now = 1795435200;
+  dozor::protocol::Report rep;
+  rep.agent = {"0.1.0", "host", "site", now - 60, 5, "spool"};
+  for (const char* probe : {"erp-port", "web", "disk-root"}) {
+    dozor::protocol::Result r;
+    r.seq = rep.results.size() + 1;
+    r.probe = probe;
+    r.type = "tcp";
+    r.ts = now;
+    r.metrics = {{"connect_seconds", 0.002, "s"}};
+    rep.results.push_back(r);
+  }
+  for (int i = 0; i < state.range(0); ++i) h.ingest("agent-" + std::to_string(i), rep, now);
+  std::size_t bytes = 0;
+  for (auto _ : state) bytes = m.scrape().size();
+  state.counters["bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_Scrape)->ArgName("agents")->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
