@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 namespace dozor::collector {
 namespace {
 
@@ -66,6 +68,24 @@ TEST(Health, MetricLabelsArePrometheusLabelsAndEachSeriesComesAndGoesOnItsOwn) {
   EXPECT_NE(m.scrape().find(acc), std::string::npos);
   EXPECT_EQ(m.scrape().find("infobase=\"hr\""), std::string::npos);  // that infobase went
   EXPECT_EQ(h.agent("a", 103)->series, 1u);
+}
+
+// Label values come from the agents: a quote, a backslash or a line break in one is escaped as
+// the text format wants, and cannot end the series or start another.
+TEST(Health, LabelValuesAreEscapedOnMetrics) {
+  Metrics m;
+  Health h(m);
+  auto rep = report({{1, 100}});
+  rep.results[0].metrics = {{"sessions", 1, "", {{"infobase", "a\"b\\c\nd 1\nx{y} 2"}}}};
+  h.ingest("a", rep, 101);
+  EXPECT_NE(m.scrape().find(R"(infobase="a\"b\\c\nd 1\nx{y} 2",metric="sessions")"),
+            std::string::npos)
+      << m.scrape();
+  for (std::istringstream lines(m.scrape()); !lines.eof();) {
+    std::string line;
+    std::getline(lines, line);
+    EXPECT_FALSE(line.rfind("d 1", 0) == 0 || line.rfind("x{y}", 0) == 0) << line;
+  }
 }
 
 // A report without labels (an agent from before them) reads on /metrics as it always did.
