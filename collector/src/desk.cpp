@@ -176,7 +176,6 @@ void Desk::save(Incident& inc) {
 
 template <class F>
 void Desk::in_transaction(F&& f) {
-  commit_locked();  // what changed before was written outside a transaction: it is stored
   try {
     sql::Transaction tx(db_);
     f();

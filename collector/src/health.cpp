@@ -99,6 +99,8 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
   if (a.id.empty()) {
     a.id = agent_id;
     a.first_seen = now;
+    if (auto c = connections_.find(agent_id); c != connections_.end())
+      a.cert_not_after = c->second.not_after;  // it connected before its first report
   }
   IngestOutcome out;
   std::vector<std::uint64_t> added_above;
@@ -215,10 +217,11 @@ IngestOutcome Health::ingest_locked(const std::string& agent_id, const protocol:
 }
 
 AgentState Health::held_over(AgentState stored) const {
+  if (auto c = connections_.find(stored.id); c != connections_.end())
+    stored.cert_not_after = c->second.not_after;
   if (auto it = agents_.find(stored.id); it != agents_.end()) {
     const AgentState& held = it->second;
     stored.clock_skew = held.clock_skew;
-    stored.cert_not_after = held.cert_not_after;
     stored.refused = held.refused;
     stored.last_refusal = held.last_refusal;
     stored.grace_until = held.grace_until;
@@ -523,10 +526,6 @@ void Health::connected(const std::string& id, double not_after) {
   Connections& c = connections_[id];
   ++c.accepted;
   c.not_after = not_after;
-}
-
-void Health::certificate(const std::string& id, double not_after) {
-  std::lock_guard lock(mu_);
   if (auto it = agents_.find(id); it != agents_.end()) it->second.cert_not_after = not_after;
 }
 

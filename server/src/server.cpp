@@ -989,7 +989,6 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
       auto outcome = health.ingest(agent, *decoded.value, clock(),
                                    presented != certificates.end() ? presented->second.serial : "");
       store_ok();
-      if (presented != certificates.end()) health.certificate(agent, presented->second.not_after);
       protocol::Ack ack{outcome.acked_seq, {}};
       for (auto& r : outcome.refused) {
         refusals.note(agent, "agent " + agent + ": result refused: " + r.message);

@@ -593,7 +593,7 @@ TEST_P(MassSilenceTest, SilenceOfTheCollectorsTicketHoldsEveryTicket) {
 TEST_P(DeskTest, ACertificateExpiringWithinAWeekOpensATaskUntilRenewed) {
   start();
   send("a1", "erp-port", Status::ok, kNoon);
-  health->certificate("a1", kNoon + 8 * 86400);  // 8 days left: nothing yet
+  health->connected("a1", kNoon + 8 * 86400);  // 8 days left: nothing yet
   desk->own_certificate(kNoon + 400 * 86400);
   health->tick(kNoon + 1);
   EXPECT_TRUE(all().empty());
@@ -607,7 +607,7 @@ TEST_P(DeskTest, ACertificateExpiringWithinAWeekOpensATaskUntilRenewed) {
   EXPECT_EQ(open[0].priority, 3);
   EXPECT_NE(open[0].summary.find("a1's certificate expires"), std::string::npos) << open[0].summary;
   // Renewed (the agent reconnects with a new certificate): resolved.
-  health->certificate("a1", kNoon + 31 * 86400);
+  health->connected("a1", kNoon + 31 * 86400);
   health->tick(kNoon + 86400 + 2);
   EXPECT_EQ(desk->ticket(open[0].id)->status, "resolved");
   // The collector's own certificate is watched the same way.

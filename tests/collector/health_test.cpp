@@ -70,6 +70,20 @@ TEST(Health, MetricLabelsArePrometheusLabelsAndEachSeriesComesAndGoesOnItsOwn) {
   EXPECT_EQ(h.agent("a", 103)->series, 1u);
 }
 
+// The certificate an agent connects with counts from its first report on (the desk's certificate
+// rules), and a reconnect with a renewed one replaces it at once.
+TEST(Health, TheCertificateOfTheConnectionIsTheAgents) {
+  Metrics m;
+  Health h(m);
+  h.connected("a", 2000000000);
+  h.ingest("a", report({{1, 100}}), 101);
+  EXPECT_EQ(h.agent("a", 101)->cert_not_after, 2000000000);
+  h.connected("a", 2100000000);
+  EXPECT_EQ(h.agent("a", 102)->cert_not_after, 2100000000);
+  EXPECT_NE(m.scrape().find("dozor_agent_connections_total{agent=\"a\"} 2\n"), std::string::npos)
+      << m.scrape();
+}
+
 // Label values come from the agents: a quote, a backslash or a line break in one is escaped as
 // the text format wants, and cannot end the series or start another.
 TEST(Health, LabelValuesAreEscapedOnMetrics) {

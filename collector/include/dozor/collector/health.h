@@ -164,11 +164,10 @@ class Health {
   std::optional<AgentState> agent(const std::string& id, double now);
   /// Whether the agent is known (not yet forgotten), without copying its state.
   bool knows(const std::string& id);
-  /// The agent connected with a certificate expiring at `not_after` (unix seconds). Memory only:
-  /// known again when the agent reconnects after a restart.
-  void certificate(const std::string& id, double not_after);
-  /// A TLS connection from the agent was accepted (dozor_agent_connections_total and
-  /// dozor_agent_cert_expiry_timestamp_seconds: this collector's own, also on a follower).
+  /// A TLS connection from the agent was accepted, with a certificate expiring at `not_after`
+  /// (unix seconds): the agent's `cert_not_after`, dozor_agent_connections_total and
+  /// dozor_agent_cert_expiry_timestamp_seconds (this collector's own, also on a follower).
+  /// Memory only: known again when the agent reconnects after a restart.
   void connected(const std::string& id, double not_after);
 
  private:
