@@ -11,6 +11,7 @@
 
 #include "dozor/protocol/units.h"
 #include "src/human_units.h"
+#include "src/path_watch.h"
 
 namespace dozor::probes::file {
 namespace {
@@ -31,6 +32,8 @@ constexpr OptionSpec kOptions[] = {
     {"count_critical", OptionKind::integer, "", false, "more matches than this are critical"},
     {"oldest_max_age", OptionKind::duration, "", false,
      "the oldest match older than this is critical (a file stuck in a queue)"},
+    {"watch", OptionKind::boolean, "false", false,
+     "look again as soon as an entry of the folder changes (inotify), not only at the interval"},
 };
 
 using std::chrono::milliseconds;
@@ -44,6 +47,7 @@ struct Config {
   std::optional<milliseconds> max_age, age_warning, oldest_max_age;
   std::optional<std::uint64_t> min_size, max_size;
   std::optional<std::int64_t> count_warning, count_critical;
+  bool watch = false;
 };
 
 struct Match {
@@ -114,7 +118,21 @@ class FileProbe final : public Probe {
  public:
   explicit FileProbe(Config c) : c_(std::move(c)) {}
 
+  void watch(Changed changed) override {
+    if (c_.watch) changed_ = std::move(changed);
+  }
+  void unwatch() override {
+    changed_ = nullptr;
+    if (watch_) watch_->stop();
+    watch_.reset();
+  }
+
   asio::awaitable<Result> run(ProbeContext& ctx) override {
+    // The folder may come later than the agent, or go away and come back.
+    if (changed_ && !(watch_ && watch_->alive())) {
+      watch_error_.clear();
+      watch_ = PathWatch::start(ctx.io, c_.path, Entries::matching, changed_, watch_error_);
+    }
     // A glob still stuck from an earlier run holds a pool thread; do not take another one.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::critical,
@@ -127,7 +145,9 @@ class FileProbe final : public Probe {
     if (!listing)
       co_return make_result(Status::critical, "listing " + c_.path + " timed out after " +
                                                   format_duration(ctx.timeout) + " (hung mount?)");
-    co_return evaluate(*listing);
+    Result r = evaluate(*listing);
+    if (!watch_error_.empty()) r.summary += "; seen at the interval only (" + watch_error_ + ")";
+    co_return r;
   }
 
  private:
@@ -198,6 +218,9 @@ class FileProbe final : public Probe {
   // The previous run's glob while the pool still holds it; a weak_ptr so that the probe keeps
   // no timer alive beyond its io_context.
   std::weak_ptr<BlockingCall<Listing>> last_;
+  Changed changed_;
+  std::shared_ptr<PathWatch> watch_;
+  std::string watch_error_;  // why changes are seen at the interval only
 };
 
 std::optional<milliseconds> duration_option(const Options& o, std::string_view key) {
@@ -237,6 +260,11 @@ std::unique_ptr<Probe> make(const Options& o) {
   c.count_critical = count_option(o, "count_critical");
   if (c.max_age && c.age_warning && *c.age_warning >= *c.max_age)
     o.error("age_warning", "must be shorter than max_age");
+  c.watch = o.boolean("watch");
+  // inotify watches one folder: the pattern's folders must be named, not matched.
+  if (const auto slash = c.path.rfind('/');
+      c.watch && slash != std::string::npos && c.path.find_first_of("*?[") < slash)
+    o.error("watch", "needs a path whose folders have no wildcards (only the file name may)");
   return std::make_unique<FileProbe>(std::move(c));
 }
 

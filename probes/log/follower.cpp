@@ -44,6 +44,8 @@ void LogFollower::close_file() {
   pos_ = {};
 }
 
+Reading LogFollower::peek() const { return pending_; }
+
 Reading LogFollower::take() {
   Reading out = std::move(pending_);
   pending_ = {};

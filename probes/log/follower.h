@@ -51,6 +51,8 @@ class LogFollower {
   void advance(std::chrono::steady_clock::time_point deadline);
   /// What advance() found since the last take(); starts a new tally.
   Reading take();
+  /// The same without starting a new tally.
+  Reading peek() const;
 
  private:
   struct Budget {

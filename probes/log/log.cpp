@@ -5,6 +5,7 @@
 
 #include "dozor/protocol/units.h"
 #include "log/follower.h"
+#include "src/path_watch.h"
 
 namespace dozor::probes::log {
 namespace {
@@ -24,12 +25,15 @@ constexpr OptionSpec kOptions[] = {
      "on the very first run, count what the file already holds instead of starting at its end"},
     {"max_read", OptionKind::size, "16MiB", false,
      "read at most this much per run; the rest is read by the next runs"},
+    {"watch", OptionKind::boolean, "true", false,
+     "read new lines as they are written (inotify); a matching line is a result at once"},
 };
 
 struct Config {
   std::string path;
   std::string pattern_text;
   std::optional<double> warning, critical;
+  bool watch = true;
   FollowerConfig follow;
 };
 
@@ -38,7 +42,21 @@ class LogProbe final : public Probe {
   explicit LogProbe(Config c)
       : c_(std::move(c)), follower_(std::make_shared<LogFollower>(c_.follow)) {}
 
+  void watch(Changed changed) override {
+    if (c_.watch) changed_ = std::move(changed);
+  }
+  void unwatch() override {
+    changed_ = nullptr;
+    if (watch_) watch_->stop();
+    watch_.reset();
+  }
+  // A second run reads nothing new: it cannot confirm what the first one read.
+  bool confirmable() const override { return false; }
+
+  // A run for a change reads what was written and says how this interval's tally stands; the
+  // interval's run still reports (and starts) the tally, so counts per interval stay as they were.
   asio::awaitable<Result> run(ProbeContext& ctx) override {
+    rearm(ctx);
     // A read still stuck from an earlier run (a hung mount) owns the follower.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::unknown,
@@ -56,10 +74,17 @@ class LogProbe final : public Probe {
       co_return make_result(Status::unknown, "reading " + c_.path + " did not finish within " +
                                                  format_duration(ctx.timeout) +
                                                  "; the next run reports what it reads");
-    co_return evaluate(follower_->take());
+    co_return evaluate(ctx.cause == Cause::event ? follower_->peek() : follower_->take());
   }
 
  private:
+  // The folder may come later than the agent, or go away and come back.
+  void rearm(ProbeContext& ctx) {
+    if (!changed_ || (watch_ && watch_->alive())) return;
+    watch_error_.clear();
+    watch_ = PathWatch::start(ctx.io, c_.path, Entries::named, changed_, watch_error_);
+  }
+
   Result evaluate(const Reading& rd) const {
     Result r;
     r.metrics.push_back({"matches", static_cast<double>(rd.matches), ""});
@@ -85,6 +110,7 @@ class LogProbe final : public Probe {
                    c_.pattern_text + "', last: " + rd.last_match;
     }
     for (const auto& e : rd.events) summary += "; " + e;
+    if (!watch_error_.empty()) summary += "; read at the interval only (" + watch_error_ + ")";
     if (!rd.state_problem.empty()) {
       s = protocol::worst(s, Status::warning);
       summary += "; " + rd.state_problem;
@@ -97,6 +123,9 @@ class LogProbe final : public Probe {
   Config c_;
   std::shared_ptr<LogFollower> follower_;  // shared with a read still on the pool
   std::weak_ptr<BlockingCall<bool>> last_;
+  Changed changed_;
+  std::shared_ptr<PathWatch> watch_;
+  std::string watch_error_;  // why the file is read at the interval only
 };
 
 std::unique_ptr<Probe> make(const Options& o) {
@@ -112,6 +141,7 @@ std::unique_ptr<Probe> make(const Options& o) {
   }
   if (o.has("warning")) c.warning = o.number("warning");
   if (o.has("critical")) c.critical = o.number("critical");
+  c.watch = o.boolean("watch");
   c.follow.path = c.path;
   c.follow.from_start = o.boolean("from_start");
   c.follow.max_read = o.size("max_read");

@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <pwd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +40,8 @@ constexpr OptionSpec kOptions[] = {
     {"cpu_warning", OptionKind::number, "", false,
      "total CPU, percent of one core, at or above which to warn"},
     {"cpu_critical", OptionKind::number, "", false, "total CPU, percent of one core, critical"},
+    {"watch", OptionKind::boolean, "true", false,
+     "hold each matching process by a pidfd: its exit is a result at once"},
 };
 
 // The command line is read up to this size: what tells processes apart comes first, and a
@@ -55,6 +59,7 @@ struct Config {
   std::optional<std::int64_t> max;
   std::optional<double> rss_warning, rss_critical;
   std::optional<double> cpu_warning, cpu_critical;
+  bool watch = true;
 };
 
 /// One matching process as the scan saw it.
@@ -160,10 +165,63 @@ class ProcessProbe final : public Probe {
     if (result->error != 0)
       co_return make_result(Status::unknown,
                             "cannot read /proc: " + std::system_category().message(result->error));
-    co_return evaluate(*result);
+    hold(*result, ctx.io);
+    Result r = evaluate(*result);
+    if (!hold_error_.empty())
+      r.summary += "; exits seen at the interval only (" + hold_error_ + ")";
+    co_return r;
+  }
+
+  void watch(Changed changed) override {
+    if (c_.watch) changed_ = std::make_shared<Changed>(std::move(changed));
+  }
+  void unwatch() override {
+    changed_.reset();
+    held_.clear();
   }
 
  private:
+  using Descriptor = asio::posix::stream_descriptor;
+
+  static bool same_process(const Sample& m) {
+    const auto st =
+        parse_proc_stat(read_proc_file("/proc/" + std::to_string(m.pid) + "/stat", 4096));
+    return st && st->starttime == m.starttime && st->state != 'Z' && st->state != 'X';
+  }
+
+  // Holds each matching process by a pidfd (Linux 5.3), which turns readable when it exits:
+  // the scheduler runs the probe then, and the scan finds what is left and any replacement.
+  void hold(const Scan& now, const asio::any_io_executor& io) {
+    if (!changed_) return;
+    std::map<int, std::pair<std::uint64_t, std::shared_ptr<Descriptor>>> held;
+    hold_error_.clear();
+    for (const auto& m : now.matches) {
+      if (auto it = held_.find(m.pid); it != held_.end() && it->second.first == m.starttime) {
+        held.insert(held_.extract(it));
+        continue;
+      }
+      const int fd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
+      if (fd < 0 && errno != ESRCH) {
+        hold_error_ = "pidfd_open: " + std::system_category().message(errno);
+        continue;
+      }
+      if (fd < 0 || !same_process(m)) {  // exited since the scan, or its PID reused: look again
+        if (fd >= 0) ::close(fd);
+        asio::post(io, [weak = std::weak_ptr<Changed>(changed_)] {
+          if (auto c = weak.lock()) (*c)();
+        });
+        continue;
+      }
+      auto d = std::make_shared<Descriptor>(io, fd);
+      d->async_wait(Descriptor::wait_read, [d, weak = std::weak_ptr<Changed>(changed_)](
+                                               const boost::system::error_code& ec) {
+        if (auto c = weak.lock(); c && !ec) (*c)();
+      });
+      held.emplace(m.pid, std::make_pair(m.starttime, std::move(d)));
+    }
+    held_ = std::move(held);  // what is no longer matched closes here
+  }
+
   Result evaluate(const Scan& now) {
     const auto count = static_cast<std::int64_t>(now.matches.size());
     double rss = 0;
@@ -241,6 +299,9 @@ class ProcessProbe final : public Probe {
   // The previous run's scan while the pool still holds it; weak, so that the probe keeps no
   // timer alive beyond its io_context.
   std::weak_ptr<BlockingCall<Scan>> last_;
+  std::shared_ptr<Changed> changed_;  // handlers hold it weakly: nothing calls back after unwatch
+  std::map<int, std::pair<std::uint64_t, std::shared_ptr<Descriptor>>> held_;  // pid -> starttime
+  std::string hold_error_;  // why exits are seen at the interval only
 };
 
 std::optional<double> size_option(const Options& o, std::string_view key) {
@@ -297,6 +358,7 @@ std::unique_ptr<Probe> make(const Options& o) {
   c.rss_critical = size_option(o, "rss_critical");
   c.cpu_warning = number_option(o, "cpu_warning");
   c.cpu_critical = number_option(o, "cpu_critical");
+  c.watch = o.boolean("watch");
   for (const auto key : {"cpu_warning", "cpu_critical"})
     if (o.has(key) && o.number(key) < 0) o.error(key, "must not be negative");
   return std::make_unique<ProcessProbe>(std::move(c));

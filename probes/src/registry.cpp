@@ -43,6 +43,9 @@ std::span<const OptionSpec> common_probe_options() {
       {"timeout", OptionKind::duration, "", false,
        "a run taking longer fails; default 5s (bas: 10s) or interval"},
       {"labels", OptionKind::string_map, "", false, "extra labels sent with every result"},
+      {"confirm", OptionKind::boolean, "true", false,
+       "a result worse than the one before is checked again, up to twice 1s apart, before it "
+       "is sent"},
   };
   return kCommon;
 }
@@ -81,6 +84,7 @@ std::optional<ProbeSpec> read_probe(const YAML::Node& node, const std::string& f
   spec.timeout =
       opts.has("timeout") ? opts.duration("timeout") : std::min(pt->default_timeout, spec.interval);
   spec.labels = opts.string_map("labels");
+  spec.confirm = opts.boolean("confirm");
   if (spec.name.empty()) opts.error("name", "must not be empty");
   if (spec.interval < std::chrono::milliseconds(100))
     opts.error("interval", "must be at least 100ms");

@@ -8,6 +8,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,13 +22,24 @@ using protocol::Metric;
 using protocol::Result;
 using protocol::Status;
 
+/// Why a probe runs.
+enum class Cause {
+  interval,  // its interval came round (or the agent started)
+  event,     // its watch() saw a change: the result goes out at once if its status changed
+  recheck,   // confirming a result worse than the one before
+};
+
 /// What a probe may use while it runs.
 struct ProbeContext {
   asio::any_io_executor io;     // the agent's I/O thread: network I/O only, never block it
   asio::thread_pool* blocking;  // small bounded pool for calls that block (syscalls on
                                 // possibly hung mounts, serial lines, child processes)
   std::chrono::milliseconds timeout;
+  Cause cause = Cause::interval;
 };
+
+/// Called by an event-driven probe, on the I/O executor, when the system told it of a change.
+using Changed = std::function<void()>;
 
 /// One configured check. run() fills status, summary and metrics; the scheduler fills the rest
 /// (seq, names, timestamps). It must finish within ctx.timeout and never throws: a check that
@@ -40,6 +52,17 @@ class Probe {
   /// How the probe will go about its check, for `dozor-agent --once --plan` (e.g. the requests
   /// a Modbus probe sends per cycle); empty when there is nothing to say beyond the config.
   virtual std::string plan() const { return {}; }
+
+  /// Event-driven probes follow what the system tells at once (a process's exit, a file's
+  /// growth, a unit's state, a held connection's close) and call `changed` when it happens; the
+  /// scheduler then runs the probe with Cause::event. Called once before the first run; a probe
+  /// arms its watches from its runs (what to watch is what the last run found). Nothing is
+  /// called back after unwatch().
+  virtual void watch(Changed changed) { (void)changed; }
+  virtual void unwatch() {}
+  /// False when a run reports what happened since the run before (a log's new lines): running
+  /// it again at once cannot confirm the first run's finding.
+  virtual bool confirmable() const { return true; }
 };
 
 /// One call on the blocking pool, shared by the coroutine waiting for it and the pool thread,

@@ -31,7 +31,7 @@ struct ProbeType {
 std::span<const ProbeType> probe_types();
 const ProbeType* find_probe_type(std::string_view name);
 
-/// Keys every probe has besides its own: name, type, interval, timeout, labels.
+/// Keys every probe has besides its own: name, type, interval, timeout, labels, confirm.
 std::span<const OptionSpec> common_probe_options();
 
 /// A probe as configured: the common keys and the built probe.
@@ -41,6 +41,7 @@ struct ProbeSpec {
   std::chrono::milliseconds interval{};
   std::chrono::milliseconds timeout{};
   std::map<std::string, std::string> labels;
+  bool confirm = true;  // re-check a result worse than the one before (Scheduler)
   std::shared_ptr<Probe> probe;
 };
 
