@@ -83,7 +83,8 @@ class TcpProbe final : public Probe {
     std::shared_ptr<Held> ended;
     if (held_ && !held_->ended.empty()) ended = std::exchange(held_, nullptr);
     // Dropped at once: the service closes idle connections; the next interval holds again.
-    Result r = co_await check(ctx, !ended || ended->lasted >= kShortestHold);
+    const bool may_hold = !ended || ended->lasted >= kShortestHold;
+    Result r = co_await check(ctx, may_hold);
     if (ended)
       r.summary += "; the held connection ended after " +
                    human_seconds(std::chrono::duration<double>(ended->lasted).count()) + " (" +

@@ -25,6 +25,8 @@ class TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
 
+  const std::filesystem::path& path() const { return path_; }
+
   /// Writes `text` to `name` in the folder; returns its path.
   std::string write(const std::string& name, const std::string& text) const {
     const auto p = path_ / name;
