@@ -56,7 +56,7 @@ class Agent {
           results_.push_back(std::move(r));
           cv_.notify_all();
         }) {
-    std::vector<probes::ConfigError> errors;
+    std::vector<ConfigError> errors;
     auto spec = probes::read_probe(YAML::Load(yaml), "test.yaml", "probes[0]", errors);
     for (const auto& e : errors) ADD_FAILURE() << e.to_string();
     if (!spec) throw std::runtime_error("bad probe");
