@@ -54,7 +54,7 @@ class Board(IntegrationCase):
         self.addCleanup(self.service.stop)
         self.start(Agent(self.dir, "agent-01", self.collector.url, certs.agent("agent-01"), [
             f"{{ name: erp-port, type: tcp, host: 127.0.0.1, port: {self.service.port}, "
-            f"interval: 1s, timeout: 500ms }}",
+            f"interval: 1s, timeout: 500ms, confirm: false }}",  # the board's time, unconfirmed
             f"{{ name: backup, type: command, interval: 1s, command: [/bin/sh, -c, "
             f"\"echo '{BACKUP_WARNING}'; exit 1\"] }}",
         ], site=f'"{SITE}"'))

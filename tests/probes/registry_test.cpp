@@ -77,7 +77,7 @@ TEST(Registry, UnknownKeyReportedWithItsLine) {
   EXPECT_EQ(errors[0].line, 5);
   EXPECT_TRUE(
       errors[0].message.starts_with("unknown key; known: name, type, interval, timeout, "
-                                    "labels, host, port"))
+                                    "labels, confirm, host, port"))
       << errors[0].message;
   EXPECT_EQ(errors[0].to_string().substr(0, 29), "test.yaml:5: probes[0].colour");
 }
@@ -119,6 +119,7 @@ TEST(Registry, CommonKeysAndDefaults) {
   EXPECT_EQ(spec->interval, std::chrono::seconds(10));
   EXPECT_EQ(spec->timeout, std::chrono::seconds(5));
   EXPECT_EQ(spec->labels, (std::map<std::string, std::string>{{"site", "kazan"}}));
+  EXPECT_TRUE(spec->confirm);
   ASSERT_TRUE(spec->probe);
 
   spec = build("{ name: fast, type: tcp, host: h, port: 1, interval: 2s }", errors);
@@ -132,6 +133,20 @@ TEST(Registry, TimeoutMustNotExceedInterval) {
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].key, "probes[0].timeout");
   EXPECT_EQ(errors[0].message, "must not exceed interval");
+}
+
+TEST(Registry, EventOptionsThatCannotWorkAreConfigErrors) {
+  EXPECT_EQ(
+      config_errors("{ name: p, type: tcp, host: h, port: 1, hold: true, send: \"PING\\r\\n\" }"),
+      std::vector<std::string>{"test.yaml:1: probes[0].hold: holds the connection the check "
+                               "opened: not with send, whose reply ends it"});
+  EXPECT_EQ(config_errors("{ name: q, type: file, path: '/srv/*/out/*.xml', watch: true }"),
+            std::vector<std::string>{"test.yaml:1: probes[0].watch: needs a path whose folders "
+                                     "have no wildcards (only the file name may)"});
+  EXPECT_EQ(config_errors("{ name: u, type: service, unit: a.service, bus: session }"),
+            std::vector<std::string>{
+                "test.yaml:1: probes[0].bus: expected system or user, got 'session'"});
+  EXPECT_TRUE(config_errors("{ name: p, type: tcp, host: h, port: 1, confirm: false }").empty());
 }
 
 }  // namespace
