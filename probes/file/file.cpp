@@ -116,23 +116,14 @@ double seconds_of(milliseconds d) { return std::chrono::duration<double>(d).coun
 
 class FileProbe final : public Probe {
  public:
-  explicit FileProbe(Config c) : c_(std::move(c)) {}
+  explicit FileProbe(Config c)
+      : c_(std::move(c)), followed_(c_.watch, c_.path, Entries::matching) {}
 
-  void watch(Changed changed) override {
-    if (c_.watch) changed_ = std::move(changed);
-  }
-  void unwatch() override {
-    changed_ = nullptr;
-    if (watch_) watch_->stop();
-    watch_.reset();
-  }
+  void watch(Changed changed) override { followed_.watch(std::move(changed)); }
+  void unwatch() override { followed_.unwatch(); }
 
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    // The folder may come later than the agent, or go away and come back.
-    if (changed_ && !(watch_ && watch_->alive())) {
-      watch_error_.clear();
-      watch_ = PathWatch::start(ctx.io, c_.path, Entries::matching, changed_, watch_error_);
-    }
+    followed_.arm(ctx.io);
     // A glob still stuck from an earlier run holds a pool thread; do not take another one.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::critical,
@@ -146,7 +137,8 @@ class FileProbe final : public Probe {
       co_return make_result(Status::critical, "listing " + c_.path + " timed out after " +
                                                   format_duration(ctx.timeout) + " (hung mount?)");
     Result r = evaluate(*listing);
-    if (!watch_error_.empty()) r.summary += "; seen at the interval only (" + watch_error_ + ")";
+    if (!followed_.error().empty())
+      r.summary += "; seen at the interval only (" + followed_.error() + ")";
     co_return r;
   }
 
@@ -218,9 +210,7 @@ class FileProbe final : public Probe {
   // The previous run's glob while the pool still holds it; a weak_ptr so that the probe keeps
   // no timer alive beyond its io_context.
   std::weak_ptr<BlockingCall<Listing>> last_;
-  Changed changed_;
-  std::shared_ptr<PathWatch> watch_;
-  std::string watch_error_;  // why changes are seen at the interval only
+  FollowedPath followed_;
 };
 
 std::optional<milliseconds> duration_option(const Options& o, std::string_view key) {

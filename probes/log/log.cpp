@@ -40,23 +40,19 @@ struct Config {
 class LogProbe final : public Probe {
  public:
   explicit LogProbe(Config c)
-      : c_(std::move(c)), follower_(std::make_shared<LogFollower>(c_.follow)) {}
+      : c_(std::move(c)),
+        follower_(std::make_shared<LogFollower>(c_.follow)),
+        followed_(c_.watch, c_.path, Entries::named) {}
 
-  void watch(Changed changed) override {
-    if (c_.watch) changed_ = std::move(changed);
-  }
-  void unwatch() override {
-    changed_ = nullptr;
-    if (watch_) watch_->stop();
-    watch_.reset();
-  }
+  void watch(Changed changed) override { followed_.watch(std::move(changed)); }
+  void unwatch() override { followed_.unwatch(); }
   // A second run reads nothing new: it cannot confirm what the first one read.
   bool confirmable() const override { return false; }
 
   // A run for a change reads what was written and says how this interval's tally stands; the
   // interval's run still reports (and starts) the tally, so counts per interval stay as they were.
   asio::awaitable<Result> run(ProbeContext& ctx) override {
-    rearm(ctx);
+    followed_.arm(ctx.io);
     // A read still stuck from an earlier run (a hung mount) owns the follower.
     if (auto last = last_.lock(); last && last->running())
       co_return make_result(Status::unknown,
@@ -78,13 +74,6 @@ class LogProbe final : public Probe {
   }
 
  private:
-  // The folder may come later than the agent, or go away and come back.
-  void rearm(ProbeContext& ctx) {
-    if (!changed_ || (watch_ && watch_->alive())) return;
-    watch_error_.clear();
-    watch_ = PathWatch::start(ctx.io, c_.path, Entries::named, changed_, watch_error_);
-  }
-
   Result evaluate(const Reading& rd) const {
     Result r;
     r.metrics.push_back({"matches", static_cast<double>(rd.matches), ""});
@@ -110,7 +99,8 @@ class LogProbe final : public Probe {
                    c_.pattern_text + "', last: " + rd.last_match;
     }
     for (const auto& e : rd.events) summary += "; " + e;
-    if (!watch_error_.empty()) summary += "; read at the interval only (" + watch_error_ + ")";
+    if (!followed_.error().empty())
+      summary += "; read at the interval only (" + followed_.error() + ")";
     if (!rd.state_problem.empty()) {
       s = protocol::worst(s, Status::warning);
       summary += "; " + rd.state_problem;
@@ -123,9 +113,7 @@ class LogProbe final : public Probe {
   Config c_;
   std::shared_ptr<LogFollower> follower_;  // shared with a read still on the pool
   std::weak_ptr<BlockingCall<bool>> last_;
-  Changed changed_;
-  std::shared_ptr<PathWatch> watch_;
-  std::string watch_error_;  // why the file is read at the interval only
+  FollowedPath followed_;
 };
 
 std::unique_ptr<Probe> make(const Options& o) {

@@ -51,4 +51,37 @@ class PathWatch : public std::enable_shared_from_this<PathWatch> {
   bool alive_ = true;
 };
 
+/// A probe's side of a PathWatch: the scheduler's callback, and the watch its runs (re)start, as
+/// the folder may come later than the agent, or go away and come back.
+class FollowedPath {
+ public:
+  FollowedPath(bool enabled, std::string path, Entries entries)
+      : enabled_(enabled), path_(std::move(path)), entries_(entries) {}
+  ~FollowedPath() { unwatch(); }
+  void watch(Changed changed) {
+    if (enabled_) changed_ = std::move(changed);
+  }
+  void unwatch() {
+    changed_ = nullptr;
+    if (watch_) watch_->stop();
+    watch_.reset();
+  }
+  /// Before each run: starts a watch where none is alive.
+  void arm(const asio::any_io_executor& io) {
+    if (!changed_ || (watch_ && watch_->alive())) return;
+    error_.clear();
+    watch_ = PathWatch::start(io, path_, entries_, changed_, error_);
+  }
+  /// Why changes are seen at the interval only; empty while watched, or when not asked to.
+  const std::string& error() const { return error_; }
+
+ private:
+  bool enabled_;
+  std::string path_;
+  Entries entries_;
+  Changed changed_;
+  std::shared_ptr<PathWatch> watch_;
+  std::string error_;
+};
+
 }  // namespace dozor::probes
