@@ -161,9 +161,11 @@ class Delivery(CollectorCase):
         subprocess.run([sys.executable, MAKE_BACKLOG, spool, str(backlog)], check=True)
         started = time.time()
         gone = free_port()
+        # Unconfirmed: the fresh result is spooled at once, not two re-checks later, when the
+        # backlog might already be gone.
         self.start(Agent(self.dir, "agent-01", self.collector.url, self.certs.agent("agent-01"),
                          [f"{{ name: erp-port, type: tcp, host: 127.0.0.1, port: {gone}, "
-                          "interval: 1s, timeout: 500ms }"]))
+                          "interval: 1s, timeout: 500ms, confirm: false }"]))
 
         def fresh_critical():
             a = self.agent_state() or {"probes": []}
