@@ -213,10 +213,11 @@ class ProcessProbe final : public Probe {
         continue;
       }
       auto d = std::make_shared<Descriptor>(io, fd);
-      d->async_wait(Descriptor::wait_read, [d, weak = std::weak_ptr<Changed>(changed_)](
-                                               const boost::system::error_code& ec) {
-        if (auto c = weak.lock(); c && !ec) (*c)();
-      });
+      // Not kept alive by its own wait: dropping it from held_ closes it (operation_aborted).
+      d->async_wait(Descriptor::wait_read,
+                    [weak = std::weak_ptr<Changed>(changed_)](const boost::system::error_code& ec) {
+                      if (auto c = weak.lock(); c && !ec) (*c)();
+                    });
       held.emplace(m.pid, std::make_pair(m.starttime, std::move(d)));
     }
     held_ = std::move(held);  // what is no longer matched closes here

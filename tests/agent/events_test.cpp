@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -56,12 +57,24 @@ class Agent {
           results_.push_back(std::move(r));
           cv_.notify_all();
         }) {
+    scheduler_.start({probe(yaml)});
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  /// A reload (SIGHUP): the probes before are stopped, the new one started, on the same thread.
+  void reload(const std::string& yaml) {
+    std::promise<void> done;
+    asio::post(io_, [&] {
+      scheduler_.start({probe(yaml)});
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  static probes::ProbeSpec probe(const std::string& yaml) {
     std::vector<ConfigError> errors;
     auto spec = probes::read_probe(YAML::Load(yaml), "test.yaml", "probes[0]", errors);
     for (const auto& e : errors) ADD_FAILURE() << e.to_string();
     if (!spec) throw std::runtime_error("bad probe");
-    scheduler_.start({*spec});
-    thread_ = std::thread([this] { io_.run(); });
+    return *spec;
   }
   ~Agent() {
     asio::post(io_, [this] { scheduler_.stop(); });
@@ -128,6 +141,31 @@ TEST(Events, AKilledProcessIsCriticalWithinASecond) {
   ASSERT_TRUE(r);
   EXPECT_LT(took, 1.0);
   EXPECT_EQ(metric(*r, "processes"), 0.0);
+}
+
+std::size_t open_descriptors() {
+  return static_cast<std::size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), {}));
+}
+
+TEST(Events, StoppingTheProbesClosesTheirPidfdsWhileTheProcessesRunOn) {
+  const std::string arg = "86401." + std::to_string(::getpid());
+  std::vector<pid_t> children;
+  for (int i = 0; i < 3; ++i) children.push_back(spawn({"sleep", arg}));
+  const std::size_t before = open_descriptors();
+  Agent agent("{name: workers, type: process, interval: 60s, cmdline: '^sleep " + arg + "$'}");
+  const auto r = agent.wait_for(Status::ok, std::chrono::seconds(5));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(metric(*r, "processes"), 3.0);
+  const std::size_t watching = open_descriptors();
+  EXPECT_GE(watching, before + 3);  // a pidfd each
+  agent.reload("{name: workers, type: process, interval: 60s, watch: false, cmdline: '^sleep " +
+               arg + "$'}");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_LE(open_descriptors(), watching - 3);
+  for (const pid_t c : children) {
+    ::kill(c, SIGKILL);
+    ::waitpid(c, nullptr, 0);
+  }
 }
 
 TEST(Events, ALogLineIsAResultWithinASecondAlsoRightAfterARotation) {
