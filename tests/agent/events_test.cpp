@@ -326,7 +326,8 @@ class UserSystemd {
     fs::permissions(runtime_, fs::perms::owner_all);
     ::setenv("XDG_RUNTIME_DIR", runtime_.c_str(), 1);
     pid_ = spawn({"unshare", "--mount", "--propagation", "private", "sh", "-c",
-                  "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && "
+                  "mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && "
+                  "mkdir /run/systemd/system && "
                   "exec /lib/systemd/systemd --user"});
     for (int i = 0; i < 250 && !fs::exists(runtime_ / "systemd/private"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
