@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "running_scheduler.h"
+
 namespace dozor::agent {
 namespace {
 
@@ -76,55 +78,29 @@ struct ScriptedProbe final : probes::Probe {
   }
 };
 
-// A Scheduler on a thread of its own; the results it hands on, with when they came.
-class Running {
+// The scripted probe under the real Scheduler, on a thread of its own.
+class Running : public agent_testing::RunningScheduler {
  public:
-  explicit Running(std::shared_ptr<ScriptedProbe> probe, std::chrono::milliseconds interval,
-                   bool confirm = true)
-      : scheduler_(io_, pool_, [this](protocol::Result r) {
-          std::lock_guard lock(m_);
-          results_.push_back({std::move(r), Clock::now()});
-          cv_.notify_all();
-        }) {
-    probes::ProbeSpec spec;
-    spec.name = "scripted";
-    spec.type = "scripted";
-    spec.interval = interval;
-    spec.timeout = std::chrono::seconds(1);
-    spec.confirm = confirm;
-    spec.probe = std::move(probe);
-    scheduler_.start({spec});
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~Running() {
-    asio::post(io_, [this] { scheduler_.stop(); });
-    io_.stop();
-    thread_.join();
-    pool_.join();
-  }
+  Running(std::shared_ptr<ScriptedProbe> probe, std::chrono::milliseconds interval,
+          bool confirm = true)
+      : RunningScheduler(spec(std::move(probe), interval, confirm)) {}
   /// Calls the probe's `changed` on the scheduler's thread, as a watch does.
   void change(ScriptedProbe& p) {
-    asio::post(io_, [&p] { p.changed(); });
-  }
-  struct Arrived {
-    protocol::Result result;
-    Clock::time_point at;
-  };
-  /// Waits until `n` results have come (or `limit` passes) and returns those that came.
-  std::vector<Arrived> wait(std::size_t n, std::chrono::milliseconds limit) {
-    std::unique_lock lock(m_);
-    cv_.wait_for(lock, limit, [&] { return results_.size() >= n; });
-    return results_;
+    on_thread([&](Scheduler&) { p.changed(); });
   }
 
  private:
-  asio::io_context io_;
-  asio::thread_pool pool_{1};
-  Scheduler scheduler_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::vector<Arrived> results_;
-  std::thread thread_;
+  static probes::ProbeSpec spec(std::shared_ptr<ScriptedProbe> probe,
+                                std::chrono::milliseconds interval, bool confirm) {
+    probes::ProbeSpec s;
+    s.name = "scripted";
+    s.type = "scripted";
+    s.interval = interval;
+    s.timeout = std::chrono::seconds(1);
+    s.confirm = confirm;
+    s.probe = std::move(probe);
+    return s;
+  }
 };
 
 TEST(Scheduler, AWorseResultIsCheckedTwiceASecondApartAndTheLastCheckGoesOutAtOnce) {
