@@ -38,58 +38,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault("DOZOR_BUILD", os.path.join(HERE, "../..",
                                                   os.environ.get("BUILD_DIR", "build")))
 sys.path.insert(0, os.path.join(HERE, "../integration"))
-from harness import (ALERTMANAGER, PROMETHEUS, Agent, Certs, Collector, Process,  # noqa: E402
-                     free_port, http_get, wait_for)
+from harness import (ALERTMANAGER, HOLDING_SERVICE, PROMETHEUS, Agent, Certs,  # noqa: E402
+                     Collector, Process, WebPublication, free_port, http_get, listening, wait_for)
 
 SITE = "bench-site"
 INTERVAL = 60.0
-HOLDING_SERVICE = """
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(64)
-kept = []
-while True:
-    c, _ = s.accept()
-    kept.append(c)
-"""
-
-
-def listening(port):
-    return subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
-                          stderr=subprocess.DEVNULL).returncode == 0
-
-
-class Publication:
-    """A web publication answering 200 until fail(), then 500; `first_500` is when it first did."""
-
-    def __init__(self):
-        self.failing = False
-        self.first_500 = None
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                code = 500 if outer.failing else 200
-                if code == 500 and outer.first_500 is None:
-                    outer.first_500 = time.monotonic()
-                self.send_response(code)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def fail(self):
-        self.failing = True
-
-
 class Target:
     """One thing that fails, and the probe that watches it."""
 
@@ -117,7 +70,7 @@ class Target:
             self.probe = (f"{{ name: {self.name}, type: tcp, {confirm}, hold: {on}, "
                           f"host: 127.0.0.1, port: {port} }}")
         elif kind == "http":
-            self.publication = Publication()
+            self.publication = WebPublication([200])
             self.probe = (f"{{ name: {self.name}, type: http, {confirm}, "
                           f"url: 'http://127.0.0.1:{self.publication.port}/' }}")
 
@@ -128,7 +81,7 @@ class Target:
             with open(self.path, "a") as f:
                 f.write("ERROR the exchange with the bank failed\n")
         else:
-            self.publication.fail()
+            self.publication.codes = [500]
 
     def stop(self):
         if self.child and self.child.poll() is None:
@@ -136,7 +89,7 @@ class Target:
         if self.child:
             self.child.wait()
         if self.publication:
-            self.publication.server.shutdown()
+            self.publication.stop()
 
 
 def percentile_summary(values):
@@ -186,7 +139,7 @@ def measure(kind, runs, events, work):
         line = (f"{kind} events {'on ' if events else 'off'}: {len(took)}/{runs} tickets, "
                 f"{percentile_summary(took) if took else '-'}")
         if kind == "http" and events:
-            confirm = [ticket_at[i] - targets[i].publication.first_500 for i in ticket_at]
+            confirm = [ticket_at[i] - targets[i].publication.first(500) for i in ticket_at]
             line += f"\n  from the first 500 answered: {percentile_summary(confirm)}"
         print(line, flush=True)
     finally:

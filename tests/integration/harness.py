@@ -277,6 +277,67 @@ class TcpService:
             self.sock = None
 
 
+class WebPublication:
+    """A web publication on 127.0.0.1 answering each request with the next code of `codes`, the
+    last one for ever (assign `codes` to change course); `served` holds (monotonic time, code)
+    of each answer."""
+
+    def __init__(self, codes=(200,)):
+        import http.server
+        import threading
+        self.codes = list(codes)
+        self.served = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                code = outer.codes.pop(0) if len(outer.codes) > 1 else outer.codes[0]
+                outer.served.append((time.monotonic(), code))
+                body = b"ok" if code == 200 else b"error"
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def first(self, code):
+        """When `code` was first answered, or None."""
+        return next((t for t, c in self.served if c == code), None)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# A TCP service in a process of its own that keeps every connection open, as a database or an
+# application server does with an idle client: SIGKILL closes them all, as a crash does.
+# Run as [sys.executable, "-c", HOLDING_SERVICE, port].
+HOLDING_SERVICE = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+kept = []
+while True:
+    c, _ = s.accept()
+    kept.append(c)
+"""
+
+
+def listening(port):
+    """Whether something accepts connections on 127.0.0.1:port."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
+
+
 def tls_client(files, server_port):
     """An HTTPS connection presenting `files` as the client certificate."""
     ctx = ssl.create_default_context(cafile=files["ca"])

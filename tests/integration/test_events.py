@@ -4,67 +4,21 @@ publication answering 500 to a real dozor-collector, which opens the ticket; the
 from the failure to the ticket (or result) in the collector's API, polled every 20 ms.
 
 Measured figures are printed as `FIGURE name=value` lines so that they can be quoted."""
-import http.server
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Agent, Certs, Collector, IntegrationCase, free_port, main, timing, wait_for
+from harness import (HOLDING_SERVICE, Agent, Certs, Collector, IntegrationCase, WebPublication,
+                     free_port, listening, main, timing, wait_for)
 
 SITE = "acme-kyiv"
 
 
 def figure(name, value):
     print(f"\nFIGURE {name}={value}", flush=True)
-
-
-class PublicationServer:
-    """A web publication on 127.0.0.1 answering each request with the next code of `codes`
-    (the last one for ever); `served` holds (monotonic time, code) of each answer."""
-
-    def __init__(self, codes):
-        self.codes = list(codes)
-        self.served = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                code = outer.codes.pop(0) if len(outer.codes) > 1 else outer.codes[0]
-                outer.served.append((time.monotonic(), code))
-                body = b"ok" if code == 200 else b"error"
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-# A TCP service in a process of its own that keeps every connection open, as a database or an
-# application server does with an idle client: SIGKILL closes them all, as a crash does.
-HOLDING_SERVICE = """
-import socket, sys, threading
-s = socket.socket()
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(16)
-kept = []
-while True:
-    c, _ = s.accept()
-    kept.append(c)
-"""
 
 
 class Events(IntegrationCase):
@@ -150,9 +104,7 @@ class Events(IntegrationCase):
     def test_a_dead_service_behind_a_held_connection_is_a_ticket_within_a_second(self):
         port = free_port()
         service = self.spawn([sys.executable, "-c", HOLDING_SERVICE, str(port)])
-        wait_for("the service listening", lambda: subprocess.run(
-            ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
-            stderr=subprocess.DEVNULL).returncode == 0)
+        wait_for("the service listening", lambda: listening(port))
         self.start_agent("agent-03", [
             f"{{ name: erp-port, type: tcp, interval: 60s, hold: true, host: 127.0.0.1, "
             f"port: {port} }}"])
@@ -166,7 +118,7 @@ class Events(IntegrationCase):
 
     @timing
     def test_a_polled_check_answering_500_is_confirmed_and_a_ticket_within_3_seconds(self):
-        failing = PublicationServer([500])
+        failing = WebPublication([500])
         try:
             # The publication fails its first check, at the agent's start: two re-checks a
             # second apart confirm it.
@@ -182,7 +134,7 @@ class Events(IntegrationCase):
             failing.stop()
 
     def test_one_failed_answer_among_good_ones_opens_nothing(self):
-        blip = PublicationServer([500, 200])
+        blip = WebPublication([500, 200])
         try:
             self.start_agent("agent-05", [
                 f"{{ name: erp-web, type: http, interval: 60s, "
